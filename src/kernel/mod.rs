@@ -1,0 +1,21 @@
+//! The lockstep kernel — no physiology here.
+//!
+//! - [`SimState`]: named tensor buffers with a leading batch axis, declared by stages.
+//! - [`Stage`] / [`Readout`]: per-tick nodes and whole-trace post-processing.
+//! - [`Graph`]: topological order from declared reads/writes; delayed (one-tick) feedback edges.
+//! - [`Simulation`]: the driver (tape path: tick-major; fused path: stage-major with fused scans).
+//! - [`SimResult`]: host-side result per batch element.
+
+pub mod ctx;
+pub mod graph;
+pub mod result;
+pub mod simulation;
+pub mod stage;
+pub mod state;
+
+pub use ctx::{BackendKind, Ctx, Precision, scalar_f64, to_vec_f32, to_vec_f64};
+pub use graph::Graph;
+pub use result::SimResult;
+pub use simulation::{ExecPath, Rollout, Simulation, StepCallback, check_trace_finite, names};
+pub use stage::{ReadSpec, Readout, Stage, StageDecl, StageIo, Traces};
+pub use state::{BufferSpec, SimState};

@@ -1,0 +1,12 @@
+//! # myodiff — a differentiable neuromuscular simulator
+//!
+//! Descending drive → motor-neuron pool → spikes → twitch force and surface EMG, stepped in
+//! lockstep as burn tensor ops, so a whole rollout is differentiable. Units are SI inside
+//! (s, V, N, Hz, S, A); every public function says which units it takes.
+//!
+//! Layers: [`kernel`] (no physiology), then the physiological stages.
+
+pub mod error;
+pub mod kernel;
+
+pub use error::{Error, Result};
