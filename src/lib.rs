@@ -8,5 +8,6 @@
 
 pub mod error;
 pub mod kernel;
+pub mod neuron;
 
 pub use error::{Error, Result};

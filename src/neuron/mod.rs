@@ -1,0 +1,5 @@
+//! Motor-neuron pool: recruitment thresholds, membrane models, spike functions.
+
+pub mod spike;
+
+pub use spike::{SURROGATE_BETA, SpikeMode, heaviside, spike_fn, surrogate_slope};
