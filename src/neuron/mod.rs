@@ -1,5 +1,7 @@
 //! Motor-neuron pool: recruitment thresholds, membrane models, spike functions.
 
+pub mod fused;
+pub mod lif;
 pub mod spike;
 
 pub use spike::{SURROGATE_BETA, SpikeMode, heaviside, spike_fn, surrogate_slope};
