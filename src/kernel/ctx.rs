@@ -172,8 +172,8 @@ impl Ctx {
 pub fn to_vec_f64<const D: usize>(t: Tensor<D>) -> Vec<f64> {
     let data = t.into_data();
     match data.dtype() {
-        DType::F64 => data.to_vec::<f64>().expect("f64 data"),
-        _ => data.convert::<f64>().to_vec::<f64>().expect("convertible to f64"),
+        DType::F64 => data.try_to_vec::<f64>().expect("f64 data"),
+        _ => data.convert::<f64>().try_to_vec::<f64>().expect("convertible to f64"),
     }
 }
 
@@ -181,8 +181,8 @@ pub fn to_vec_f64<const D: usize>(t: Tensor<D>) -> Vec<f64> {
 pub fn to_vec_f32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     let data = t.into_data();
     match data.dtype() {
-        DType::F32 => data.to_vec::<f32>().expect("f32 data"),
-        _ => data.convert::<f32>().to_vec::<f32>().expect("convertible to f32"),
+        DType::F32 => data.try_to_vec::<f32>().expect("f32 data"),
+        _ => data.convert::<f32>().try_to_vec::<f32>().expect("convertible to f32"),
     }
 }
 
