@@ -277,6 +277,9 @@ fn finish_argmin(
     }
 }
 
+/// (θ, loss, gradient) of the last gradient evaluation.
+type CachedPoint = (Vec<f64>, f64, Vec<f64>);
+
 #[derive(Clone, Copy, PartialEq)]
 enum Space {
     Theta,
@@ -288,7 +291,7 @@ enum Space {
 struct Adapter<'a, 'b> {
     t: RefCell<&'b mut Tracked<'a>>,
     space: Space,
-    cache: RefCell<Option<(Vec<f64>, f64, Vec<f64>)>>,
+    cache: RefCell<Option<CachedPoint>>,
     /// Loss (and gradient) are divided by this constant before argmin sees them.
     scale: f64,
 }
