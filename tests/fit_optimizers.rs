@@ -231,3 +231,52 @@ fn transforms_round_trip_and_chain_rule_matches_finite_differences() {
         assert!((fd - p.dphys_dtheta(th)).abs() < 1e-6 * fd.abs().max(1.0));
     }
 }
+
+#[test]
+fn reports_are_written_with_json_markdown_and_png_plots() {
+    let (mut q, ps) = problem(2);
+    let a = minimize(
+        &mut q,
+        &ps,
+        &Method::Lbfgs {
+            iters: 20,
+            memory: 5,
+        },
+        None,
+        None,
+    )
+    .unwrap();
+    let b = minimize(
+        &mut q,
+        &ps,
+        &Method::NelderMead {
+            budget: 40,
+            step: 0.5,
+        },
+        None,
+        None,
+    )
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("myodiff-report-test-{}", std::process::id()));
+    let summary = RunSummary {
+        problem: "quadratic".into(),
+        description: "test".into(),
+        fits: vec![a, b],
+        extra: serde_json::json!({"note": 1}),
+    };
+    let files = write_report(&dir, &summary).unwrap();
+    assert_eq!(files.len(), 4);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(json["fits"][1]["method"], "nelder_mead");
+    let png = std::fs::read(dir.join("loss_vs_evaluations.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    assert!(
+        png.len() > 5_000,
+        "plot suspiciously small: {} bytes",
+        png.len()
+    );
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("| lbfgs |") && md.contains("| nelder_mead |"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -8,3 +8,7 @@ pub mod params;
 pub use objective::{Evaluation, Objective, Tracked};
 pub use optimize::{FitReport, Method, minimize};
 pub use params::{ParamSet, ParamSpec, Transform};
+pub mod plot;
+pub mod report;
+
+pub use report::{RunSummary, write_report};
