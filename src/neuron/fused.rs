@@ -298,18 +298,19 @@ impl<B: Backend> Backward<B, 2> for LifScanBackward {
         let s = ops.state;
         let (t_steps, b, n) = s.dims;
         let want_gx = node_x.is_some();
+        let gxs = [t_steps, b, n];
         let (gx, gp) = match &s.checkpoints {
             Checkpoints::F64(ck) => {
                 let (gx, gp) = adjoint_typed::<f64>(&s, ck, gd, want_gx);
-                (TensorData::new(gx, [t_steps, b, n]), TensorData::new(gp, [N_COEF, b, n]))
+                (want_gx.then(|| TensorData::new(gx, gxs)), TensorData::new(gp, [N_COEF, b, n]))
             }
             Checkpoints::F32(ck) => {
                 let (gx, gp) = adjoint_typed::<f32>(&s, ck, gd, want_gx);
-                (TensorData::new(gx, [t_steps, b, n]), TensorData::new(gp, [N_COEF, b, n]))
+                (want_gx.then(|| TensorData::new(gx, gxs)), TensorData::new(gp, [N_COEF, b, n]))
             }
         };
         drop(s);
-        if let Some(node) = node_x {
+        if let (Some(node), Some(gx)) = (node_x, gx) {
             grads.register::<B>(node.id, B::float_from_data(gx, &device));
         }
         if let Some(node) = node_p {
