@@ -60,7 +60,7 @@ fn hard_and_surrogate_forward_are_identical_on_both_paths() {
 
 /// Loss = Σ w_s·spikes + Σ w_v·v/1 mV with fixed pathwise weights; returns gradients w.r.t. the input
 /// trace and the nine parameter tensors.
-fn grads(path: ExecPath, mode: SpikeMode, input: LifInput, x_grad: bool) -> (f64, Vec<Vec<f64>>) {
+fn grads(path: ExecPath, mode: SpikeMode, input: LifInput, x_grad: bool, detach_spike_state: bool) -> (f64, Vec<Vec<f64>>) {
     let ctx = Ctx::cpu().f64().autodiff();
     let (t, b, n) = (1500, 2, 4);
     let mut xs = conductance_values(t, b, n, 11);
@@ -98,6 +98,7 @@ fn grads(path: ExecPath, mode: SpikeMode, input: LifInput, x_grad: bool) -> (f64
         input,
         record_v: true,
         checkpoint_every: 97, // segments of uneven length
+        detach_spike_state,
         ..Default::default()
     };
     let (s, v) = run_pool(&ctx, params, cfg, x.clone(), DT, path).unwrap();
@@ -122,9 +123,13 @@ const NAMES: [&str; 10] = [
 
 #[test]
 fn fused_gradients_equal_tape_gradients_surrogate_f64() {
-    for input in [LifInput::Conductance, LifInput::Current] {
-        let (lt, gt) = grads(ExecPath::Tape, SpikeMode::Surrogate, input, true);
-        let (lf, gf) = grads(ExecPath::Fused, SpikeMode::Surrogate, input, true);
+    for (input, detach) in [
+        (LifInput::Conductance, true),
+        (LifInput::Conductance, false),
+        (LifInput::Current, true),
+    ] {
+        let (lt, gt) = grads(ExecPath::Tape, SpikeMode::Surrogate, input, true, detach);
+        let (lf, gf) = grads(ExecPath::Fused, SpikeMode::Surrogate, input, true, detach);
         assert_eq!(lt, lf, "loss");
         for (k, (a, b)) in gf.iter().zip(&gt).enumerate() {
             let name = if input == LifInput::Current && k == 8 { "e_syn_v (unused)" } else { NAMES[k] };
@@ -133,7 +138,7 @@ fn fused_gradients_equal_tape_gradients_surrogate_f64() {
                 assert!(nonzero, "{name}: tape gradient is identically zero");
             }
             let rel = max_rel(a, b);
-            println!("{input:?} d loss / d {name}: rel err fused vs tape {rel:.3e}");
+            println!("{input:?} detach_spike_state={detach} d loss / d {name}: rel err fused vs tape {rel:.3e}");
             assert!(rel <= 1e-5, "{input:?} {name}: fused vs tape rel err {rel:.3e}");
         }
     }
@@ -141,9 +146,9 @@ fn fused_gradients_equal_tape_gradients_surrogate_f64() {
 
 #[test]
 fn fused_gradients_equal_tape_gradients_rate_and_hard() {
-    for mode in [SpikeMode::Rate, SpikeMode::Hard] {
-        let (lt, gt) = grads(ExecPath::Tape, mode, LifInput::Conductance, false);
-        let (lf, gf) = grads(ExecPath::Fused, mode, LifInput::Conductance, false);
+    for (mode, detach) in [(SpikeMode::Rate, false), (SpikeMode::Rate, true), (SpikeMode::Hard, true)] {
+        let (lt, gt) = grads(ExecPath::Tape, mode, LifInput::Conductance, false, detach);
+        let (lf, gf) = grads(ExecPath::Fused, mode, LifInput::Conductance, false, detach);
         assert!((lt - lf).abs() <= 1e-9 * lt.abs().max(1.0), "{mode:?} loss {lt} vs {lf}");
         for (k, (a, b)) in gf.iter().zip(&gt).enumerate() {
             let rel = max_rel(a, b);

@@ -48,6 +48,8 @@ fn cfg() -> LifConfig {
         mode: SpikeMode::Rate,
         beta: 2.0,
         record_v: true,
+        detach_spike_state: false, // the exact derivative of the smooth forward
+
         ..Default::default()
     }
 }

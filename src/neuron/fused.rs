@@ -156,6 +156,8 @@ pub struct LifScanSpec {
     pub record_v: bool,
     /// Checkpoint interval (steps) for the adjoint's recomputation; 0 = `⌈√T⌉`.
     pub checkpoint_every: usize,
+    /// No gradient through `s` into the state (reset, AHP); see [`crate::neuron::lif::LifConfig`].
+    pub detach_spike_state: bool,
     /// Time step (s), for error messages.
     pub dt_s: f64,
     /// Where the scan reports the first problem it meets.

@@ -9,9 +9,12 @@
 //! i   = (g_syn·(E_syn − v) [or I_inj] + I_bias) − a          current into the cell (A)
 //! v1  = v + α·(R·i − (v − v_rest)),  α = dt/τ_m              membrane potential (V)
 //! m   = (v1 − θ)/spike_scale_v ;  s = spike_fn(m, mode, β)   spike (0/1 per step)
-//! v'  = v1 − s·(v1 − v_reset)                                reset (differentiable through s)
+//! v'  = v1 − s·(v1 − v_reset)                                reset
 //! a'  = k·a + s·ΔI_ahp,  k = exp(−dt/τ_ahp)                  AHP current (A)
 //! ```
+//!
+//! By default the gradient does not flow through `s` into the state (reset, AHP increment);
+//! see [`LifConfig::detach_spike_state`].
 //!
 //! The rheobase (smallest constant current that eventually fires) is `(θ − v_rest)/R − I_bias`.
 //! Per unit (calibrated defaults, see [`calib`]): rheobase `I_rh(rt)`, `R = ΔV/I_rh`,
@@ -100,6 +103,16 @@ pub struct LifConfig {
     pub record_v: bool,
     /// Adjoint checkpoint interval of the fused path (steps; 0 = ⌈√T⌉).
     pub checkpoint_every: usize,
+    /// Cut the gradient through the spike where it feeds back into the state: the reset
+    /// `v' = v1 − detach(s)·(v1 − v_reset)` and the AHP increment `a' = k·a + detach(s)·ΔI_ahp`
+    /// (forward unchanged; the spike output itself keeps its surrogate/rate gradient).
+    /// Default true: the full derivative multiplies the adjoint by ≈ −(v1 − v_reset)·S'(m)/
+    /// spike_scale_v (≈ −180 with the defaults) at every spike, and the AHP–surrogate loop has a
+    /// gain of ≈ 0.2 per step near threshold, so surrogate gradients explode over long rollouts
+    /// (measured: inf in f32 after 50,000 steps; cf. Zenke & Vogels 2021 on detaching the reset).
+    /// Set false for the exact derivative of the smooth (Rate-mode) forward, e.g. for
+    /// finite-difference checks on short rollouts.
+    pub detach_spike_state: bool,
 }
 
 impl Default for LifConfig {
@@ -111,6 +124,7 @@ impl Default for LifConfig {
             input: LifInput::Conductance,
             record_v: false,
             checkpoint_every: 0,
+            detach_spike_state: true,
         }
     }
 }
@@ -406,8 +420,9 @@ pub fn lif_step(state: &LifState, x: Tensor<2>, c: &LifCoefs, cfg: &LifConfig) -
     let v1 = v.clone() + c.alpha.clone() * (c.r.clone() * i - (v - c.v_rest.clone()));
     let m = (v1.clone() - c.v_thresh.clone()) * (1.0 / cfg.spike_scale_v);
     let s = spike_fn(m, cfg.mode, cfg.beta);
-    let v_new = v1.clone() - s.clone() * (v1 - c.v_reset.clone());
-    let a_new = c.ahp_decay.clone() * a + s.clone() * c.ahp_jump.clone();
+    let s_state = if cfg.detach_spike_state { s.clone().detach() } else { s.clone() };
+    let v_new = v1.clone() - s_state.clone() * (v1 - c.v_reset.clone());
+    let a_new = c.ahp_decay.clone() * a + s_state * c.ahp_jump.clone();
     (LifState { v: v_new, a: a_new }, s)
 }
 
@@ -455,6 +470,7 @@ impl LifPool {
             input: self.cfg.input,
             record_v: self.cfg.record_v,
             checkpoint_every: self.cfg.checkpoint_every,
+            detach_spike_state: self.cfg.detach_spike_state,
             dt_s,
             report: Arc::new(Mutex::new(None)),
         }

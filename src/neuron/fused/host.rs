@@ -388,7 +388,11 @@ fn adjoint_impl<T: Real, const COND: bool, const MODE: u8, const RATE: bool>(
                     pf(Coef::AhpDecay, j),
                     pf(Coef::AhpJump, j),
                 );
-                let gs = g_out[t * bn + j].to_f64() - gvn * (v1 - vres) + gan * jump;
+                let gs = if spec.detach_spike_state {
+                    g_out[t * bn + j].to_f64()
+                } else {
+                    g_out[t * bn + j].to_f64() - gvn * (v1 - vres) + gan * jump
+                };
                 let slope = match MODE {
                     0 => 0.0,
                     1 => surrogate_slope(m, beta64),
