@@ -73,7 +73,9 @@ fn main() {
             sim.add_input(BufferSpec::new("syn_conductance_s", &[N], "S"), xt).unwrap();
             sim.check_finite(false);
             let path = if case == "fused_fwd" { ExecPath::Fused } else { ExecPath::Tape };
+            let t1 = Instant::now();
             let r = sim.run_path(path).unwrap();
+            println!("run_path core: {:.3} s", t1.elapsed().as_secs_f64());
             spikes = to_vec_f64(r.trace("spikes").unwrap().sum())[0];
         }
         "fused_grad" | "tape_grad" => {
@@ -93,12 +95,15 @@ fn main() {
             sim.add_input(BufferSpec::new("syn_conductance_s", &[N], "S"), xt).unwrap();
             sim.check_finite(false);
             let path = if case == "fused_grad" { ExecPath::Fused } else { ExecPath::Tape };
+            let t1 = Instant::now();
             let r = sim.run_path(path).unwrap();
             let loss = r.trace("spikes").unwrap().sum();
             drop(r);
-            let tf = t0.elapsed().as_secs_f64();
+            let tf = t1.elapsed().as_secs_f64();
             spikes = to_vec_f64(loss.clone())[0];
+            let t2 = Instant::now();
             let g = loss.backward();
+            println!("core: forward (run_path + sum) {tf:.3} s, backward {:.3} s, total {:.3} s", t2.elapsed().as_secs_f64(), tf + t2.elapsed().as_secs_f64());
             let gt = to_vec_f64(tm.grad(&g).unwrap());
             let gth = to_vec_f64(th.grad(&g).unwrap());
             println!(

@@ -181,3 +181,33 @@ fn fused_op_composes_with_upstream_ops() {
     assert!(out[0] != 0.0);
     assert!((out[0] - out[1]).abs() <= 1e-9 * out[0].abs(), "{out:?}");
 }
+
+#[test]
+fn fused_matches_tape_across_element_blocks() {
+    // B·N = 2·1100 = 2200 elements: more than one block of the adjoint (2048)
+    let (t, b, n) = (150, 2, 1100);
+    let ctx = Ctx::cpu().f64().autodiff();
+    let xs = conductance_values(t, b, n, 21);
+    let ws = conductance_values(t, b, n, 22).into_iter().map(|w| w * 1e7 - 1.5).collect::<Vec<_>>();
+    let mut res = Vec::new();
+    for path in [ExecPath::Tape, ExecPath::Fused] {
+        let mut params = LifParams::calibrated(&ctx, &rts(n)).unwrap();
+        params.v_thresh_v = params.v_thresh_v.require_grad();
+        let th = params.v_thresh_v.clone();
+        let x = ctx.tensor(xs.clone(), [t, b, n]).require_grad();
+        let cfg = LifConfig {
+            mode: SpikeMode::Surrogate,
+            checkpoint_every: 64,
+            ..Default::default()
+        };
+        let (s, _) = run_pool(&ctx, params, cfg, x.clone(), DT, path).unwrap();
+        let sv = to_vec_f64(s.clone());
+        let loss = (s * ctx.tensor(ws.clone(), [t, b, n])).sum();
+        let g = loss.backward();
+        res.push((sv, to_vec_f64(th.grad(&g).unwrap()), to_vec_f64(x.grad(&g).unwrap())));
+    }
+    assert!(res[0].0.iter().sum::<f64>() > 100.0);
+    assert_eq!(res[0].0, res[1].0, "spikes");
+    assert!(max_rel(&res[1].1, &res[0].1) <= 1e-5, "d/dθ {}", max_rel(&res[1].1, &res[0].1));
+    assert!(max_rel(&res[1].2, &res[0].2) <= 1e-5, "d/dx {}", max_rel(&res[1].2, &res[0].2));
+}

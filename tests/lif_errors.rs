@@ -87,3 +87,18 @@ fn bad_parameters_are_typed_errors() {
     };
     assert!(myodiff::neuron::lif::LifPool::new("mn", LifParams::calibrated(&ctx, &rts(3)).unwrap(), cfg).is_err());
 }
+
+#[test]
+fn earliest_bad_input_is_reported_across_element_blocks() {
+    // a NaN in a later unit at an earlier step than one in an earlier unit must be the one reported
+    let ctx = Ctx::cpu();
+    let (t, n) = (30, 300);
+    let mut x = conductance_values(t, 1, n, 1);
+    x[20 * n + 5] = f64::NAN;
+    x[10 * n + 280] = f64::NAN;
+    for path in PATHS {
+        let params = LifParams::calibrated(&ctx, &rts(n)).unwrap();
+        let e = run_pool(&ctx, params, LifConfig::default(), ctx.tensor(x.clone(), [t, 1, n]), 1e-4, path).unwrap_err();
+        assert!(e.to_string().contains("step 10") && e.to_string().contains("unit 280"), "{path:?}: {e}");
+    }
+}

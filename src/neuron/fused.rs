@@ -30,6 +30,7 @@
 pub mod host;
 pub mod reference;
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 use burn::backend::autodiff::{
@@ -99,6 +100,16 @@ pub enum ScanIssue {
 }
 
 impl ScanIssue {
+    /// The step at which the issue occurred.
+    pub fn step(&self) -> usize {
+        match self {
+            ScanIssue::NonFiniteInput { step, .. }
+            | ScanIssue::NegativeConductance { step, .. }
+            | ScanIssue::Unstable { step, .. }
+            | ScanIssue::NonFiniteState { step, .. } => *step,
+        }
+    }
+
     /// The typed error for this issue (`input` names the input buffer).
     pub fn into_error(self, input: &str) -> Error {
         match self {
@@ -203,32 +214,73 @@ fn read_data<B: Backend>(t: FloatTensor<B>) -> TensorData {
     }
 }
 
+/// Borrowed (flex: zero-copy) or owned (ndarray: one copy) host view of a float primitive.
+pub trait HostView: Backend {
+    /// Contiguous f32 values of `t` (converted if stored in another float type).
+    fn view_f32(t: &FloatTensor<Self>) -> Cow<'_, [f32]>;
+    /// Contiguous f64 values of `t` (converted if stored in another float type).
+    fn view_f64(t: &FloatTensor<Self>) -> Cow<'_, [f64]>;
+}
+
+fn owned<B: Backend, E: burn::tensor::Element>(t: &FloatTensor<B>) -> Vec<E> {
+    read_data::<B>(t.clone()).convert::<E>().into_vec::<E>().expect("host data")
+}
+
+impl HostView for Flex {
+    fn view_f32(t: &FloatTensor<Self>) -> Cow<'_, [f32]> {
+        match t.as_slice::<f32>() {
+            Some(s) => Cow::Borrowed(s),
+            None => Cow::Owned(owned::<Self, f32>(t)),
+        }
+    }
+    fn view_f64(t: &FloatTensor<Self>) -> Cow<'_, [f64]> {
+        match t.as_slice::<f64>() {
+            Some(s) => Cow::Borrowed(s),
+            None => Cow::Owned(owned::<Self, f64>(t)),
+        }
+    }
+}
+
+impl HostView for NdArray {
+    fn view_f32(t: &FloatTensor<Self>) -> Cow<'_, [f32]> {
+        Cow::Owned(owned::<Self, f32>(t))
+    }
+    fn view_f64(t: &FloatTensor<Self>) -> Cow<'_, [f64]> {
+        Cow::Owned(owned::<Self, f64>(t))
+    }
+}
+
 fn dims3(shape: &[usize]) -> (usize, usize, usize) {
     (shape[0], shape[1], shape[2])
 }
 
-/// Forward without autodiff state.
-fn forward_only<B: Backend>(x: FloatTensor<B>, coef: FloatTensor<B>, spec: &LifScanSpec) -> FloatTensor<B> {
-    let device = x.device();
+/// Runs the host forward in the primitive's float type; returns the output data and checkpoints.
+fn run_forward<B: HostView>(
+    x: &FloatTensor<B>,
+    coef: &FloatTensor<B>,
+    spec: &LifScanSpec,
+    keep_checkpoints: bool,
+) -> (TensorData, Checkpoints) {
     let (t_steps, b, n) = dims3(&x.shape());
-    let xd = read_data::<B>(x);
-    let pd = read_data::<B>(coef);
     let rows = if spec.record_v { 2 * t_steps } else { t_steps };
-    let shape = vec![rows, b, n];
-    let data = match xd.dtype() {
-        DType::F64 => {
-            let p = pd.convert::<f64>();
-            let f = host::forward::<f64>(xd.as_slice().expect("f64"), p.as_slice().expect("f64"), t_steps, b * n, n, spec, false);
-            spec.set_issue(f.issue);
-            TensorData::new(f.out, shape)
-        }
-        _ => {
-            let p = pd.convert::<f32>();
-            let f = host::forward::<f32>(xd.as_slice().expect("f32"), p.as_slice().expect("f32"), t_steps, b * n, n, spec, false);
-            spec.set_issue(f.issue);
-            TensorData::new(f.out, shape)
-        }
-    };
+    let mut sp = spec.clone();
+    sp.checkpoint_every = spec.ck(t_steps);
+    if x.dtype() == DType::F64 {
+        let f = host::forward::<f64>(&B::view_f64(x), &B::view_f64(coef), t_steps, b * n, n, &sp, keep_checkpoints);
+        spec.set_issue(f.issue);
+        (TensorData::new(f.out, [rows, b, n]), Checkpoints::F64(f.checkpoints))
+    } else {
+        let f = host::forward::<f32>(&B::view_f32(x), &B::view_f32(coef), t_steps, b * n, n, &sp, keep_checkpoints);
+        spec.set_issue(f.issue);
+        (TensorData::new(f.out, [rows, b, n]), Checkpoints::F32(f.checkpoints))
+    }
+}
+
+/// Forward without autodiff state.
+fn forward_only<B: HostView>(x: FloatTensor<B>, coef: FloatTensor<B>, spec: &LifScanSpec) -> FloatTensor<B> {
+    let device = x.device();
+    let (data, _) = run_forward::<B>(&x, &coef, spec, false);
+    drop((x, coef));
     B::float_from_data(data, &device)
 }
 
@@ -252,17 +304,18 @@ enum Checkpoints {
     F64(Vec<(Vec<f64>, Vec<f64>)>),
 }
 
-/// What the adjoint keeps: the input trace, the coefficients and the checkpointed states.
+/// What the adjoint keeps: the input trace and coefficients (the primitives themselves: no copy
+/// on flex) and the checkpointed states.
 #[derive(Clone)]
-struct ScanState {
-    x: TensorData,
-    p: TensorData,
+struct ScanState<B: Backend> {
+    x: FloatTensor<B>,
+    p: FloatTensor<B>,
     checkpoints: Checkpoints,
     dims: (usize, usize, usize),
     spec: LifScanSpec,
 }
 
-impl std::fmt::Debug for ScanState {
+impl<B: Backend> std::fmt::Debug for ScanState<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "LifScanState {{ dims: {:?}, spec: {:?} }}", self.dims, self.spec)
     }
@@ -271,26 +324,27 @@ impl std::fmt::Debug for ScanState {
 #[derive(Debug)]
 struct LifScanBackward;
 
+#[allow(clippy::too_many_arguments)]
 fn adjoint_typed<T: Real + burn::tensor::Element>(
-    s: &ScanState,
+    x: &[T],
+    p: &[T],
+    dims: (usize, usize, usize),
+    spec: &LifScanSpec,
     ck: &[(Vec<T>, Vec<T>)],
     g: TensorData,
     want_gx: bool,
 ) -> (Vec<T>, Vec<T>) {
-    let (t_steps, b, n) = s.dims;
-    let g = g.convert::<T>();
-    let g_out: Vec<T> = g.try_into_vec::<T>().expect("gradient data");
-    let x = s.x.as_slice::<T>().expect("input data");
-    let p = s.p.as_slice::<T>().expect("coefficient data");
-    let mut spec = s.spec.clone();
+    let (t_steps, b, n) = dims;
+    let g_out: Vec<T> = g.convert::<T>().try_into_vec::<T>().expect("gradient data");
+    let mut spec = spec.clone();
     spec.checkpoint_every = spec.ck(t_steps);
     let adj = host::adjoint::<T>(x, p, ck, g_out, t_steps, b * n, &spec, want_gx);
     let gp: Vec<T> = adj.gp.into_iter().map(T::from_f64).collect();
     (adj.gx, gp)
 }
 
-impl<B: Backend> Backward<B, 2> for LifScanBackward {
-    type State = ScanState;
+impl<B: HostView> Backward<B, 2> for LifScanBackward {
+    type State = ScanState<B>;
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _ckpt: &mut Checkpointer) {
         let [node_x, node_p] = ops.parents;
@@ -303,11 +357,11 @@ impl<B: Backend> Backward<B, 2> for LifScanBackward {
         let gxs = [t_steps, b, n];
         let (gx, gp) = match &s.checkpoints {
             Checkpoints::F64(ck) => {
-                let (gx, gp) = adjoint_typed::<f64>(&s, ck, gd, want_gx);
+                let (gx, gp) = adjoint_typed::<f64>(&B::view_f64(&s.x), &B::view_f64(&s.p), s.dims, &s.spec, ck, gd, want_gx);
                 (want_gx.then(|| TensorData::new(gx, gxs)), TensorData::new(gp, [N_COEF, b, n]))
             }
             Checkpoints::F32(ck) => {
-                let (gx, gp) = adjoint_typed::<f32>(&s, ck, gd, want_gx);
+                let (gx, gp) = adjoint_typed::<f32>(&B::view_f32(&s.x), &B::view_f32(&s.p), s.dims, &s.spec, ck, gd, want_gx);
                 (want_gx.then(|| TensorData::new(gx, gxs)), TensorData::new(gp, [N_COEF, b, n]))
             }
         };
@@ -321,7 +375,7 @@ impl<B: Backend> Backward<B, 2> for LifScanBackward {
     }
 }
 
-impl<B: LifScanOps, C: CheckpointStrategy> LifScanOps for Autodiff<B, C> {
+impl<B: LifScanOps + HostView, C: CheckpointStrategy> LifScanOps for Autodiff<B, C> {
     fn lif_scan(x: FloatTensor<Self>, coef: FloatTensor<Self>, spec: LifScanSpec) -> FloatTensor<Self> {
         let (x_prim, x_guard) = x.into_parts();
         let (p_prim, p_guard) = coef.into_parts();
@@ -333,30 +387,12 @@ impl<B: LifScanOps, C: CheckpointStrategy> LifScanOps for Autodiff<B, C> {
             OpsKind::Tracked(prep) => {
                 let device = x_prim.device();
                 let dims = dims3(&x_prim.shape());
-                let (t_steps, b, n) = dims;
-                let xd = read_data::<B>(x_prim);
-                let rows = if spec.record_v { 2 * t_steps } else { t_steps };
-                let mut sp = spec.clone();
-                sp.checkpoint_every = spec.ck(t_steps);
-                let (out, pd, checkpoints) = match xd.dtype() {
-                    DType::F64 => {
-                        let pd = read_data::<B>(p_prim).convert::<f64>();
-                        let f = host::forward::<f64>(xd.as_slice().expect("f64"), pd.as_slice().expect("f64"), t_steps, b * n, n, &sp, true);
-                        spec.set_issue(f.issue);
-                        (TensorData::new(f.out, [rows, b, n]), pd, Checkpoints::F64(f.checkpoints))
-                    }
-                    _ => {
-                        let pd = read_data::<B>(p_prim).convert::<f32>();
-                        let f = host::forward::<f32>(xd.as_slice().expect("f32"), pd.as_slice().expect("f32"), t_steps, b * n, n, &sp, true);
-                        spec.set_issue(f.issue);
-                        (TensorData::new(f.out, [rows, b, n]), pd, Checkpoints::F32(f.checkpoints))
-                    }
-                };
+                let (out, checkpoints) = run_forward::<B>(&x_prim, &p_prim, &spec, true);
                 let out = B::float_from_data(out, &device);
                 prep.finish(
                     ScanState {
-                        x: xd,
-                        p: pd,
+                        x: x_prim,
+                        p: p_prim,
                         checkpoints,
                         dims,
                         spec,

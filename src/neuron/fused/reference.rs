@@ -27,20 +27,30 @@ pub fn lif_forward_plain(x: &[f32], coef: &[f32], t_steps: usize, bn: usize, inp
     let mut v = vr.to_vec();
     let mut a = vec![0.0f32; bn];
     let mut count = 0u64;
-    let cond = input == LifInput::Conductance;
     for t in 0..t_steps {
         let xr = &x[t * bn..(t + 1) * bn];
         let sr = &mut spikes[t * bn..(t + 1) * bn];
-        for j in 0..bn {
-            let drive = if cond { xr[j] * (e[j] - v[j]) } else { xr[j] };
-            let i = drive + ib[j] - a[j];
-            let v1 = v[j] + al[j] * (r[j] * i - (v[j] - vr[j]));
-            let s = if v1 > th[j] { 1.0f32 } else { 0.0 };
-            v[j] = v1 - s * (v1 - vres[j]);
-            a[j] = k[j] * a[j] + s * jump[j];
-            sr[j] = s;
+        // the input kind is hoisted out of the inner loop (two branch-free loops)
+        if input == LifInput::Conductance {
+            for j in 0..bn {
+                let i = xr[j] * (e[j] - v[j]) + ib[j] - a[j];
+                let v1 = v[j] + al[j] * (r[j] * i - (v[j] - vr[j]));
+                let s = if v1 > th[j] { 1.0f32 } else { 0.0 };
+                v[j] = v1 - s * (v1 - vres[j]);
+                a[j] = k[j] * a[j] + s * jump[j];
+                sr[j] = s;
+            }
+        } else {
+            for j in 0..bn {
+                let i = xr[j] + ib[j] - a[j];
+                let v1 = v[j] + al[j] * (r[j] * i - (v[j] - vr[j]));
+                let s = if v1 > th[j] { 1.0f32 } else { 0.0 };
+                v[j] = v1 - s * (v1 - vres[j]);
+                a[j] = k[j] * a[j] + s * jump[j];
+                sr[j] = s;
+            }
         }
-        count += sr.iter().map(|&s| s as u64).sum::<u64>();
+        count += sr.iter().filter(|&&s| s > 0.0).count() as u64;
     }
     count
 }
