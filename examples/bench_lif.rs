@@ -41,7 +41,9 @@ fn input(t: usize, b: usize) -> Vec<f32> {
 }
 
 fn rt() -> Vec<f64> {
-    (0..N).map(|i| 0.01 * (100.0f64).powf(i as f64 / (N - 1) as f64)).collect()
+    (0..N)
+        .map(|i| 0.01 * (100.0f64).powf(i as f64 / (N - 1) as f64))
+        .collect()
 }
 
 fn main() {
@@ -57,9 +59,16 @@ fn main() {
         "plain" => {
             let v = LifUnitValues::calibrated(&rt()).unwrap();
             let ctx = Ctx::cpu();
-            let c = LifParams::from_values(&ctx, &v).unwrap().coefficients(DT, b).unwrap().stacked();
+            let c = LifParams::from_values(&ctx, &v)
+                .unwrap()
+                .coefficients(DT, b)
+                .unwrap()
+                .stacked();
             let coef: Vec<f32> = to_vec_f64(c).into_iter().map(|x| x as f32).collect();
             let mut s = vec![0.0f32; t * b * N];
+            if std::env::var("PRETOUCH").is_ok() {
+                s.iter_mut().for_each(|v| *v = 1.0);
+            }
             let t1 = Instant::now();
             spikes = lif_forward_plain(&x, &coef, t, b * N, LifInput::Conductance, &mut s) as f64;
             println!("plain loop core: {:.3} s", t1.elapsed().as_secs_f64());
@@ -70,9 +79,14 @@ fn main() {
             let xt = ctx.tensor_f32(x, [t, b, N]);
             let mut sim = Simulation::new(ctx.clone(), b, DT, t).unwrap();
             sim.add_stage(LifPool::new("mn", params, LifConfig::default()).unwrap());
-            sim.add_input(BufferSpec::new("syn_conductance_s", &[N], "S"), xt).unwrap();
+            sim.add_input(BufferSpec::new("syn_conductance_s", &[N], "S"), xt)
+                .unwrap();
             sim.check_finite(false);
-            let path = if case == "fused_fwd" { ExecPath::Fused } else { ExecPath::Tape };
+            let path = if case == "fused_fwd" {
+                ExecPath::Fused
+            } else {
+                ExecPath::Tape
+            };
             let t1 = Instant::now();
             let r = sim.run_path(path).unwrap();
             println!("run_path core: {:.3} s", t1.elapsed().as_secs_f64());
@@ -92,9 +106,14 @@ fn main() {
                 ..Default::default()
             };
             sim.add_stage(LifPool::new("mn", params, cfg).unwrap());
-            sim.add_input(BufferSpec::new("syn_conductance_s", &[N], "S"), xt).unwrap();
+            sim.add_input(BufferSpec::new("syn_conductance_s", &[N], "S"), xt)
+                .unwrap();
             sim.check_finite(false);
-            let path = if case == "fused_grad" { ExecPath::Fused } else { ExecPath::Tape };
+            let path = if case == "fused_grad" {
+                ExecPath::Fused
+            } else {
+                ExecPath::Tape
+            };
             let t1 = Instant::now();
             let r = sim.run_path(path).unwrap();
             let loss = r.trace("spikes").unwrap().sum();
@@ -103,7 +122,11 @@ fn main() {
             spikes = to_vec_f64(loss.clone())[0];
             let t2 = Instant::now();
             let g = loss.backward();
-            println!("core: forward (run_path + sum) {tf:.3} s, backward {:.3} s, total {:.3} s", t2.elapsed().as_secs_f64(), tf + t2.elapsed().as_secs_f64());
+            println!(
+                "core: forward (run_path + sum) {tf:.3} s, backward {:.3} s, total {:.3} s",
+                t2.elapsed().as_secs_f64(),
+                tf + t2.elapsed().as_secs_f64()
+            );
             let gt = to_vec_f64(tm.grad(&g).unwrap());
             let gth = to_vec_f64(th.grad(&g).unwrap());
             println!(

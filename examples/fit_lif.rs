@@ -19,7 +19,11 @@ fn load() -> (Vec<Point>, Vec<(usize, f64)>, Vec<f64>) {
         }
         let rate: f64 = f[9].parse().unwrap_or(f64::NAN);
         if rate.is_finite() {
-            pts.push(Point { unit: f[0].parse().unwrap(), mult: f[2].parse().unwrap(), rate });
+            pts.push(Point {
+                unit: f[0].parse().unwrap(),
+                mult: f[2].parse().unwrap(),
+                rate,
+            });
         }
     }
     let rts: Vec<(usize, f64)> = std::fs::read_to_string("tests/fixtures/lif_fi_units_rt.csv")
@@ -31,7 +35,14 @@ fn load() -> (Vec<Point>, Vec<(usize, f64)>, Vec<f64>) {
             (f[0].parse().unwrap(), f[1].parse().unwrap())
         })
         .collect();
-    let rh = vec![4.91796875, 5.00732421875, 5.1787109375, 6.0498046875, 8.78515625, 18.392578125];
+    let rh = vec![
+        4.91796875,
+        5.00732421875,
+        5.1787109375,
+        6.0498046875,
+        8.78515625,
+        18.392578125,
+    ];
     (pts, rts, rh)
 }
 
@@ -115,7 +126,6 @@ fn nm(x0: Vec<f64>, step: f64) -> Vec<Vec<f64>> {
     s
 }
 
-
 // smooth: params = [ln rho, ln dw, ur, d0, d1, d2] with 1/tau_w = d0 + d1 rt + d2 rt^2 (1/ms)
 struct Smooth<'a> {
     pts: &'a [Point],
@@ -155,17 +165,15 @@ fn quad_rel(x: &[f64], y: &[f64]) -> [f64; 3] {
             a[i][3] += row[i];
         }
     }
+    // Gauss–Jordan elimination on the augmented 3×4 normal equations
     for i in 0..3 {
         let p = a[i][i];
-        for j in 0..4 {
-            a[i][j] /= p;
-        }
-        for k in 0..3 {
+        a[i].iter_mut().for_each(|v| *v /= p);
+        let pivot = a[i];
+        for (k, row) in a.iter_mut().enumerate() {
             if k != i {
-                let f = a[k][i];
-                for j in 0..4 {
-                    a[k][j] -= f * a[i][j];
-                }
+                let f = row[i];
+                row.iter_mut().zip(pivot).for_each(|(v, pv)| *v -= f * pv);
             }
         }
     }
@@ -175,22 +183,53 @@ fn quad_rel(x: &[f64], y: &[f64]) -> [f64; 3] {
 fn smooth_fit(pts: &[Point], rts: &[(usize, f64)], rh: &[f64]) {
     let x: Vec<f64> = rts.iter().map(|r| r.1).collect();
     let c = quad_rel(&x, rh);
-    println!("rheobase_nA = {:.9} + {:.9} rt + {:.9} rt^2", c[0], c[1], c[2]);
+    println!(
+        "rheobase_nA = {:.9} + {:.9} rt + {:.9} rt^2",
+        c[0], c[1], c[2]
+    );
     for (i, &xi) in x.iter().enumerate() {
         let m = c[0] + c[1] * xi + c[2] * xi * xi;
-        println!("  unit {} rt {xi:.5}: fixture {:.4} nA fit {m:.4} nA ({:+.2}%)", rts[i].0, rh[i], 100.0 * (m / rh[i] - 1.0));
+        println!(
+            "  unit {} rt {xi:.5}: fixture {:.4} nA fit {m:.4} nA ({:+.2}%)",
+            rts[i].0,
+            rh[i],
+            100.0 * (m / rh[i] - 1.0)
+        );
     }
-    let mut best = vec![(0.89652f64).ln(), (0.67236f64).ln(), -0.83269, 0.0234, 0.055, 0.017];
+    let mut best = vec![
+        (0.89652f64).ln(),
+        (0.67236f64).ln(),
+        -0.83269,
+        0.0234,
+        0.055,
+        0.017,
+    ];
     for round in 0..5 {
-        let res = Executor::new(Smooth { pts, rts: rts.to_vec() }, NelderMead::new(nm(best.clone(), 0.05)).with_sd_tolerance(1e-10).unwrap())
-            .configure(|s| s.max_iters(4000))
-            .run()
-            .unwrap();
+        let res = Executor::new(
+            Smooth {
+                pts,
+                rts: rts.to_vec(),
+            },
+            NelderMead::new(nm(best.clone(), 0.05))
+                .with_sd_tolerance(1e-10)
+                .unwrap(),
+        )
+        .configure(|s| s.max_iters(4000))
+        .run()
+        .unwrap();
         best = res.state.best_param.clone().unwrap();
         println!("round {round} cost {:.6}", res.state.best_cost);
     }
     let p = &best;
-    println!("rho {:.9} dw {:.9} ur {:.9} d0 {:.9} d1 {:.9} d2 {:.9}", p[0].exp(), p[1].exp(), p[2], p[3], p[4], p[5]);
+    println!(
+        "rho {:.9} dw {:.9} ur {:.9} d0 {:.9} d1 {:.9} d2 {:.9}",
+        p[0].exp(),
+        p[1].exp(),
+        p[2],
+        p[3],
+        p[4],
+        p[5]
+    );
     let mut worst: f64 = 0.0;
     for &(u, rt) in rts {
         let tw = Smooth::tau_w(p, rt);
@@ -201,7 +240,14 @@ fn smooth_fit(pts: &[Point], rts: &[(usize, f64)], rh: &[f64]) {
             if in_band(q.rate) {
                 worst = worst.max(e.abs());
             }
-            println!("   mult {:.2} fixture {:7.2} model {:7.2} err {:+.1}%{}", q.mult, q.rate, r, e, if in_band(q.rate) { " *" } else { "" });
+            println!(
+                "   mult {:.2} fixture {:7.2} model {:7.2} err {:+.1}%{}",
+                q.mult,
+                q.rate,
+                r,
+                e,
+                if in_band(q.rate) { " *" } else { "" }
+            );
         }
     }
     println!("worst in-band error {worst:.2}%");
@@ -217,32 +263,63 @@ fn main() {
     }
     if mode == "perunit" {
         for &u in &units {
-            let cf = PerUnit { pts: pts.iter().filter(|p| p.unit == u).collect() };
+            let cf = PerUnit {
+                pts: pts.iter().filter(|p| p.unit == u).collect(),
+            };
             let x0 = vec![(20.0f64).ln(), (30.0f64).ln(), (0.5f64).ln(), 0.0];
-            let res = Executor::new(cf, NelderMead::new(nm(x0, 0.3)).with_sd_tolerance(1e-8).unwrap())
-                .configure(|s| s.max_iters(3000))
-                .run()
-                .unwrap();
+            let res = Executor::new(
+                cf,
+                NelderMead::new(nm(x0, 0.3))
+                    .with_sd_tolerance(1e-8)
+                    .unwrap(),
+            )
+            .configure(|s| s.max_iters(3000))
+            .run()
+            .unwrap();
             let p = res.state.best_param.clone().unwrap();
-            println!("unit {u}: tau_m {:.3} ms tau_w {:.3} ms dw {:.4} ur {:.4} cost {:.5}", p[0].exp(), p[1].exp(), p[2].exp(), p[3], res.state.best_cost);
+            println!(
+                "unit {u}: tau_m {:.3} ms tau_w {:.3} ms dw {:.4} ur {:.4} cost {:.5}",
+                p[0].exp(),
+                p[1].exp(),
+                p[2].exp(),
+                p[3],
+                res.state.best_cost
+            );
             for q in pts.iter().filter(|p| p.unit == u) {
                 let r = rate(q.mult, p[0].exp(), p[1].exp(), p[2].exp(), p[3]);
-                println!("   mult {:.2} fixture {:7.2} model {:7.2} err {:+.1}%", q.mult, q.rate, r, 100.0 * (r / q.rate - 1.0));
+                println!(
+                    "   mult {:.2} fixture {:7.2} model {:7.2} err {:+.1}%",
+                    q.mult,
+                    q.rate,
+                    r,
+                    100.0 * (r / q.rate - 1.0)
+                );
             }
         }
         return;
     }
-    let cf = Shared { pts: &pts, units: units.clone() };
+    let cf = Shared {
+        pts: &pts,
+        units: units.clone(),
+    };
     let mut x0 = vec![(0.7f64).ln(), (0.5f64).ln(), 0.0];
     for &(_, rt) in &rts {
         x0.push((40.0 / (1.0 + 3.0 * rt)).ln());
     }
     let mut best = x0;
     for round in 0..4 {
-        let res = Executor::new(Shared { pts: &pts, units: units.clone() }, NelderMead::new(nm(best.clone(), 0.2)).with_sd_tolerance(1e-9).unwrap())
-            .configure(|s| s.max_iters(4000))
-            .run()
-            .unwrap();
+        let res = Executor::new(
+            Shared {
+                pts: &pts,
+                units: units.clone(),
+            },
+            NelderMead::new(nm(best.clone(), 0.2))
+                .with_sd_tolerance(1e-9)
+                .unwrap(),
+        )
+        .configure(|s| s.max_iters(4000))
+        .run()
+        .unwrap();
         best = res.state.best_param.clone().unwrap();
         println!("round {round} cost {:.6}", res.state.best_cost);
     }
@@ -251,10 +328,20 @@ fn main() {
     println!("rho {:.5} dw {:.5} ur {:.5}", p[0].exp(), p[1].exp(), p[2]);
     for (i, &(u, rt)) in rts.iter().enumerate() {
         let tw = p[3 + i].exp();
-        println!("unit {u} rt {rt:.5} tau_w {tw:.4} ms  1/tau_w {:.6}", 1.0 / tw);
+        println!(
+            "unit {u} rt {rt:.5} tau_w {tw:.4} ms  1/tau_w {:.6}",
+            1.0 / tw
+        );
         for q in pts.iter().filter(|q| q.unit == u) {
             let r = rate(q.mult, p[0].exp() * tw, tw, p[1].exp(), p[2]);
-            println!("   mult {:.2} fixture {:7.2} model {:7.2} err {:+.1}%{}", q.mult, q.rate, r, 100.0 * (r / q.rate - 1.0), if in_band(q.rate) { " *" } else { "" });
+            println!(
+                "   mult {:.2} fixture {:7.2} model {:7.2} err {:+.1}%{}",
+                q.mult,
+                q.rate,
+                r,
+                100.0 * (r / q.rate - 1.0),
+                if in_band(q.rate) { " *" } else { "" }
+            );
         }
     }
 }

@@ -10,7 +10,11 @@ use myodiff::neuron::lif::{LifConfig, LifInput, LifParams, LifUnitValues};
 
 const DT: f64 = 1e-4;
 
-fn forward_pair(ctx: &Ctx, mode: SpikeMode, input: LifInput) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+fn forward_pair(
+    ctx: &Ctx,
+    mode: SpikeMode,
+    input: LifInput,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
     let (t, b, n) = (3000, 2, 6);
     let mut xs = conductance_values(t, b, n, 7);
     if input == LifInput::Current {
@@ -35,14 +39,22 @@ fn forward_pair(ctx: &Ctx, mode: SpikeMode, input: LifInput) -> (Vec<f32>, Vec<f
 
 #[test]
 fn fused_forward_is_bit_identical_to_tape_in_hard_mode() {
-    for ctx in [Ctx::cpu(), Ctx::cpu().f64(), Ctx::new(myodiff::kernel::BackendKind::Ndarray).unwrap()] {
+    for ctx in [
+        Ctx::cpu(),
+        Ctx::cpu().f64(),
+        Ctx::new(myodiff::kernel::BackendKind::Ndarray).unwrap(),
+    ] {
         for input in [LifInput::Conductance, LifInput::Current] {
             let (st, sf, vt, vf) = forward_pair(&ctx, SpikeMode::Hard, input);
             let n_spikes: f32 = st.iter().sum();
             assert!(n_spikes > 50.0, "the case must spike ({n_spikes})");
             assert_eq!(st, sf, "spikes differ ({:?}, {input:?})", ctx.precision);
             let bits_equal = vt.iter().zip(&vf).all(|(a, b)| a.to_bits() == b.to_bits());
-            assert!(bits_equal, "membrane potential differs ({:?}, {input:?})", ctx.precision);
+            assert!(
+                bits_equal,
+                "membrane potential differs ({:?}, {input:?})",
+                ctx.precision
+            );
         }
     }
 }
@@ -51,7 +63,11 @@ fn fused_forward_is_bit_identical_to_tape_in_hard_mode() {
 fn hard_and_surrogate_forward_are_identical_on_both_paths() {
     let ctx = Ctx::cpu();
     let (sh, sfh, vh, vfh) = forward_pair(&ctx, SpikeMode::Hard, LifInput::Conductance);
-    let (ss, sfs, vs, vfs) = forward_pair(&ctx.clone().autodiff(), SpikeMode::Surrogate, LifInput::Conductance);
+    let (ss, sfs, vs, vfs) = forward_pair(
+        &ctx.clone().autodiff(),
+        SpikeMode::Surrogate,
+        LifInput::Conductance,
+    );
     assert_eq!(sh, ss);
     assert_eq!(sfh, sfs);
     assert_eq!(vh, vs);
@@ -60,15 +76,27 @@ fn hard_and_surrogate_forward_are_identical_on_both_paths() {
 
 /// Loss = Σ w_s·spikes + Σ w_v·v/1 mV with fixed pathwise weights; returns gradients w.r.t. the input
 /// trace and the nine parameter tensors.
-fn grads(path: ExecPath, mode: SpikeMode, input: LifInput, x_grad: bool, detach_spike_state: bool) -> (f64, Vec<Vec<f64>>) {
+fn grads(
+    path: ExecPath,
+    mode: SpikeMode,
+    input: LifInput,
+    x_grad: bool,
+    detach_spike_state: bool,
+) -> (f64, Vec<Vec<f64>>) {
     let ctx = Ctx::cpu().f64().autodiff();
     let (t, b, n) = (1500, 2, 4);
     let mut xs = conductance_values(t, b, n, 11);
     if input == LifInput::Current {
         xs.iter_mut().for_each(|g| *g *= 0.06);
     }
-    let ws = conductance_values(t, b, n, 12).into_iter().map(|w| w * 1e7 - 1.5).collect::<Vec<_>>();
-    let wv = conductance_values(t, b, n, 13).into_iter().map(|w| w * 1e7 - 1.5).collect::<Vec<_>>();
+    let ws = conductance_values(t, b, n, 12)
+        .into_iter()
+        .map(|w| w * 1e7 - 1.5)
+        .collect::<Vec<_>>();
+    let wv = conductance_values(t, b, n, 13)
+        .into_iter()
+        .map(|w| w * 1e7 - 1.5)
+        .collect::<Vec<_>>();
     let vals = LifUnitValues::calibrated(&rts(n)).unwrap();
     let mut params = LifParams::from_values(&ctx, &vals).unwrap();
     // a per-candidate [b, n] parameter, to exercise the batch axis
@@ -102,7 +130,8 @@ fn grads(path: ExecPath, mode: SpikeMode, input: LifInput, x_grad: bool, detach_
         ..Default::default()
     };
     let (s, v) = run_pool(&ctx, params, cfg, x.clone(), DT, path).unwrap();
-    let loss = (s * ctx.tensor(ws, [t, b, n])).sum() + (v.unwrap() * ctx.tensor(wv, [t, b, n]) * 1e3).sum();
+    let loss = (s * ctx.tensor(ws, [t, b, n])).sum()
+        + (v.unwrap() * ctx.tensor(wv, [t, b, n]) * 1e3).sum();
     let lv = to_vec_f64(loss.clone())[0];
     let g = loss.backward();
     let mut out = Vec::new();
@@ -112,13 +141,26 @@ fn grads(path: ExecPath, mode: SpikeMode, input: LifInput, x_grad: bool, detach_
     for l in &leaves {
         let numel = l.dims().iter().product();
         // no gradient at all (parameter not on the tape, e.g. θ in hard mode) = zeros
-        out.push(l.grad(&g).map(to_vec_f64).unwrap_or_else(|| vec![0.0; numel]));
+        out.push(
+            l.grad(&g)
+                .map(to_vec_f64)
+                .unwrap_or_else(|| vec![0.0; numel]),
+        );
     }
     (lv, out)
 }
 
 const NAMES: [&str; 10] = [
-    "x", "tau_m_s", "r_ohm", "v_rest_v", "v_thresh_v", "v_reset_v", "tau_ahp_s", "ahp_jump_a", "e_syn_v", "i_bias_a",
+    "x",
+    "tau_m_s",
+    "r_ohm",
+    "v_rest_v",
+    "v_thresh_v",
+    "v_reset_v",
+    "tau_ahp_s",
+    "ahp_jump_a",
+    "e_syn_v",
+    "i_bias_a",
 ];
 
 #[test]
@@ -132,27 +174,46 @@ fn fused_gradients_equal_tape_gradients_surrogate_f64() {
         let (lf, gf) = grads(ExecPath::Fused, SpikeMode::Surrogate, input, true, detach);
         assert_eq!(lt, lf, "loss");
         for (k, (a, b)) in gf.iter().zip(&gt).enumerate() {
-            let name = if input == LifInput::Current && k == 8 { "e_syn_v (unused)" } else { NAMES[k] };
+            let name = if input == LifInput::Current && k == 8 {
+                "e_syn_v (unused)"
+            } else {
+                NAMES[k]
+            };
             let nonzero = b.iter().any(|v| *v != 0.0);
             if input == LifInput::Conductance || k != 8 {
                 assert!(nonzero, "{name}: tape gradient is identically zero");
             }
             let rel = max_rel(a, b);
-            println!("{input:?} detach_spike_state={detach} d loss / d {name}: rel err fused vs tape {rel:.3e}");
-            assert!(rel <= 1e-5, "{input:?} {name}: fused vs tape rel err {rel:.3e}");
+            println!(
+                "{input:?} detach_spike_state={detach} d loss / d {name}: rel err fused vs tape {rel:.3e}"
+            );
+            assert!(
+                rel <= 1e-5,
+                "{input:?} {name}: fused vs tape rel err {rel:.3e}"
+            );
         }
     }
 }
 
 #[test]
 fn fused_gradients_equal_tape_gradients_rate_and_hard() {
-    for (mode, detach) in [(SpikeMode::Rate, false), (SpikeMode::Rate, true), (SpikeMode::Hard, true)] {
+    for (mode, detach) in [
+        (SpikeMode::Rate, false),
+        (SpikeMode::Rate, true),
+        (SpikeMode::Hard, true),
+    ] {
         let (lt, gt) = grads(ExecPath::Tape, mode, LifInput::Conductance, false, detach);
         let (lf, gf) = grads(ExecPath::Fused, mode, LifInput::Conductance, false, detach);
-        assert!((lt - lf).abs() <= 1e-9 * lt.abs().max(1.0), "{mode:?} loss {lt} vs {lf}");
+        assert!(
+            (lt - lf).abs() <= 1e-9 * lt.abs().max(1.0),
+            "{mode:?} loss {lt} vs {lf}"
+        );
         for (k, (a, b)) in gf.iter().zip(&gt).enumerate() {
             let rel = max_rel(a, b);
-            println!("{mode:?} d loss / d {}: rel err fused vs tape {rel:.3e}", NAMES[k + 1]);
+            println!(
+                "{mode:?} d loss / d {}: rel err fused vs tape {rel:.3e}",
+                NAMES[k + 1]
+            );
             assert!(rel <= 1e-5, "{mode:?} {}: rel err {rel:.3e}", NAMES[k + 1]);
         }
     }
@@ -188,7 +249,10 @@ fn fused_matches_tape_across_element_blocks() {
     let (t, b, n) = (150, 2, 1100);
     let ctx = Ctx::cpu().f64().autodiff();
     let xs = conductance_values(t, b, n, 21);
-    let ws = conductance_values(t, b, n, 22).into_iter().map(|w| w * 1e7 - 1.5).collect::<Vec<_>>();
+    let ws = conductance_values(t, b, n, 22)
+        .into_iter()
+        .map(|w| w * 1e7 - 1.5)
+        .collect::<Vec<_>>();
     let mut res = Vec::new();
     for path in [ExecPath::Tape, ExecPath::Fused] {
         let mut params = LifParams::calibrated(&ctx, &rts(n)).unwrap();
@@ -204,10 +268,22 @@ fn fused_matches_tape_across_element_blocks() {
         let sv = to_vec_f64(s.clone());
         let loss = (s * ctx.tensor(ws.clone(), [t, b, n])).sum();
         let g = loss.backward();
-        res.push((sv, to_vec_f64(th.grad(&g).unwrap()), to_vec_f64(x.grad(&g).unwrap())));
+        res.push((
+            sv,
+            to_vec_f64(th.grad(&g).unwrap()),
+            to_vec_f64(x.grad(&g).unwrap()),
+        ));
     }
     assert!(res[0].0.iter().sum::<f64>() > 100.0);
     assert_eq!(res[0].0, res[1].0, "spikes");
-    assert!(max_rel(&res[1].1, &res[0].1) <= 1e-5, "d/dθ {}", max_rel(&res[1].1, &res[0].1));
-    assert!(max_rel(&res[1].2, &res[0].2) <= 1e-5, "d/dx {}", max_rel(&res[1].2, &res[0].2));
+    assert!(
+        max_rel(&res[1].1, &res[0].1) <= 1e-5,
+        "d/dθ {}",
+        max_rel(&res[1].1, &res[0].1)
+    );
+    assert!(
+        max_rel(&res[1].2, &res[0].2) <= 1e-5,
+        "d/dx {}",
+        max_rel(&res[1].2, &res[0].2)
+    );
 }

@@ -32,16 +32,26 @@ fn load() -> Fixture {
         rt.push(f[1].parse::<f64>().unwrap());
     }
     let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{dir}fi_meta.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}fi_meta.json")).unwrap())
+            .unwrap();
     let rheobase_na = units
         .iter()
-        .map(|u| meta["rheobase"]["0.1"][u.to_string()]["rheobase_nA"].as_f64().unwrap())
+        .map(|u| {
+            meta["rheobase"]["0.1"][u.to_string()]["rheobase_nA"]
+                .as_f64()
+                .unwrap()
+        })
         .collect();
     let csv = std::fs::read_to_string(format!("{dir}fi_summary.csv")).unwrap();
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
-    let (cu, cdt, cm, cr) = (col("unit"), col("dt_ms"), col("mult"), col("rate_invmeanisi_last500_hz"));
+    let (cu, cdt, cm, cr) = (
+        col("unit"),
+        col("dt_ms"),
+        col("mult"),
+        col("rate_invmeanisi_last500_hz"),
+    );
     let mut rates = Vec::new();
     for l in lines {
         let f: Vec<&str> = l.split(',').collect();
@@ -96,7 +106,11 @@ fn simulate(fx: &Fixture, path: ExecPath) -> Vec<Vec<Vec<usize>>> {
 
 /// 1000 / mean ISI (ms) of the spikes with t in [600, 1100) ms, t = (step + 1)·dt (NetCon time).
 fn rate_last500(train: &[usize]) -> f64 {
-    let t: Vec<f64> = train.iter().map(|&k| (k + 1) as f64 * 0.1).filter(|&t| t >= 600.0).collect();
+    let t: Vec<f64> = train
+        .iter()
+        .map(|&k| (k + 1) as f64 * 0.1)
+        .filter(|&t| t >= 600.0)
+        .collect();
     if t.len() < 2 {
         return f64::NAN;
     }
@@ -112,19 +126,35 @@ fn fast_model_rates_match_nerlab_fixture_within_15_percent_in_8_to_35_hz() {
     println!("unit  mult  fixture_hz  fast_hz  err");
     for &(u, m, r_fix) in &fx.rates {
         let j = fx.units.iter().position(|&x| x == u).unwrap();
-        let bi = MULTS.iter().position(|&x| (x - m).abs() < 1e-9).expect("mult simulated");
+        let bi = MULTS
+            .iter()
+            .position(|&x| (x - m).abs() < 1e-9)
+            .expect("mult simulated");
         let r = rate_last500(&trains[bi][j]);
         let err = r / r_fix - 1.0;
         let band = (8.0..=35.0).contains(&r_fix);
-        println!("{u:4} {m:5.2} {r_fix:10.2} {r:8.2} {:+6.1}%{}", 100.0 * err, if band { " *" } else { "" });
+        println!(
+            "{u:4} {m:5.2} {r_fix:10.2} {r:8.2} {:+6.1}%{}",
+            100.0 * err,
+            if band { " *" } else { "" }
+        );
         if band {
             worst = worst.max(err.abs());
             checked += 1;
-            assert!(err.abs() <= 0.15, "unit {u} at {m}× rheobase: fast {r:.2} Hz vs fixture {r_fix:.2} Hz");
+            assert!(
+                err.abs() <= 0.15,
+                "unit {u} at {m}× rheobase: fast {r:.2} Hz vs fixture {r_fix:.2} Hz"
+            );
         }
     }
-    println!("worst in-band error {:.1} % over {checked} points", 100.0 * worst);
-    assert!(checked >= 15, "the 8–35 Hz band must hold enough fixture points ({checked})");
+    println!(
+        "worst in-band error {:.1} % over {checked} points",
+        100.0 * worst
+    );
+    assert!(
+        checked >= 15,
+        "the 8–35 Hz band must hold enough fixture points ({checked})"
+    );
 }
 
 #[test]
@@ -133,14 +163,31 @@ fn fast_model_rheobase_matches_fixture() {
     let vals = LifUnitValues::calibrated(&fx.rt).unwrap();
     for (j, rh) in vals.rheobase_a().iter().enumerate() {
         let rel = rh * 1e9 / fx.rheobase_na[j] - 1.0;
-        println!("unit {}: rheobase fast {:.4} nA fixture {:.4} nA ({:+.2} %)", fx.units[j], rh * 1e9, fx.rheobase_na[j], 100.0 * rel);
-        assert!(rel.abs() <= 0.01, "unit {}: rheobase off by {:.2} %", fx.units[j], 100.0 * rel);
+        println!(
+            "unit {}: rheobase fast {:.4} nA fixture {:.4} nA ({:+.2} %)",
+            fx.units[j],
+            rh * 1e9,
+            fx.rheobase_na[j],
+            100.0 * rel
+        );
+        assert!(
+            rel.abs() <= 0.01,
+            "unit {}: rheobase off by {:.2} %",
+            fx.units[j],
+            100.0 * rel
+        );
     }
     // and by simulation, with the fixture's criterion (≥ 1 spike after the step onset)
     let trains = simulate(&fx, ExecPath::Tape);
-    for j in 0..fx.units.len() {
-        assert!(trains[0][j].is_empty(), "unit {} spiked at 0.99× rheobase", fx.units[j]);
-        assert!(!trains[1][j].is_empty(), "unit {} silent at 1.01× rheobase", fx.units[j]);
+    for (j, unit) in fx.units.iter().enumerate() {
+        assert!(
+            trains[0][j].is_empty(),
+            "unit {unit} spiked at 0.99× rheobase"
+        );
+        assert!(
+            !trains[1][j].is_empty(),
+            "unit {unit} silent at 1.01× rheobase"
+        );
         assert!(trains[1][j][0] >= ONSET);
     }
 }

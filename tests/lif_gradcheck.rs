@@ -62,7 +62,8 @@ fn loss(p: &[Vec<f64>], w: &[f64], u: &[f64], path: ExecPath) -> f64 {
     let (s, v) = run_pool(&ctx, params, cfg(), x, DT, path).unwrap();
     let s = to_vec_f64(s);
     let v = to_vec_f64(v.unwrap());
-    s.iter().zip(w).map(|(a, b)| a * b).sum::<f64>() + v.iter().zip(u).map(|(a, b)| a * b * 1e3).sum::<f64>()
+    s.iter().zip(w).map(|(a, b)| a * b).sum::<f64>()
+        + v.iter().zip(u).map(|(a, b)| a * b * 1e3).sum::<f64>()
 }
 
 fn autodiff_grads(p: &[Vec<f64>], w: &[f64], u: &[f64], path: ExecPath) -> Vec<Vec<f64>> {
@@ -85,15 +86,28 @@ fn autodiff_grads(p: &[Vec<f64>], w: &[f64], u: &[f64], path: ExecPath) -> Vec<V
     }
     let x = ctx.tensor(p[9].clone(), [T, B, N]).require_grad();
     let (s, v) = run_pool(&ctx, params, cfg(), x.clone(), DT, path).unwrap();
-    let l = (s * ctx.tensor(w.to_vec(), [T, B, N])).sum() + (v.unwrap() * ctx.tensor(u.to_vec(), [T, B, N]) * 1e3).sum();
+    let l = (s * ctx.tensor(w.to_vec(), [T, B, N])).sum()
+        + (v.unwrap() * ctx.tensor(u.to_vec(), [T, B, N]) * 1e3).sum();
     let g = l.backward();
-    let mut out: Vec<Vec<f64>> = leaves.iter().map(|t| to_vec_f64(t.grad(&g).unwrap())).collect();
+    let mut out: Vec<Vec<f64>> = leaves
+        .iter()
+        .map(|t| to_vec_f64(t.grad(&g).unwrap()))
+        .collect();
     out.push(to_vec_f64(x.grad(&g).unwrap()));
     out
 }
 
 const NAMES: [&str; 10] = [
-    "tau_m_s", "r_ohm", "v_rest_v", "v_thresh_v", "v_reset_v", "tau_ahp_s", "ahp_jump_a", "e_syn_v", "i_bias_a", "x",
+    "tau_m_s",
+    "r_ohm",
+    "v_rest_v",
+    "v_thresh_v",
+    "v_reset_v",
+    "tau_ahp_s",
+    "ahp_jump_a",
+    "e_syn_v",
+    "i_bias_a",
+    "x",
 ];
 
 /// Directional derivative along a random direction d_k (scaled to each parameter's magnitude) by
@@ -103,13 +117,19 @@ fn check(path: ExecPath) -> Vec<f64> {
     let mut p = pack(&vals);
     p.push(conductance_values(T, B, N, 5));
     let mut rng = StdRng::seed_from_u64(9);
-    let w: Vec<f64> = (0..T * B * N).map(|_| rng.random_range(-1.0..1.0)).collect();
-    let u: Vec<f64> = (0..T * B * N).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let w: Vec<f64> = (0..T * B * N)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    let u: Vec<f64> = (0..T * B * N)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
     let g = autodiff_grads(&p, &w, &u, path);
     let scales = [1e-2, 1e6, 1e-2, 1e-2, 1e-2, 1e-2, 1e-9, 1e-2, 1e-9, 1e-7];
     let mut errs = Vec::new();
     for k in 0..10 {
-        let d: Vec<f64> = (0..p[k].len()).map(|_| scales[k] * rng.random_range(-1.0..1.0)).collect();
+        let d: Vec<f64> = (0..p[k].len())
+            .map(|_| scales[k] * rng.random_range(-1.0..1.0))
+            .collect();
         let eps = 1e-5;
         let mut pp = p.clone();
         let mut pm = p.clone();
@@ -117,11 +137,19 @@ fn check(path: ExecPath) -> Vec<f64> {
             pp[k][j] += eps * d[j];
             pm[k][j] -= eps * d[j];
         }
-        let fd = (loss(&pp, &w, &u, ExecPath::Tape) - loss(&pm, &w, &u, ExecPath::Tape)) / (2.0 * eps);
+        let fd =
+            (loss(&pp, &w, &u, ExecPath::Tape) - loss(&pm, &w, &u, ExecPath::Tape)) / (2.0 * eps);
         let ad: f64 = g[k].iter().zip(&d).map(|(a, b)| a * b).sum();
         let rel = (ad - fd).abs() / fd.abs().max(1e-12);
-        println!("{path:?} d loss / d {:>10}: autodiff {ad:+.9e} fd {fd:+.9e} rel err {rel:.2e}", NAMES[k]);
-        assert!(fd.abs() > 1e-8, "{}: the check needs a non-trivial derivative", NAMES[k]);
+        println!(
+            "{path:?} d loss / d {:>10}: autodiff {ad:+.9e} fd {fd:+.9e} rel err {rel:.2e}",
+            NAMES[k]
+        );
+        assert!(
+            fd.abs() > 1e-8,
+            "{}: the check needs a non-trivial derivative",
+            NAMES[k]
+        );
         errs.push(rel);
     }
     errs
@@ -159,6 +187,9 @@ fn checker_fails_on_a_wrong_gradient() {
     pm[3][0] -= eps;
     let fd = (loss(&pp, &w, &u, ExecPath::Tape) - loss(&pm, &w, &u, ExecPath::Tape)) / (2.0 * eps);
     let wrong = g[3][0] * 1.001;
-    assert!((wrong - fd).abs() / fd.abs() > 1e-4, "a 0.1 % wrong gradient must be detected");
+    assert!(
+        (wrong - fd).abs() / fd.abs() > 1e-4,
+        "a 0.1 % wrong gradient must be detected"
+    );
     assert!((g[3][0] - fd).abs() / fd.abs() <= 1e-4);
 }

@@ -118,7 +118,11 @@ impl ScanIssue {
                 batch,
                 unit,
                 value,
-            } => Error::invalid(format!("{input}[step {step}, batch {batch}, unit {unit}]"), value, "a finite number"),
+            } => Error::invalid(
+                format!("{input}[step {step}, batch {batch}, unit {unit}]"),
+                value,
+                "a finite number",
+            ),
             ScanIssue::NegativeConductance {
                 step,
                 batch,
@@ -200,7 +204,11 @@ impl LifScanSpec {
 #[backend_extension(Flex, NdArray, Autodiff)]
 pub trait LifScanOps: Backend {
     /// `x: [T, B, N]`, `coef: [P, B, N]` → spikes `[T, B, N]` (or `[2T, B, N]` with `record_v`).
-    fn lif_scan(x: FloatTensor<Self>, coef: FloatTensor<Self>, spec: LifScanSpec) -> FloatTensor<Self>;
+    fn lif_scan(
+        x: FloatTensor<Self>,
+        coef: FloatTensor<Self>,
+        spec: LifScanSpec,
+    ) -> FloatTensor<Self>;
 }
 
 /// Host data of a primitive (zero-copy where the backend allows it).
@@ -223,7 +231,10 @@ pub trait HostView: Backend {
 }
 
 fn owned<B: Backend, E: burn::tensor::Element>(t: &FloatTensor<B>) -> Vec<E> {
-    read_data::<B>(t.clone()).convert::<E>().into_vec::<E>().expect("host data")
+    read_data::<B>(t.clone())
+        .convert::<E>()
+        .into_vec::<E>()
+        .expect("host data")
 }
 
 impl HostView for Flex {
@@ -266,18 +277,44 @@ fn run_forward<B: HostView>(
     let mut sp = spec.clone();
     sp.checkpoint_every = spec.ck(t_steps);
     if x.dtype() == DType::F64 {
-        let f = host::forward::<f64>(&B::view_f64(x), &B::view_f64(coef), t_steps, b * n, n, &sp, keep_checkpoints);
+        let f = host::forward::<f64>(
+            &B::view_f64(x),
+            &B::view_f64(coef),
+            t_steps,
+            b * n,
+            n,
+            &sp,
+            keep_checkpoints,
+        );
         spec.set_issue(f.issue);
-        (TensorData::new(f.out, [rows, b, n]), Checkpoints::F64(f.checkpoints))
+        (
+            TensorData::new(f.out, [rows, b, n]),
+            Checkpoints::F64(f.checkpoints),
+        )
     } else {
-        let f = host::forward::<f32>(&B::view_f32(x), &B::view_f32(coef), t_steps, b * n, n, &sp, keep_checkpoints);
+        let f = host::forward::<f32>(
+            &B::view_f32(x),
+            &B::view_f32(coef),
+            t_steps,
+            b * n,
+            n,
+            &sp,
+            keep_checkpoints,
+        );
         spec.set_issue(f.issue);
-        (TensorData::new(f.out, [rows, b, n]), Checkpoints::F32(f.checkpoints))
+        (
+            TensorData::new(f.out, [rows, b, n]),
+            Checkpoints::F32(f.checkpoints),
+        )
     }
 }
 
 /// Forward without autodiff state.
-fn forward_only<B: HostView>(x: FloatTensor<B>, coef: FloatTensor<B>, spec: &LifScanSpec) -> FloatTensor<B> {
+fn forward_only<B: HostView>(
+    x: FloatTensor<B>,
+    coef: FloatTensor<B>,
+    spec: &LifScanSpec,
+) -> FloatTensor<B> {
     let device = x.device();
     let (data, _) = run_forward::<B>(&x, &coef, spec, false);
     drop((x, coef));
@@ -285,12 +322,20 @@ fn forward_only<B: HostView>(x: FloatTensor<B>, coef: FloatTensor<B>, spec: &Lif
 }
 
 impl LifScanOps for Flex {
-    fn lif_scan(x: FloatTensor<Self>, coef: FloatTensor<Self>, spec: LifScanSpec) -> FloatTensor<Self> {
+    fn lif_scan(
+        x: FloatTensor<Self>,
+        coef: FloatTensor<Self>,
+        spec: LifScanSpec,
+    ) -> FloatTensor<Self> {
         forward_only::<Self>(x, coef, &spec)
     }
 }
 impl LifScanOps for NdArray {
-    fn lif_scan(x: FloatTensor<Self>, coef: FloatTensor<Self>, spec: LifScanSpec) -> FloatTensor<Self> {
+    fn lif_scan(
+        x: FloatTensor<Self>,
+        coef: FloatTensor<Self>,
+        spec: LifScanSpec,
+    ) -> FloatTensor<Self> {
         forward_only::<Self>(x, coef, &spec)
     }
 }
@@ -317,7 +362,11 @@ struct ScanState<B: Backend> {
 
 impl<B: Backend> std::fmt::Debug for ScanState<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "LifScanState {{ dims: {:?}, spec: {:?} }}", self.dims, self.spec)
+        write!(
+            f,
+            "LifScanState {{ dims: {:?}, spec: {:?} }}",
+            self.dims, self.spec
+        )
     }
 }
 
@@ -357,12 +406,34 @@ impl<B: HostView> Backward<B, 2> for LifScanBackward {
         let gxs = [t_steps, b, n];
         let (gx, gp) = match &s.checkpoints {
             Checkpoints::F64(ck) => {
-                let (gx, gp) = adjoint_typed::<f64>(&B::view_f64(&s.x), &B::view_f64(&s.p), s.dims, &s.spec, ck, gd, want_gx);
-                (want_gx.then(|| TensorData::new(gx, gxs)), TensorData::new(gp, [N_COEF, b, n]))
+                let (gx, gp) = adjoint_typed::<f64>(
+                    &B::view_f64(&s.x),
+                    &B::view_f64(&s.p),
+                    s.dims,
+                    &s.spec,
+                    ck,
+                    gd,
+                    want_gx,
+                );
+                (
+                    want_gx.then(|| TensorData::new(gx, gxs)),
+                    TensorData::new(gp, [N_COEF, b, n]),
+                )
             }
             Checkpoints::F32(ck) => {
-                let (gx, gp) = adjoint_typed::<f32>(&B::view_f32(&s.x), &B::view_f32(&s.p), s.dims, &s.spec, ck, gd, want_gx);
-                (want_gx.then(|| TensorData::new(gx, gxs)), TensorData::new(gp, [N_COEF, b, n]))
+                let (gx, gp) = adjoint_typed::<f32>(
+                    &B::view_f32(&s.x),
+                    &B::view_f32(&s.p),
+                    s.dims,
+                    &s.spec,
+                    ck,
+                    gd,
+                    want_gx,
+                );
+                (
+                    want_gx.then(|| TensorData::new(gx, gxs)),
+                    TensorData::new(gp, [N_COEF, b, n]),
+                )
             }
         };
         drop(s);
@@ -376,7 +447,11 @@ impl<B: HostView> Backward<B, 2> for LifScanBackward {
 }
 
 impl<B: LifScanOps + HostView, C: CheckpointStrategy> LifScanOps for Autodiff<B, C> {
-    fn lif_scan(x: FloatTensor<Self>, coef: FloatTensor<Self>, spec: LifScanSpec) -> FloatTensor<Self> {
+    fn lif_scan(
+        x: FloatTensor<Self>,
+        coef: FloatTensor<Self>,
+        spec: LifScanSpec,
+    ) -> FloatTensor<Self> {
         let (x_prim, x_guard) = x.into_parts();
         let (p_prim, p_guard) = coef.into_parts();
         match LifScanBackward
@@ -420,11 +495,20 @@ pub fn fused_supported(device: &burn::tensor::Device) -> bool {
 ///
 /// Errors: shape mismatch, unsupported backend, non-finite input (naming step, batch, unit),
 /// negative conductance, unstable time step (`dt·(1 + R·g)/τ_m ≥ 1`), non-finite state.
-pub fn lif_scan(x: Tensor<3>, coef: Tensor<3>, spec: &LifScanSpec, input_name: &str) -> Result<Tensor<3>> {
+pub fn lif_scan(
+    x: Tensor<3>,
+    coef: Tensor<3>,
+    spec: &LifScanSpec,
+    input_name: &str,
+) -> Result<Tensor<3>> {
     let [_, b, n] = x.dims();
     let expected = [N_COEF, b, n];
     if coef.dims() != expected {
-        return Err(Error::shape("lif coefficients", format!("{expected:?}"), format!("{:?}", coef.dims())));
+        return Err(Error::shape(
+            "lif coefficients",
+            format!("{expected:?}"),
+            format!("{:?}", coef.dims()),
+        ));
     }
     if !fused_supported(&x.device()) {
         return Err(Error::config(
@@ -433,12 +517,19 @@ pub fn lif_scan(x: Tensor<3>, coef: Tensor<3>, spec: &LifScanSpec, input_name: &
         ));
     }
     if x.dtype() != coef.dtype() {
-        return Err(Error::config("lif_scan", "input and coefficients must have the same float dtype"));
+        return Err(Error::config(
+            "lif_scan",
+            "input and coefficients must have the same float dtype",
+        ));
     }
     let report = Arc::new(Mutex::new(None));
     let mut spec = spec.clone();
     spec.report = report.clone();
-    let out = Tensor::from_dispatch(<Dispatch as LifScanOps>::lif_scan(x.into_dispatch(), coef.into_dispatch(), spec));
+    let out = Tensor::from_dispatch(<Dispatch as LifScanOps>::lif_scan(
+        x.into_dispatch(),
+        coef.into_dispatch(),
+        spec,
+    ));
     let issue = report.lock().map(|mut s| s.take()).unwrap_or(None);
     match issue {
         Some(i) => Err(i.into_error(input_name)),

@@ -186,14 +186,21 @@ impl LifUnitValues {
         check::count_at_least("n_units", rt.len(), 1)?;
         for (i, &r) in rt.iter().enumerate() {
             if !(r.is_finite() && r > 0.0 && r <= 1.0) {
-                return Err(Error::invalid(format!("recruitment_thresholds[{i}]"), r, "(0, 1]"));
+                return Err(Error::invalid(
+                    format!("recruitment_thresholds[{i}]"),
+                    r,
+                    "(0, 1]",
+                ));
             }
         }
         use calib::*;
         let poly = |c: [f64; 3], x: f64| c[0] + c[1] * x + c[2] * x * x;
         let n = rt.len();
         let rh: Vec<f64> = rt.iter().map(|&x| poly(RHEOBASE_A, x)).collect();
-        let tau_ahp: Vec<f64> = rt.iter().map(|&x| 1.0 / poly(INV_TAU_AHP_PER_S, x)).collect();
+        let tau_ahp: Vec<f64> = rt
+            .iter()
+            .map(|&x| 1.0 / poly(INV_TAU_AHP_PER_S, x))
+            .collect();
         Ok(Self {
             tau_m_s: tau_ahp.iter().map(|t| TAU_M_OVER_TAU_AHP * t).collect(),
             r_ohm: rh.iter().map(|i| DELTA_V_V / i).collect(),
@@ -330,7 +337,11 @@ impl LifParams {
         for (name, t) in self.fields() {
             let [b, w] = t.dims();
             if w != n || (b != 1 && b != batch) {
-                return Err(Error::shape(name, format!("[1, {n}] or [{batch}, {n}]"), format!("{:?}", t.dims())));
+                return Err(Error::shape(
+                    name,
+                    format!("[1, {n}] or [{batch}, {n}]"),
+                    format!("{:?}", t.dims()),
+                ));
             }
             let v = to_vec_f64(t.clone());
             check::all_finite(name, &v)?;
@@ -346,14 +357,22 @@ impl LifParams {
         pos(1, "r_ohm")?;
         pos(5, "tau_ahp_s")?;
         if let Some(i) = host[6].iter().position(|&x| x < 0.0) {
-            return Err(Error::invalid(format!("ahp_jump_a[{i}]"), host[6][i], ">= 0"));
+            return Err(Error::invalid(
+                format!("ahp_jump_a[{i}]"),
+                host[6][i],
+                ">= 0",
+            ));
         }
         let nt = host[3].len().max(host[4].len());
         for i in 0..nt {
             let th = host[3][i % host[3].len()];
             let vr = host[4][i % host[4].len()];
             if th <= vr {
-                return Err(Error::invalid(format!("v_reset_v[{}]", i % n), vr, format!("< v_thresh_v = {th}")));
+                return Err(Error::invalid(
+                    format!("v_reset_v[{}]", i % n),
+                    vr,
+                    format!("< v_thresh_v = {th}"),
+                ));
             }
         }
         let tau_min = host[0].iter().cloned().fold(f64::INFINITY, f64::min);
@@ -409,7 +428,12 @@ impl LifState {
 /// One tape step (see module docs for the equations; op order is what the fused op reproduces
 /// bit for bit): `x` `[batch, n]` is the synaptic conductance (S) or injected current (A).
 /// Returns the new state and the spikes `[batch, n]`.
-pub fn lif_step(state: &LifState, x: Tensor<2>, c: &LifCoefs, cfg: &LifConfig) -> (LifState, Tensor<2>) {
+pub fn lif_step(
+    state: &LifState,
+    x: Tensor<2>,
+    c: &LifCoefs,
+    cfg: &LifConfig,
+) -> (LifState, Tensor<2>) {
     let v = state.v.clone();
     let a = state.a.clone();
     let drive = match cfg.input {
@@ -420,7 +444,11 @@ pub fn lif_step(state: &LifState, x: Tensor<2>, c: &LifCoefs, cfg: &LifConfig) -
     let v1 = v.clone() + c.alpha.clone() * (c.r.clone() * i - (v - c.v_rest.clone()));
     let m = (v1.clone() - c.v_thresh.clone()) * (1.0 / cfg.spike_scale_v);
     let s = spike_fn(m, cfg.mode, cfg.beta);
-    let s_state = if cfg.detach_spike_state { s.clone().detach() } else { s.clone() };
+    let s_state = if cfg.detach_spike_state {
+        s.clone().detach()
+    } else {
+        s.clone()
+    };
     let v_new = v1.clone() - s_state.clone() * (v1 - c.v_reset.clone());
     let a_new = c.ahp_decay.clone() * a + s_state * c.ahp_jump.clone();
     (LifState { v: v_new, a: a_new }, s)
@@ -477,7 +505,15 @@ impl LifPool {
     }
 
     /// Host check of one input step (finite, conductance ≥ 0, Euler factor `α(1 + R g) < 1`).
-    fn check_input(&self, x: &[f64], alpha: &[f64], r: &[f64], n: usize, t: usize, dt_s: f64) -> Result<()> {
+    fn check_input(
+        &self,
+        x: &[f64],
+        alpha: &[f64],
+        r: &[f64],
+        n: usize,
+        t: usize,
+        dt_s: f64,
+    ) -> Result<()> {
         let name = self.cfg.input.buffer();
         for (j, &xv) in x.iter().enumerate() {
             let (b, u) = (j / n, j % n);
@@ -495,7 +531,8 @@ impl LifPool {
                     unit: u,
                     value: xv,
                 })
-            } else if self.cfg.input == LifInput::Conductance && alpha[j] * (1.0 + r[j] * xv) >= 1.0 {
+            } else if self.cfg.input == LifInput::Conductance && alpha[j] * (1.0 + r[j] * xv) >= 1.0
+            {
                 Some(fused::ScanIssue::Unstable {
                     step: t,
                     batch: b,
@@ -521,7 +558,11 @@ impl Stage for LifPool {
 
     fn declare(&self) -> StageDecl {
         let n = self.n_units();
-        let mut writes = vec![BufferSpec::new(crate::kernel::names::SPIKES, &[n], "spike/step")];
+        let mut writes = vec![BufferSpec::new(
+            crate::kernel::names::SPIKES,
+            &[n],
+            "spike/step",
+        )];
         if self.cfg.record_v {
             writes.push(BufferSpec::new(MN_V, &[n], "V"));
         }
@@ -561,22 +602,34 @@ impl Stage for LifPool {
         Ok(())
     }
 
-    fn scan(&mut self, inputs: &Traces, ctx: &Ctx, batch: usize, dt_s: f64) -> Option<Result<Traces>> {
+    fn scan(
+        &mut self,
+        inputs: &Traces,
+        ctx: &Ctx,
+        batch: usize,
+        dt_s: f64,
+    ) -> Option<Result<Traces>> {
         if !fused::fused_supported(&ctx.device) {
             return None;
         }
         Some((|| {
             let name = self.cfg.input.buffer();
-            let x = inputs.get(name).cloned().ok_or_else(|| Error::MissingBuffer {
-                stage: self.name.clone(),
-                buffer: name.into(),
-            })?;
+            let x = inputs
+                .get(name)
+                .cloned()
+                .ok_or_else(|| Error::MissingBuffer {
+                    stage: self.name.clone(),
+                    buffer: name.into(),
+                })?;
             let c = self.params.coefficients(dt_s, batch)?.stacked();
             let [t_steps, _, n] = x.dims();
             let out = fused::lif_scan(x, c, &self.scan_spec(dt_s), name)?;
             let mut traces = Traces::new();
             if self.cfg.record_v {
-                traces.insert(MN_V.into(), out.clone().slice([t_steps..2 * t_steps, 0..batch, 0..n]));
+                traces.insert(
+                    MN_V.into(),
+                    out.clone().slice([t_steps..2 * t_steps, 0..batch, 0..n]),
+                );
                 traces.insert(
                     crate::kernel::names::SPIKES.into(),
                     out.slice([0..t_steps, 0..batch, 0..n]),

@@ -8,7 +8,9 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 /// Recruitment thresholds spread over (0, 1].
 pub fn rts(n: usize) -> Vec<f64> {
-    (0..n).map(|i| 0.01 + 0.99 * i as f64 / (n.max(2) - 1) as f64).collect()
+    (0..n)
+        .map(|i| 0.01 + 0.99 * i as f64 / (n.max(2) - 1) as f64)
+        .collect()
 }
 
 /// A pathwise random conductance trace `[t, b, n]` (S) that makes every unit fire at moderate rates.
@@ -58,5 +60,9 @@ pub fn run_pool(
 pub fn max_rel(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
     let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max) / scale
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+        / scale
 }

@@ -47,7 +47,14 @@ const BLOCK: usize = 2048;
 
 /// The float types the host loops run in.
 pub trait Real:
-    Copy + Send + Sync + PartialOrd + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + 'static
+    Copy
+    + Send
+    + Sync
+    + PartialOrd
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + 'static
 {
     /// 0.
     const ZERO: Self;
@@ -241,14 +248,28 @@ pub struct Forward<T> {
 
 /// Forward scan over all steps. `x`: `[T·B·N]`, `p`: `[P·B·N]`. With `keep_checkpoints`, stores the
 /// state `(v, a)` before every `spec.checkpoint_every`-th step for the adjoint's recomputation.
-pub fn forward<T: Real>(x: &[T], p: &[T], t_steps: usize, bn: usize, n: usize, spec: &LifScanSpec, keep_checkpoints: bool) -> Forward<T> {
+pub fn forward<T: Real>(
+    x: &[T],
+    p: &[T],
+    t_steps: usize,
+    bn: usize,
+    n: usize,
+    spec: &LifScanSpec,
+    keep_checkpoints: bool,
+) -> Forward<T> {
     let cond = spec.input == LifInput::Conductance;
     let rate = spec.mode == SpikeMode::Rate;
     match (cond, rate) {
         (true, true) => forward_impl::<T, true, true>(x, p, t_steps, bn, n, spec, keep_checkpoints),
-        (true, false) => forward_impl::<T, true, false>(x, p, t_steps, bn, n, spec, keep_checkpoints),
-        (false, true) => forward_impl::<T, false, true>(x, p, t_steps, bn, n, spec, keep_checkpoints),
-        (false, false) => forward_impl::<T, false, false>(x, p, t_steps, bn, n, spec, keep_checkpoints),
+        (true, false) => {
+            forward_impl::<T, true, false>(x, p, t_steps, bn, n, spec, keep_checkpoints)
+        }
+        (false, true) => {
+            forward_impl::<T, false, true>(x, p, t_steps, bn, n, spec, keep_checkpoints)
+        }
+        (false, false) => {
+            forward_impl::<T, false, false>(x, p, t_steps, bn, n, spec, keep_checkpoints)
+        }
     }
 }
 
@@ -267,7 +288,11 @@ fn forward_impl<T: Real, const COND: bool, const RATE: bool>(
     let rows = if spec.record_v { 2 * t_steps } else { t_steps };
     let mut out: Vec<T> = vec![T::ZERO; rows * bn];
     let ck = spec.checkpoint_every.max(1);
-    let n_ck = if keep_checkpoints { t_steps.div_ceil(ck) } else { 0 };
+    let n_ck = if keep_checkpoints {
+        t_steps.div_ceil(ck)
+    } else {
+        0
+    };
     let mut checkpoints = vec![(vec![T::ZERO; bn], vec![T::ZERO; bn]); n_ck];
     let mut issue: Option<ScanIssue> = None;
     let big = T::MAX;
@@ -314,7 +339,11 @@ fn forward_impl<T: Real, const COND: bool, const RATE: bool>(
             }
         }
     }
-    Forward { out, checkpoints, issue }
+    Forward {
+        out,
+        checkpoints,
+        issue,
+    }
 }
 
 /// Gradients returned by the adjoint.
@@ -342,12 +371,24 @@ pub fn adjoint<T: Real>(
 ) -> Adjoint<T> {
     let cond = spec.input == LifInput::Conductance;
     match (cond, spec.mode) {
-        (true, SpikeMode::Rate) => adjoint_impl::<T, true, 2, true>(x, p, checkpoints, g_out, t_steps, bn, spec, want_gx),
-        (true, SpikeMode::Surrogate) => adjoint_impl::<T, true, 1, false>(x, p, checkpoints, g_out, t_steps, bn, spec, want_gx),
-        (true, SpikeMode::Hard) => adjoint_impl::<T, true, 0, false>(x, p, checkpoints, g_out, t_steps, bn, spec, want_gx),
-        (false, SpikeMode::Rate) => adjoint_impl::<T, false, 2, true>(x, p, checkpoints, g_out, t_steps, bn, spec, want_gx),
-        (false, SpikeMode::Surrogate) => adjoint_impl::<T, false, 1, false>(x, p, checkpoints, g_out, t_steps, bn, spec, want_gx),
-        (false, SpikeMode::Hard) => adjoint_impl::<T, false, 0, false>(x, p, checkpoints, g_out, t_steps, bn, spec, want_gx),
+        (true, SpikeMode::Rate) => {
+            adjoint_impl::<T, true, 2, true>(x, p, checkpoints, g_out, t_steps, bn, spec, want_gx)
+        }
+        (true, SpikeMode::Surrogate) => {
+            adjoint_impl::<T, true, 1, false>(x, p, checkpoints, g_out, t_steps, bn, spec, want_gx)
+        }
+        (true, SpikeMode::Hard) => {
+            adjoint_impl::<T, true, 0, false>(x, p, checkpoints, g_out, t_steps, bn, spec, want_gx)
+        }
+        (false, SpikeMode::Rate) => {
+            adjoint_impl::<T, false, 2, true>(x, p, checkpoints, g_out, t_steps, bn, spec, want_gx)
+        }
+        (false, SpikeMode::Surrogate) => {
+            adjoint_impl::<T, false, 1, false>(x, p, checkpoints, g_out, t_steps, bn, spec, want_gx)
+        }
+        (false, SpikeMode::Hard) => {
+            adjoint_impl::<T, false, 0, false>(x, p, checkpoints, g_out, t_steps, bn, spec, want_gx)
+        }
     }
 }
 
@@ -386,7 +427,14 @@ const TILE: usize = 16;
 /// at `[t·bn + j]` (may be `g_out` itself: each slot is read before it is overwritten).
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
-fn adjoint_tile<T: Real, const COND: bool, const MODE: u8, const RATE: bool, const DETACH: bool, const RECV: bool>(
+fn adjoint_tile<
+    T: Real,
+    const COND: bool,
+    const MODE: u8,
+    const RATE: bool,
+    const DETACH: bool,
+    const RECV: bool,
+>(
     x: &[T],
     seg_v: &[T],
     seg_a: &[T],
@@ -426,7 +474,15 @@ fn adjoint_tile<T: Real, const COND: bool, const MODE: u8, const RATE: bool, con
         a[..w].copy_from_slice(&v[j0..j0 + w]);
         a
     };
-    let (c_al, c_r, c_vr, c_vres, c_k, c_jump, c_e) = (tl(&c.al), tl(&c.r), tl(&c.vr), tl(&c.vres), tl(&c.k), tl(&c.jump), tl(&c.e));
+    let (c_al, c_r, c_vr, c_vres, c_k, c_jump, c_e) = (
+        tl(&c.al),
+        tl(&c.r),
+        tl(&c.vr),
+        tl(&c.vres),
+        tl(&c.k),
+        tl(&c.jump),
+        tl(&c.e),
+    );
     let mut gx = gx;
     for t in (t0..t1).rev() {
         let o = (t - t0) * seg_stride + seg_off;
@@ -448,7 +504,11 @@ fn adjoint_tile<T: Real, const COND: bool, const MODE: u8, const RATE: bool, con
             let gvn = lv[l] + gvl[l].to_f64();
             let gan = la[l];
             let gs_in = gsl[l].to_f64();
-            let gs = if DETACH { gs_in } else { gs_in - gvn * (v1 - c_vres[l]) + gan * c_jump[l] };
+            let gs = if DETACH {
+                gs_in
+            } else {
+                gs_in - gvn * (v1 - c_vres[l]) + gan * c_jump[l]
+            };
             let slope = match MODE {
                 0 => 0.0,
                 1 => surrogate_slope(m, beta64),
@@ -524,7 +584,11 @@ fn adjoint_impl<T: Real, const COND: bool, const MODE: u8, const RATE: bool>(
     let inv = T::from_f64(spec.inv_scale);
     let beta = T::from_f64(spec.beta);
     let ck = spec.checkpoint_every.max(1);
-    let mut gx_sep: Vec<T> = if want_gx && spec.record_v { vec![T::ZERO; t_steps * bn] } else { Vec::new() };
+    let mut gx_sep: Vec<T> = if want_gx && spec.record_v {
+        vec![T::ZERO; t_steps * bn]
+    } else {
+        Vec::new()
+    };
     let mut gp = vec![0.0f64; N_COEF * bn];
     let mut lam_v = vec![0.0f64; bn];
     let mut lam_a = vec![0.0f64; bn];
@@ -550,7 +614,8 @@ fn adjoint_impl<T: Real, const COND: bool, const MODE: u8, const RATE: bool>(
                 seg_a[o..o + bw].copy_from_slice(&a);
                 let xr = &x[t * bn + b0..t * bn + b0 + bw];
                 for l in 0..bw {
-                    let (_, _, _, _, vn, an) = elem::<T, COND, RATE>(xr[l], v[l], a[l], &rb, l, inv, beta);
+                    let (_, _, _, _, vn, an) =
+                        elem::<T, COND, RATE>(xr[l], v[l], a[l], &rb, l, inv, beta);
                     v[l] = vn;
                     a[l] = an;
                 }
@@ -568,11 +633,16 @@ fn adjoint_impl<T: Real, const COND: bool, const MODE: u8, const RATE: bool>(
                     seg_stride: bw,
                     seg_off: j0 - b0,
                 };
-                let gx = if recv && want_gx { Some(&mut gx_sep[..]) } else { None };
+                let gx = if recv && want_gx {
+                    Some(&mut gx_sep[..])
+                } else {
+                    None
+                };
                 macro_rules! tile {
                     ($d:expr, $r:expr) => {
                         adjoint_tile::<T, COND, MODE, RATE, $d, $r>(
-                            x, &seg_v, &seg_a, &rw, &c, &mut g_out, gx, want_gx, &mut lam_v, &mut lam_a, &mut gp, geo, inv, beta,
+                            x, &seg_v, &seg_a, &rw, &c, &mut g_out, gx, want_gx, &mut lam_v,
+                            &mut lam_a, &mut gp, geo, inv, beta,
                         )
                     };
                 }

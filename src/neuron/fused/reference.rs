@@ -9,9 +9,19 @@ use crate::neuron::lif::LifInput;
 /// `spikes` `[T, B·N]` and returns the spike count. Per element and step:
 /// `i = (g(E−v) + I_b) − a`, `v1 = v + α(R i − (v − v_rest))`, `s = H(v1 − θ)`,
 /// `v = v1 − s(v1 − v_reset)`, `a = k a + s ΔI`.
-pub fn lif_forward_plain(x: &[f32], coef: &[f32], t_steps: usize, bn: usize, input: LifInput, spikes: &mut [f32]) -> u64 {
+pub fn lif_forward_plain(
+    x: &[f32],
+    coef: &[f32],
+    t_steps: usize,
+    bn: usize,
+    input: LifInput,
+    spikes: &mut [f32],
+) -> u64 {
     assert_eq!(coef.len(), N_COEF * bn, "coef must be [9, B·N]");
-    assert!(x.len() >= t_steps * bn && spikes.len() >= t_steps * bn, "trace sizes");
+    assert!(
+        x.len() >= t_steps * bn && spikes.len() >= t_steps * bn,
+        "trace sizes"
+    );
     let row = |c: Coef| &coef[c as usize * bn..(c as usize + 1) * bn];
     let (al, r, vr, th, vres, k, jump, e, ib) = (
         row(Coef::Alpha),
