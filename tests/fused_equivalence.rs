@@ -221,26 +221,33 @@ fn fused_gradients_equal_tape_gradients_rate_and_hard() {
 
 #[test]
 fn fused_op_composes_with_upstream_ops() {
-    // x = scale · base (scale is a parameter upstream of the fused op)
-    let ctx = Ctx::cpu().f64().autodiff();
-    let (t, b, n) = (800, 1, 3);
-    let base = ctx.tensor(conductance_values(t, b, n, 3), [t, b, n]);
-    let mut out = Vec::new();
-    for path in [ExecPath::Tape, ExecPath::Fused] {
-        let scale = ctx.tensor(vec![1.3], [1, 1, 1]).require_grad();
-        let x = base.clone() * scale.clone().expand([t, b, n]);
-        let cfg = LifConfig {
-            mode: SpikeMode::Surrogate,
-            ..Default::default()
-        };
-        let params = LifParams::calibrated(&ctx, &rts(n)).unwrap();
-        let (s, _) = run_pool(&ctx, params, cfg, x, DT, path).unwrap();
-        let loss = (s.clone() * s).sum();
-        let g = loss.backward();
-        out.push(to_vec_f64(scale.grad(&g).unwrap())[0]);
+    // x = scale · base (scale is a parameter upstream of the fused op), on flex and ndarray
+    for ctx in [
+        Ctx::cpu().f64().autodiff(),
+        Ctx::new(myodiff::kernel::BackendKind::Ndarray)
+            .unwrap()
+            .f64()
+            .autodiff(),
+    ] {
+        let (t, b, n) = (800, 1, 3);
+        let base = ctx.tensor(conductance_values(t, b, n, 3), [t, b, n]);
+        let mut out = Vec::new();
+        for path in [ExecPath::Tape, ExecPath::Fused] {
+            let scale = ctx.tensor(vec![1.3], [1, 1, 1]).require_grad();
+            let x = base.clone() * scale.clone().expand([t, b, n]);
+            let cfg = LifConfig {
+                mode: SpikeMode::Surrogate,
+                ..Default::default()
+            };
+            let params = LifParams::calibrated(&ctx, &rts(n)).unwrap();
+            let (s, _) = run_pool(&ctx, params, cfg, x, DT, path).unwrap();
+            let loss = (s.clone() * s).sum();
+            let g = loss.backward();
+            out.push(to_vec_f64(scale.grad(&g).unwrap())[0]);
+        }
+        assert!(out[0] != 0.0);
+        assert!((out[0] - out[1]).abs() <= 1e-9 * out[0].abs(), "{out:?}");
     }
-    assert!(out[0] != 0.0);
-    assert!((out[0] - out[1]).abs() <= 1e-9 * out[0].abs(), "{out:?}");
 }
 
 #[test]
