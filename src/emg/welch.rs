@@ -127,7 +127,9 @@ impl Psd {
 
 /// One-sided Welch frequency grid `f_k = k·fs/L`, `k = 0..=⌊L/2⌋` (Hz).
 pub fn welch_freqs_hz(fs_hz: f64, nperseg: usize) -> Vec<f64> {
-    (0..=nperseg / 2).map(|k| k as f64 * fs_hz / nperseg as f64).collect()
+    (0..=nperseg / 2)
+        .map(|k| k as f64 * fs_hz / nperseg as f64)
+        .collect()
 }
 
 /// Periodic ("DFT-even", scipy `get_window("hann", L)` / `hann(L, sym=False)`) Hann window
@@ -154,7 +156,7 @@ pub fn median_bias(n_segments: usize) -> f64 {
 
 /// One-sided doubling factor `c_k` (2 inside, 1 at DC and at the Nyquist bin of even `L`).
 pub fn onesided_factor(k: usize, nperseg: usize) -> f64 {
-    if k == 0 || (nperseg % 2 == 0 && k == nperseg / 2) {
+    if k == 0 || (nperseg.is_multiple_of(2) && k == nperseg / 2) {
         1.0
     } else {
         2.0
@@ -165,7 +167,11 @@ pub fn onesided_factor(k: usize, nperseg: usize) -> f64 {
 pub(crate) fn median_in_place(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).expect("finite values"));
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
 }
 
 /// A planned Welch estimator (window and FFT plan reused across signals of any length >= L).
@@ -318,7 +324,9 @@ mod tests {
     /// (amplitudes 1, 3, 2 of [0, a, 0, −a]): mean = 4/3·14/3, median = 4/3·4 / (5/6).
     #[test]
     fn hand_computed_mean_and_median() {
-        let x = [0.0, 1.0, 0.0, -1.0, 0.0, 3.0, 0.0, -3.0, 0.0, 2.0, 0.0, -2.0];
+        let x = [
+            0.0, 1.0, 0.0, -1.0, 0.0, 3.0, 0.0, -3.0, 0.0, 2.0, 0.0, -2.0,
+        ];
         let cfg = WelchConfig::new(1.0, 4).with_noverlap(0);
         let m = welch(&x, &cfg).unwrap();
         assert!((m.density[1] - 4.0 / 3.0 * 14.0 / 3.0).abs() < 1e-13);
@@ -337,14 +345,19 @@ mod tests {
         let sigma = 0.3;
         let fs = 1000.0;
         let x: Vec<f64> = (0..400_000)
-            .map(|_| sigma * <StandardNormal as Distribution<f64>>::sample(&StandardNormal, &mut rng))
+            .map(|_| {
+                sigma * <StandardNormal as Distribution<f64>>::sample(&StandardNormal, &mut rng)
+            })
             .collect();
         for avg in [Average::Mean, Average::Median] {
             let p = welch(&x, &WelchConfig::new(fs, 256).with_average(avg)).unwrap();
             let band = &p.density[10..110];
             let level = band.iter().sum::<f64>() / band.len() as f64;
             let want = 2.0 * sigma * sigma / fs;
-            assert!((level / want - 1.0).abs() < 0.02, "{avg:?}: {level} vs {want}");
+            assert!(
+                (level / want - 1.0).abs() < 0.02,
+                "{avg:?}: {level} vs {want}"
+            );
         }
     }
 
@@ -366,7 +379,10 @@ mod tests {
                 Average::Mean => amp * amp / 2.0,
                 Average::Median => amp * amp / 2.0 / median_bias(31),
             };
-            assert!((total - want).abs() < 1e-9 * amp * amp, "{avg:?}: {total} vs {want}");
+            assert!(
+                (total - want).abs() < 1e-9 * amp * amp,
+                "{avg:?}: {total} vs {want}"
+            );
             let kmax = (0..p.density.len())
                 .max_by(|&a, &b| p.density[a].partial_cmp(&p.density[b]).unwrap())
                 .unwrap();
@@ -386,19 +402,27 @@ mod tests {
     #[test]
     fn typed_errors() {
         let x = vec![0.0; 16];
-        let e = welch(&x, &WelchConfig::new(1.0, 32)).unwrap_err().to_string();
+        let e = welch(&x, &WelchConfig::new(1.0, 32))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("nperseg") && e.contains("32"), "{e}");
-        let e = welch(&x, &WelchConfig::new(1.0, 0)).unwrap_err().to_string();
+        let e = welch(&x, &WelchConfig::new(1.0, 0))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("nperseg"), "{e}");
         let e = welch(&x, &WelchConfig::new(1.0, 8).with_noverlap(8))
             .unwrap_err()
             .to_string();
         assert!(e.contains("noverlap"), "{e}");
-        let e = welch(&x, &WelchConfig::new(0.0, 8)).unwrap_err().to_string();
+        let e = welch(&x, &WelchConfig::new(0.0, 8))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("fs_hz"), "{e}");
         let mut y = x.clone();
         y[3] = f64::NAN;
-        let e = welch(&y, &WelchConfig::new(1.0, 8)).unwrap_err().to_string();
+        let e = welch(&y, &WelchConfig::new(1.0, 8))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("x[3]"), "{e}");
     }
 }

@@ -134,7 +134,13 @@ mod tests {
 
     #[test]
     fn myogen_edges_are_clipped() {
-        assert_eq!(emphasis_edges_hz(1000.0, 1400.0, 2048.0), (300.0, 0.99 * 1024.0));
-        assert_eq!(emphasis_edges_hz(500.0, 1400.0, 2048.0), (10.24, 0.99 * 1024.0));
+        assert_eq!(
+            emphasis_edges_hz(1000.0, 1400.0, 2048.0),
+            (300.0, 0.99 * 1024.0)
+        );
+        assert_eq!(
+            emphasis_edges_hz(500.0, 1400.0, 2048.0),
+            (10.24, 0.99 * 1024.0)
+        );
     }
 }

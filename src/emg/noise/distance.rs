@@ -25,7 +25,11 @@ impl PsdDistance {
         check::non_negative("f_lo_hz", f_lo_hz)?;
         check::finite("f_hi_hz", f_hi_hz)?;
         if f_hi_hz <= f_lo_hz {
-            return Err(Error::invalid("f_hi_hz", f_hi_hz, format!("> f_lo_hz = {f_lo_hz}")));
+            return Err(Error::invalid(
+                "f_hi_hz",
+                f_hi_hz,
+                format!("> f_lo_hz = {f_lo_hz}"),
+            ));
         }
         Ok(Self { f_lo_hz, f_hi_hz })
     }
@@ -54,21 +58,36 @@ impl PsdDistance {
         }
         let r = self.band_range(freqs_hz)?;
         let n = r.len() as f64;
-        Ok(r.map(|k| (a[k].max(LOG_FLOOR).log10() - b[k].max(LOG_FLOOR).log10()).abs())
-            .sum::<f64>()
-            / n)
+        Ok(
+            r.map(|k| (a[k].max(LOG_FLOOR).log10() - b[k].max(LOG_FLOOR).log10()).abs())
+                .sum::<f64>()
+                / n,
+        )
     }
 
     /// Tensor distance: `model` `[B, F]`, `target` `[1, F]` or `[B, F]` on `freqs_hz` → `[B]`
     /// (decades); differentiable w.r.t. both.
-    pub fn tensor(&self, model: Tensor<2>, target: Tensor<2>, freqs_hz: &[f64]) -> Result<Tensor<1>> {
+    pub fn tensor(
+        &self,
+        model: Tensor<2>,
+        target: Tensor<2>,
+        freqs_hz: &[f64],
+    ) -> Result<Tensor<1>> {
         let [b, f] = model.dims();
         if f != freqs_hz.len() {
-            return Err(Error::shape("model psd", format!("[B, {}]", freqs_hz.len()), format!("{:?}", model.dims())));
+            return Err(Error::shape(
+                "model psd",
+                format!("[B, {}]", freqs_hz.len()),
+                format!("{:?}", model.dims()),
+            ));
         }
         let td = target.dims();
         if td[1] != f || (td[0] != 1 && td[0] != b) {
-            return Err(Error::shape("target psd", format!("[1 or {b}, {f}]"), format!("{td:?}")));
+            return Err(Error::shape(
+                "target psd",
+                format!("[1 or {b}, {f}]"),
+                format!("{td:?}"),
+            ));
         }
         let r = self.band_range(freqs_hz)?;
         let ln10 = std::f64::consts::LN_10;
@@ -98,6 +117,11 @@ mod tests {
         let t = to_vec_f64(d.tensor(ta, tb, &freqs).unwrap());
         assert!((t[0] - 1.0).abs() < 1e-12 && t[1].abs() < 1e-12, "{t:?}");
         assert!(PsdDistance::new(5.0, 5.0).is_err());
-        assert!(PsdDistance::new(1.0, 2.0).unwrap().host(&a, &b, &freqs).is_err());
+        assert!(
+            PsdDistance::new(1.0, 2.0)
+                .unwrap()
+                .host(&a, &b, &freqs)
+                .is_err()
+        );
     }
 }

@@ -66,7 +66,9 @@ fn normal(rng: &mut StdRng) -> f64 {
 
 fn complex_white(rng: &mut StdRng, n: usize) -> Vec<Complex64> {
     let re: Vec<f64> = (0..n).map(|_| normal(rng)).collect();
-    re.into_iter().map(|a| Complex64::new(a, normal(rng))).collect()
+    re.into_iter()
+        .map(|a| Complex64::new(a, normal(rng)))
+        .collect()
 }
 
 impl NoiseDraws {
@@ -163,7 +165,11 @@ fn scale(x: &mut [f64], s: f64) {
 /// One realisation from pre-drawn randomness (see module docs for the pipeline). Output in the
 /// units of `noise_rms_v` (V), length `cfg.n_samples`. Errors: invalid config/parameters, draws
 /// of another length, an empty emphasis band, an empty drift band with drift on.
-pub fn generate_with_draws(cfg: &NoiseConfig, p: &NoiseParams, draws: &NoiseDraws) -> Result<Vec<f64>> {
+pub fn generate_with_draws(
+    cfg: &NoiseConfig,
+    p: &NoiseParams,
+    draws: &NoiseDraws,
+) -> Result<Vec<f64>> {
     cfg.validate()?;
     p.validate(cfg.fs_hz)?;
     let (n, fs) = (cfg.n_samples, cfg.fs_hz);
@@ -172,7 +178,9 @@ pub fn generate_with_draws(cfg: &NoiseConfig, p: &NoiseParams, draws: &NoiseDraw
     }
     // 1. coloured base
     let half = p.spectral_slope / 2.0;
-    let mut x = shaped_ifft(&draws.white, n, fs, |f| if f > 0.0 { f.powf(half) } else { 0.0 });
+    let mut x = shaped_ifft(&draws.white, n, fs, |f| {
+        if f > 0.0 { f.powf(half) } else { 0.0 }
+    });
     let s = std_dev(&x);
     if s > 0.0 {
         scale(&mut x, 1.0 / s);
@@ -189,13 +197,18 @@ pub fn generate_with_draws(cfg: &NoiseConfig, p: &NoiseParams, draws: &NoiseDraw
     let s0 = std_dev(&x);
     let bp = zero_phase_filter(&x, fs, |f| bandpass_gain2(f, f1, f2, 2, fs));
     let b = p.band_blend;
-    let mut x: Vec<f64> = bp.iter().zip(&x).map(|(e, v)| b * e + (1.0 - b) * v).collect();
+    let mut x: Vec<f64> = bp
+        .iter()
+        .zip(&x)
+        .map(|(e, v)| b * e + (1.0 - b) * v)
+        .collect();
     let s1 = std_dev(&x).max(1e-12);
     scale(&mut x, s0 / s1);
     // 3. heavy tails
     if let Some((n_sp, df, amp_scale)) = p.spike_layout(n) {
         let s0 = std_dev(&x);
-        let t = StudentT::new(df).map_err(|e| Error::invalid("excess_kurtosis", p.excess_kurtosis, e.to_string()))?;
+        let t = StudentT::new(df)
+            .map_err(|e| Error::invalid("excess_kurtosis", p.excess_kurtosis, e.to_string()))?;
         let mut rng = StdRng::seed_from_u64(draws.spike_seed);
         for &pos in draws.spike_positions.iter().take(n_sp) {
             x[pos] += t.sample(&mut rng) * amp_scale;
@@ -218,7 +231,11 @@ pub fn generate_with_draws(cfg: &NoiseConfig, p: &NoiseParams, draws: &NoiseDraw
         let (lo, hi) = cfg.drift_band_hz();
         let a = -p.baseline_drift_alpha / 2.0;
         let mut d = shaped_ifft(&draws.drift_white, n, fs, |f| {
-            if f > 0.0 && f >= lo && f <= hi { f.powf(a) } else { 0.0 }
+            if f > 0.0 && f >= lo && f <= hi {
+                f.powf(a)
+            } else {
+                0.0
+            }
         });
         let m = d.iter().sum::<f64>() / n as f64;
         d.iter_mut().for_each(|v| *v -= m);
@@ -240,7 +257,9 @@ fn add_powerline(x: &mut [f64], cfg: &NoiseConfig, p: &NoiseParams, draws: &Nois
     let nyq = fs / 2.0;
     let base = p.powerline_amplitude * std_dev(x);
     let drift = if p.powerline_frequency_drift_hz > 0.0 {
-        let mut d = zero_phase_filter(&draws.fm_white, fs, |f| lowpass_gain2(f, DRIFT_LOWPASS_HZ, 2, fs));
+        let mut d = zero_phase_filter(&draws.fm_white, fs, |f| {
+            lowpass_gain2(f, DRIFT_LOWPASS_HZ, 2, fs)
+        });
         let s = std_dev(&d);
         if s > 0.0 {
             scale(&mut d, p.powerline_frequency_drift_hz / s);
@@ -250,10 +269,14 @@ fn add_powerline(x: &mut [f64], cfg: &NoiseConfig, p: &NoiseParams, draws: &Nois
         vec![0.0; n]
     };
     let am = if p.powerline_am_depth > 0.0 {
-        let z = zero_phase_filter(&draws.am_white, fs, |f| lowpass_gain2(f, AM_LOWPASS_HZ, 2, fs));
+        let z = zero_phase_filter(&draws.am_white, fs, |f| {
+            lowpass_gain2(f, AM_LOWPASS_HZ, 2, fs)
+        });
         let s = std_dev(&z);
         if s > 0.0 {
-            z.iter().map(|v| (1.0 + p.powerline_am_depth * v / s).max(0.0)).collect()
+            z.iter()
+                .map(|v| (1.0 + p.powerline_am_depth * v / s).max(0.0))
+                .collect()
         } else {
             vec![1.0; n]
         }
@@ -282,7 +305,12 @@ pub fn generate(cfg: &NoiseConfig, p: &NoiseParams, seed: u64) -> Result<Vec<f64
 
 /// `n_channels` channels `x_ch = √c·n_common + √(1−c)·n_ch` (`c = common_mode_fraction`),
 /// every component an independent realisation; stream seeds derive from `seed`. `[ch][sample]`.
-pub fn generate_channels(cfg: &NoiseConfig, p: &NoiseParams, n_channels: usize, seed: u64) -> Result<Vec<Vec<f64>>> {
+pub fn generate_channels(
+    cfg: &NoiseConfig,
+    p: &NoiseParams,
+    n_channels: usize,
+    seed: u64,
+) -> Result<Vec<Vec<f64>>> {
     let mut seeder = StdRng::seed_from_u64(seed);
     let c = p.common_mode_fraction;
     let common = if c > 0.0 {
@@ -300,7 +328,10 @@ pub fn generate_channels(cfg: &NoiseConfig, p: &NoiseParams, n_channels: usize, 
             };
             let (a, b) = (c.sqrt(), (1.0 - c).sqrt());
             match &common {
-                Some(cm) => own.iter_mut().zip(cm).for_each(|(v, m)| *v = b * *v + a * m),
+                Some(cm) => own
+                    .iter_mut()
+                    .zip(cm)
+                    .for_each(|(v, m)| *v = b * *v + a * m),
                 None => scale(&mut own, b),
             }
             Ok(own)
@@ -309,7 +340,13 @@ pub fn generate_channels(cfg: &NoiseConfig, p: &NoiseParams, n_channels: usize, 
 }
 
 /// [`generate_channels`] as a `[n_channels, n_samples]` tensor in `ctx`'s device/precision.
-pub fn generate_tensor(ctx: &Ctx, cfg: &NoiseConfig, p: &NoiseParams, n_channels: usize, seed: u64) -> Result<Tensor<2>> {
+pub fn generate_tensor(
+    ctx: &Ctx,
+    cfg: &NoiseConfig,
+    p: &NoiseParams,
+    n_channels: usize,
+    seed: u64,
+) -> Result<Tensor<2>> {
     let ch = generate_channels(cfg, p, n_channels, seed)?;
     let flat: Vec<f64> = ch.into_iter().flatten().collect();
     Ok(ctx.tensor(flat, [n_channels, cfg.n_samples]))

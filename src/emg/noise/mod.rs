@@ -15,6 +15,9 @@ pub mod params;
 pub mod psd;
 
 pub use distance::PsdDistance;
-pub use generate::{NoiseDraws, excess_kurtosis, generate, generate_channels, generate_tensor, generate_with_draws, rms, std_dev};
+pub use generate::{
+    NoiseDraws, excess_kurtosis, generate, generate_channels, generate_tensor, generate_with_draws,
+    rms, std_dev,
+};
 pub use params::{N_PARAMS, NoiseConfig, NoiseParams, PARAM_NAMES, idx};
 pub use psd::{NoisePsd, NoisePsdModel, PsdModelOptions};

@@ -140,7 +140,10 @@ impl NoiseParams {
         for (i, r) in self.powerline_harmonic_ratios.iter().enumerate() {
             check::non_negative(&format!("powerline_harmonic_ratios[{i}]"), *r)?;
         }
-        check::non_negative("powerline_frequency_drift_hz", self.powerline_frequency_drift_hz)?;
+        check::non_negative(
+            "powerline_frequency_drift_hz",
+            self.powerline_frequency_drift_hz,
+        )?;
         check::non_negative("powerline_am_depth", self.powerline_am_depth)?;
         check::non_negative("baseline_drift_rms_v", self.baseline_drift_rms_v)?;
         check::positive("baseline_drift_alpha", self.baseline_drift_alpha)?;

@@ -152,7 +152,9 @@ impl NoisePsdModel {
         let n_welch = l / 2 + 1;
         let fine_f: Vec<f64> = (1..=n_fine).map(|j| j as f64 * fs / n as f64).collect();
         let ln_f = fine_f.iter().map(|f| f.ln()).collect();
-        let omega: Vec<f64> = (1..=n_fine).map(|j| if j == n_fine { 0.5 } else { 1.0 }).collect();
+        let omega: Vec<f64> = (1..=n_fine)
+            .map(|j| if j == n_fine { 0.5 } else { 1.0 })
+            .collect();
         let (t_f, cot_f) = warp_tables(&fine_f, fs);
         let (lo, hi) = cfg.drift_band_hz();
         let drift_shape_mask = fine_f
@@ -330,7 +332,9 @@ impl NoisePsdModel {
         p.validate(self.cfg.fs_hz)?;
         let ctx = Ctx::cpu().f64();
         let op = self.on(&ctx);
-        Ok(to_vec_f64(op.fine_variance(ctx.tensor(p.to_vec(), [1, N_PARAMS]))))
+        Ok(to_vec_f64(
+            op.fine_variance(ctx.tensor(p.to_vec(), [1, N_PARAMS])),
+        ))
     }
 }
 
@@ -366,7 +370,11 @@ impl NoisePsd {
     fn check(&self, p: &Tensor<2>) -> Result<()> {
         let d = p.dims();
         if d[1] != N_PARAMS {
-            return Err(Error::shape("noise params tensor", format!("[batch, {N_PARAMS}]"), format!("{d:?}")));
+            return Err(Error::shape(
+                "noise params tensor",
+                format!("[batch, {N_PARAMS}]"),
+                format!("{d:?}"),
+            ));
         }
         Ok(())
     }
@@ -392,7 +400,7 @@ impl NoisePsd {
         let u2 = u2.clone() / u2.sum_dim(1);
         // 3. sparse spikes (white)
         let k = col(&p, idx::EXCESS_KURTOSIS);
-        let active = k.clone().greater_elem(0.5).float();
+        let active = k.zeros_like().mask_fill(k.clone().greater_elem(0.5), 1.0);
         let frac = (k.clone() / 2000.0).clamp_max(0.005).clamp_min(1.0 / n);
         let nu = (k.clone().neg() + 12.0).clamp_min(4.0);
         let et2 = nu.clone() / (nu - 2.0);
@@ -408,7 +416,8 @@ impl NoisePsd {
         let bb = u4.clone() / u4.sum_dim(1) * rms2;
         // 6. drift
         if self.drift_on {
-            let shape = (col(&p, idx::BASELINE_DRIFT_ALPHA).neg() * self.ln_f.clone()).exp() * self.drift_mask.clone();
+            let shape = (col(&p, idx::BASELINE_DRIFT_ALPHA).neg() * self.ln_f.clone()).exp()
+                * self.drift_mask.clone();
             let shape = shape.clone() / shape.sum_dim(1);
             bb + shape * col(&p, idx::BASELINE_DRIFT_RMS).square()
         } else {
