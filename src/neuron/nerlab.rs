@@ -45,7 +45,7 @@ use crate::error::{Error, Result, check};
 use crate::kernel::{BufferSpec, Ctx, ReadSpec, Stage, StageDecl, StageIo, to_vec_f64};
 use crate::neuron::nerlab_params::{NerlabConstants, NerlabParams};
 use crate::neuron::recruitment::RecruitmentThresholds;
-use crate::neuron::spike::{SURROGATE_BETA, SpikeMode, heaviside, spike_fn};
+use crate::neuron::spike::{SURROGATE_BETA, SpikeMode};
 
 /// Spike detection threshold at the soma, mV (upward crossing).
 pub const SPIKE_THRESHOLD_MV: f64 = 50.0;
@@ -147,7 +147,8 @@ impl NerlabTensors {
         let us_d = |g: &Tensor<2>| g.clone() * area_d.clone() * 1e6;
         // half-section axial resistances, Ω: Ra·(L/2)/(π d²/4) with µm → cm (×1e4 overall)
         let r_s = self.soma_diam_um.clone().recip() * (c.ra_ohm_cm * 2.0 / pi * 1e4);
-        let r_d = self.dend_l_um.clone() / self.dend_diam_um.clone().square() * (c.ra_ohm_cm * 2.0 / pi * 1e4);
+        let r_d = self.dend_l_um.clone() / self.dend_diam_um.clone().square()
+            * (c.ra_ohm_cm * 2.0 / pi * 1e4);
         NerlabCoeffs {
             c_soma_nf: area_s.clone() * (c.cm_uf_cm2 * 1e3),
             c_dend_nf: area_d.clone() * (c.cm_uf_cm2 * 1e3),
@@ -275,13 +276,22 @@ fn vtrap(x: Tensor<2>, y: f64) -> Tensor<2> {
 fn napp_rates(v2: &Tensor<2>) -> [(Tensor<2>, Tensor<2>); 4] {
     let v = || v2.clone();
     [
-        (vtrap(v().neg() + 15.0, 4.0) * 0.64, vtrap(v() - 40.0, 5.0) * 0.56),
+        (
+            vtrap(v().neg() + 15.0, 4.0) * 0.64,
+            vtrap(v() - 40.0, 5.0) * 0.56,
+        ),
         (
             ((v().neg() + 17.0) / 18.0).exp() * 0.928,
             (((v().neg() + 40.0) / 5.0).exp() + 1.0).recip() * 9.0,
         ),
-        (vtrap(v().neg() + 5.0, 4.0) * 0.64, vtrap(v() - 30.0, 5.0) * 0.56),
-        (vtrap(v().neg() + 15.0, 7.0) * 0.08, ((v().neg() + 10.0) / 40.0).exp() * 2.0),
+        (
+            vtrap(v().neg() + 5.0, 4.0) * 0.64,
+            vtrap(v() - 30.0, 5.0) * 0.56,
+        ),
+        (
+            vtrap(v().neg() + 15.0, 7.0) * 0.08,
+            ((v().neg() + 10.0) / 40.0).exp() * 2.0,
+        ),
     ]
 }
 
@@ -293,6 +303,32 @@ fn alpha_r(v2: &Tensor<2>) -> Tensor<2> {
 /// `L∞ = 1/(1 + e^{−(v − vtraub_caL + 30)})`.
 fn l_inf(v_dend: &Tensor<2>, vtraub_cal: &Tensor<2>) -> Tensor<2> {
     sigmoid(v_dend.clone() - vtraub_cal.clone() + 30.0)
+}
+
+/// Heaviside `H(m) = [m > 0]` in the dtype of `m` (no gradient).
+///
+/// Same as `spike::heaviside`, which converts through `bool.float()` and so always yields the
+/// default float dtype (f32) — that breaks f64 rollouts; this variant keeps `m`'s dtype.
+fn heaviside_like(m: &Tensor<2>) -> Tensor<2> {
+    let mask = m.clone().detach().greater_elem(0.0);
+    m.zeros_like().detach().mask_fill(mask, 1.0)
+}
+
+/// Spike output of an upward threshold crossing, `m_new = v_{n+1} − 50`, `m_old = v_n − 50` (mV):
+/// - `Hard`: `H(m_new)·(1 − H(m_old))`;
+/// - `Surrogate`: same forward; backward through `H(m_new)` uses the fast-sigmoid slope
+///   `β/(1 + β|m|)²` (straight-through, exactly `spike::spike_fn`'s construction);
+/// - `Rate`: `σ(β m_new)·(1 − σ(β m_old))`.
+fn crossing_spikes(m_new: Tensor<2>, m_old: Tensor<2>, mode: SpikeMode, beta: f64) -> Tensor<2> {
+    match mode {
+        SpikeMode::Rate => sigmoid(m_new * beta) * (sigmoid(m_old * beta).neg() + 1.0),
+        SpikeMode::Hard => heaviside_like(&m_new) * (heaviside_like(&m_old).neg() + 1.0),
+        SpikeMode::Surrogate => {
+            let g = m_new.clone() * beta / (m_new.clone().abs() * beta + 1.0);
+            (heaviside_like(&m_new) + (g.clone() - g.detach()))
+                * (heaviside_like(&m_old).neg() + 1.0)
+        }
+    }
 }
 
 /// Exponential Euler (NEURON `cnexp`): `x + (1 − e^{−dt(α+β)})(α/(α+β) − x)`.
@@ -392,8 +428,14 @@ impl Nerlab {
     /// - `e_syn_mv`: its reversal potential, mV ([`E_SYN_EXC_MV`] for excitation).
     ///
     /// Spikes: `s = S(v_{n+1} − 50)·(1 − H(v_n − 50))` with `S` the spike function of the mode
-    /// (`m` in units of 1 mV); in `Rate` mode `σ(β(v_{n+1} − 50))·(1 − σ(β(v_n − 50)))`.
-    pub fn step(&self, s: &NerlabState, i_inj_na: Tensor<2>, g_syn_us: Tensor<2>, e_syn_mv: f64) -> NerlabState {
+    /// (`m` in units of 1 mV; see `spike::spike_fn`); in `Rate` mode `σ(β(v_{n+1} − 50))·(1 − σ(β(v_n − 50)))`.
+    pub fn step(
+        &self,
+        s: &NerlabState,
+        i_inj_na: Tensor<2>,
+        g_syn_us: Tensor<2>,
+        e_syn_mv: f64,
+    ) -> NerlabState {
         let c = &self.coeffs;
         let k = &c.constants;
         let dt = self.dt_ms;
@@ -401,7 +443,8 @@ impl Nerlab {
         // channel conductances with the gates of step n (µS)
         let g_na = c.g_na_us.clone() * s.m.clone().powi_scalar(3) * s.h.clone();
         let g_nap = c.g_nap_us.clone() * s.p.clone().powi_scalar(3);
-        let g_k = c.g_kf_us.clone() * s.n.clone().powi_scalar(4) + c.g_ks_us.clone() * s.r.clone().square();
+        let g_k = c.g_kf_us.clone() * s.n.clone().powi_scalar(4)
+            + c.g_ks_us.clone() * s.r.clone().square();
         let g_na_all = g_na + g_nap;
         let g_soma = g_na_all.clone() + g_k.clone() + c.g_l_soma_us.clone();
         let i_soma = g_na_all * (vs.clone() - k.ena_mv)
@@ -433,10 +476,7 @@ impl Nerlab {
         // spikes: upward crossing of +50 mV
         let m_new = vs_new.clone() - SPIKE_THRESHOLD_MV;
         let m_old = vs - SPIKE_THRESHOLD_MV;
-        let spikes = match self.mode {
-            SpikeMode::Rate => sigmoid(m_new * self.beta) * (sigmoid(m_old * self.beta).neg() + 1.0),
-            mode => spike_fn(m_new, mode, self.beta) * (heaviside(m_old).neg() + 1.0),
-        };
+        let spikes = crossing_spikes(m_new, m_old, self.mode, self.beta);
         NerlabState {
             m: exp_euler(s.m.clone(), am, bm, dt),
             h: exp_euler(s.h.clone(), ah, bh, dt),
@@ -504,7 +544,11 @@ impl NerlabPool {
 
     /// MyoGen's pool for recruitment thresholds `rt` (parameters linear in `rt`, default ranges and
     /// constants, γ = 0.2), tensors on `ctx`.
-    pub fn from_recruitment(ctx: &Ctx, rt: &RecruitmentThresholds, mode: SpikeMode) -> Result<Self> {
+    pub fn from_recruitment(
+        ctx: &Ctx,
+        rt: &RecruitmentThresholds,
+        mode: SpikeMode,
+    ) -> Result<Self> {
         let p = NerlabParams::from_thresholds(&rt.rt, NerlabConstants::default())?;
         Ok(Self::new(NerlabTensors::new(ctx, &p)?, mode))
     }
@@ -592,7 +636,11 @@ impl Stage for NerlabPool {
         let g_s = io.read(SYN_CONDUCTANCE_S)?;
         let [b, w] = g_s.dims();
         if w != n || b != io.batch() {
-            return Err(Error::shape(SYN_CONDUCTANCE_S, format!("[{}, {n}]", io.batch()), format!("[{b}, {w}]")));
+            return Err(Error::shape(
+                SYN_CONDUCTANCE_S,
+                format!("[{}, {n}]", io.batch()),
+                format!("[{b}, {w}]"),
+            ));
         }
         let g_us = g_s * 1e6;
         self.g_min = Some(match self.g_min.take() {
@@ -608,18 +656,22 @@ impl Stage for NerlabPool {
         if self.record_voltage {
             io.write(V_SOMA_V, next.v_soma_mv.clone() * 1e-3)?;
         }
-        if (t + 1) % self.check_every == 0 || t + 1 == io.n_steps() {
-            next.check_finite(t)?;
+        if (t + 1).is_multiple_of(self.check_every) || t + 1 == io.n_steps() {
             if let Some(gm) = &self.g_min {
                 let v = to_vec_f64(gm.clone());
                 if let Some(i) = v.iter().position(|x| !(x.is_finite() && *x >= 0.0)) {
                     return Err(Error::invalid(
-                        format!("{SYN_CONDUCTANCE_S}[batch {}, unit {}] (before step {t})", i / n, i % n),
+                        format!(
+                            "{SYN_CONDUCTANCE_S}[batch {}, unit {}] (before step {t})",
+                            i / n,
+                            i % n
+                        ),
                         v[i] * 1e-6,
                         "finite and >= 0 siemens",
                     ));
                 }
             }
+            next.check_finite(t)?;
             self.g_min = None;
         }
         self.state = Some(next);
@@ -639,15 +691,25 @@ mod tests {
         for (x, o) in xs.iter().zip(out) {
             let z = x / 4.0f64;
             // exact series near 0 (the direct form loses digits to cancellation there)
-            let want = if z.abs() < 1e-2 { 4.0 * (1.0 - z / 2.0 + z * z / 12.0 - z.powi(4) / 720.0) } else { x / (z.exp() - 1.0) };
-            assert!((o - want).abs() < 1e-12 * want.abs().max(1.0), "{x}: {o} vs {want}");
+            let want = if z.abs() < 1e-2 {
+                4.0 * (1.0 - z / 2.0 + z * z / 12.0 - z.powi(4) / 720.0)
+            } else {
+                x / (z.exp() - 1.0)
+            };
+            assert!(
+                (o - want).abs() < 1e-12 * want.abs().max(1.0),
+                "{x}: {o} vs {want}"
+            );
         }
     }
 
     #[test]
     fn dt_limits_are_typed_errors() {
         for dt in [0.0, -1e-4, f64::NAN, 1e-3] {
-            assert!(matches!(check_dt(dt), Err(Error::UnstableTimeStep { .. })), "{dt}");
+            assert!(
+                matches!(check_dt(dt), Err(Error::UnstableTimeStep { .. })),
+                "{dt}"
+            );
         }
         assert!((check_dt(1e-4).unwrap() - 0.1).abs() < 1e-12);
     }

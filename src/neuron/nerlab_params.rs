@@ -49,7 +49,9 @@ impl ParamRange {
     }
 }
 
-/// The NERLab parameter ranges (MODEL.md §1.5 table; MyoGen defaults).
+/// The NERLab parameter ranges (MODEL.md §1.5 table; MyoGen defaults). The leak conductances are
+/// the YAML's decimals (0.000952381 ≈ 1/1050, 0.001538462 ≈ 1/650, 7.69231e-05 ≈ 1/13000,
+/// 0.000165289 ≈ 1/6050), which is what MyoGen instantiates (to 1e-9, vs ~1e-6 for the fractions).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NerlabRanges {
     /// Soma diameter (= length), µm.
@@ -92,13 +94,13 @@ impl Default for NerlabRanges {
             gksbar: ParamRange::new(0.02, 0.016, 6.0, true),
             mact_mv: ParamRange::new(13.0, 20.0, 3.0, false),
             rinact_per_ms: ParamRange::new(0.018, 0.063, 4.0, false),
-            gl_soma: ParamRange::new(1.0 / 1050.0, 1.0 / 650.0, 2.5, false),
+            gl_soma: ParamRange::new(0.000952381, 0.001538462, 2.5, false),
             dend_diam_um: ParamRange::new(48.0, 90.0, 5.0, false),
             dend_l_um: ParamRange::new(5500.0, 10600.0, 12.0, false),
             gcalbar: ParamRange::new(1.25e-5, 6.2e-6, 3.0, true),
             vtraub_cal_mv: ParamRange::new(35.0, 34.0, 30.0, true),
             ltau_cal_ms: ParamRange::new(90.0, 47.0, 3.0, true),
-            gl_dend: ParamRange::new(1.0 / 13000.0, 1.0 / 6050.0, 2.5, false),
+            gl_dend: ParamRange::new(7.69231e-05, 0.000165289, 2.5, false),
         }
     }
 }
@@ -219,7 +221,9 @@ pub fn linspace(a: f64, b: f64, n: usize) -> Vec<f64> {
         1 => vec![a],
         _ => {
             let step = (b - a) / (n - 1) as f64;
-            (0..n).map(|i| if i == n - 1 { b } else { a + step * i as f64 }).collect()
+            (0..n)
+                .map(|i| if i == n - 1 { b } else { a + step * i as f64 })
+                .collect()
         }
     }
 }
@@ -242,9 +246,17 @@ pub fn exp_interp(first: f64, last: f64, n: usize, curv: f64, negative: bool) ->
     check::finite("first", first)?;
     check::finite("last", last)?;
     if first == 0.0 || last == 0.0 {
-        return Err(Error::invalid("first/last", format!("{first}/{last}"), "non-zero end values"));
+        return Err(Error::invalid(
+            "first/last",
+            format!("{first}/{last}"),
+            "non-zero end values",
+        ));
     }
-    let increasing = if negative { last <= first } else { first <= last };
+    let increasing = if negative {
+        last <= first
+    } else {
+        first <= last
+    };
     let (y0, y1, y2, scale, q) = if increasing {
         let r = last / first;
         (1.0, 1.0 + (r - 1.0) * curv, r, first, 1.0 / curv - 1.0)
@@ -269,11 +281,19 @@ impl NerlabParams {
     }
 
     /// As [`NerlabParams::from_thresholds`] with explicit ranges.
-    pub fn from_thresholds_with(rt: &[f64], ranges: &NerlabRanges, constants: NerlabConstants) -> Result<Self> {
+    pub fn from_thresholds_with(
+        rt: &[f64],
+        ranges: &NerlabRanges,
+        constants: NerlabConstants,
+    ) -> Result<Self> {
         check::count_at_least("rt.len()", rt.len(), 1)?;
         for (i, &r) in rt.iter().enumerate() {
             if !(r.is_finite() && (0.0..=1.0).contains(&r)) {
-                return Err(Error::invalid(format!("rt[{i}]"), r, "[0, 1] (normalised threshold)"));
+                return Err(Error::invalid(
+                    format!("rt[{i}]"),
+                    r,
+                    "[0, 1] (normalised threshold)",
+                ));
             }
         }
         let map = |p: &ParamRange| Ok(rt.iter().map(|&r| p.at_threshold(r)).collect::<Vec<f64>>());
@@ -296,7 +316,11 @@ impl NerlabParams {
         map: &dyn Fn(&ParamRange) -> Result<Vec<f64>>,
     ) -> Result<Self> {
         constants.validate()?;
-        let cv = linspace(constants.axon_velocity_range_m_s.0, constants.axon_velocity_range_m_s.1, n);
+        let cv = linspace(
+            constants.axon_velocity_range_m_s.0,
+            constants.axon_velocity_range_m_s.1,
+            n,
+        );
         let delay = cv.iter().map(|v| constants.axon_length_m / v).collect();
         let p = Self {
             rt,
@@ -325,6 +349,37 @@ impl NerlabParams {
     /// Number of units.
     pub fn len(&self) -> usize {
         self.soma_diam_um.len()
+    }
+
+    /// The sub-pool of units `idx` (in that order), e.g. to simulate a few units of a large pool
+    /// with exactly the parameters the full pool gives them. Error: an index out of range.
+    pub fn select(&self, idx: &[usize]) -> Result<Self> {
+        check::count_at_least("idx.len()", idx.len(), 1)?;
+        let n = self.len();
+        if let Some(&bad) = idx.iter().find(|&&i| i >= n) {
+            return Err(Error::invalid("idx", bad, format!("unit indices < {n}")));
+        }
+        let s = |v: &Vec<f64>| idx.iter().map(|&i| v[i]).collect::<Vec<f64>>();
+        Ok(Self {
+            rt: self.rt.as_ref().map(s),
+            soma_diam_um: s(&self.soma_diam_um),
+            gnabar: s(&self.gnabar),
+            gnapbar: s(&self.gnapbar),
+            gkfbar: s(&self.gkfbar),
+            gksbar: s(&self.gksbar),
+            gl_soma: s(&self.gl_soma),
+            mact_mv: s(&self.mact_mv),
+            rinact_per_ms: s(&self.rinact_per_ms),
+            dend_l_um: s(&self.dend_l_um),
+            dend_diam_um: s(&self.dend_diam_um),
+            gcalbar: s(&self.gcalbar),
+            vtraub_cal_mv: s(&self.vtraub_cal_mv),
+            ltau_cal_ms: s(&self.ltau_cal_ms),
+            gl_dend: s(&self.gl_dend),
+            conduction_velocity_m_s: s(&self.conduction_velocity_m_s),
+            axon_delay_s: s(&self.axon_delay_s),
+            constants: self.constants.clone(),
+        })
     }
 
     /// Whether there are no units.
@@ -356,8 +411,15 @@ impl NerlabParams {
             ("gcalbar", &self.gcalbar),
             ("axon_delay_s", &self.axon_delay_s),
         ];
-        let finite: [(&str, &Vec<f64>); 2] = [("vtraub_cal_mv", &self.vtraub_cal_mv), ("mact_mv", &self.mact_mv)];
-        for (name, v) in positive.iter().chain(non_negative.iter()).chain(finite.iter()) {
+        let finite: [(&str, &Vec<f64>); 2] = [
+            ("vtraub_cal_mv", &self.vtraub_cal_mv),
+            ("mact_mv", &self.mact_mv),
+        ];
+        for (name, v) in positive
+            .iter()
+            .chain(non_negative.iter())
+            .chain(finite.iter())
+        {
             if v.len() != n {
                 return Err(Error::shape(*name, n, v.len()));
             }
@@ -385,13 +447,22 @@ mod tests {
 
     #[test]
     fn exp_interp_hits_its_three_points() {
-        for (first, last, curve, neg) in [(78.0, 113.0, 14.0, false), (0.0028, 0.0015, 25.0, true), (90.0, 47.0, 3.0, true), (0.00043, 0.00067, 2.1, true)] {
+        for (first, last, curve, neg) in [
+            (78.0, 113.0, 14.0, false),
+            (0.0028, 0.0015, 25.0, true),
+            (90.0, 47.0, 3.0, true),
+            (0.00043, 0.00067, 2.1, true),
+        ] {
             let curv = 1.0 / curve;
             let y = exp_interp(first, last, 5, curv, neg).unwrap();
             assert!((y[0] - first).abs() <= 1e-12 * first.abs(), "{y:?}");
             assert!((y[4] - last).abs() <= 1e-12 * last.abs(), "{y:?}");
             let increasing = if neg { last <= first } else { first <= last };
-            let mid = if increasing { first + (last - first) * curv } else { last + (first - last) * curv };
+            let mid = if increasing {
+                first + (last - first) * curv
+            } else {
+                last + (first - last) * curv
+            };
             assert!((y[2] - mid).abs() <= 1e-12 * mid.abs(), "{y:?} vs {mid}");
         }
         assert!(exp_interp(1.0, 2.0, 3, 0.5, false).is_err());
@@ -400,9 +471,12 @@ mod tests {
 
     #[test]
     fn exp_interp_fallback_builds_a_valid_pool() {
-        let p = NerlabParams::exp_interp(10, &NerlabRanges::default(), NerlabConstants::default()).unwrap();
+        let p = NerlabParams::exp_interp(10, &NerlabRanges::default(), NerlabConstants::default())
+            .unwrap();
         assert_eq!(p.len(), 10);
-        assert!((p.soma_diam_um[0] - 78.0).abs() < 1e-9 && (p.soma_diam_um[9] - 113.0).abs() < 1e-9);
+        assert!(
+            (p.soma_diam_um[0] - 78.0).abs() < 1e-9 && (p.soma_diam_um[9] - 113.0).abs() < 1e-9
+        );
         assert!(p.rt.is_none());
     }
 

@@ -76,7 +76,11 @@ impl RecruitmentThresholds {
     ) -> Result<Self> {
         check::count_at_least("n", n, 2)?;
         if !(recruitment_range.is_finite() && recruitment_range > 1.0) {
-            return Err(Error::invalid("recruitment_range", recruitment_range, "finite and > 1"));
+            return Err(Error::invalid(
+                "recruitment_range",
+                recruitment_range,
+                "finite and > 1",
+            ));
         }
         check::positive("deluca_slope", deluca_slope)?;
         check::positive("max_threshold", max_threshold)?;
@@ -91,21 +95,33 @@ impl RecruitmentThresholds {
                 (rt, rtz)
             }
             RecruitmentMode::Deluca => {
-                let rt: Vec<f64> = idx.map(|i| (b * i / nf) * (i * (rr / b).ln() / nf).exp() / 100.0).collect();
+                let rt: Vec<f64> = idx
+                    .map(|i| (b * i / nf) * (i * (rr / b).ln() / nf).exp() / 100.0)
+                    .collect();
                 let rtz = rt.iter().map(|v| v - rt[0]).collect();
                 (rt, rtz)
             }
             RecruitmentMode::Konstantin => {
                 let lo = max_threshold / rr;
-                let rt = idx.clone().map(|i| lo * ((i - 1.0) * rr.ln() / (nf - 1.0)).exp()).collect();
-                let rtz = idx.map(|i| lo * (((i - 1.0) * (rr + 1.0).ln() / nf).exp() - 1.0)).collect();
+                let rt = idx
+                    .clone()
+                    .map(|i| lo * ((i - 1.0) * rr.ln() / (nf - 1.0)).exp())
+                    .collect();
+                let rtz = idx
+                    .map(|i| lo * (((i - 1.0) * (rr + 1.0).ln() / nf).exp() - 1.0))
+                    .collect();
                 (rt, rtz)
             }
             RecruitmentMode::Combined => {
-                let s: Vec<f64> = idx.map(|i| (b * i / nf) * (i * (rr / b).ln() / nf).exp()).collect();
+                let s: Vec<f64> = idx
+                    .map(|i| (b * i / nf) * (i * (rr / b).ln() / nf).exp())
+                    .collect();
                 let (s1, sn) = (s[0], s[n - 1]);
                 let lo = max_threshold / rr;
-                let rt: Vec<f64> = s.iter().map(|si| lo + (si - s1) * (max_threshold - lo) / (sn - s1)).collect();
+                let rt: Vec<f64> = s
+                    .iter()
+                    .map(|si| lo + (si - s1) * (max_threshold - lo) / (sn - s1))
+                    .collect();
                 let rtz = rt.iter().map(|v| v - rt[0]).collect();
                 (rt, rtz)
             }
@@ -166,7 +182,10 @@ mod tests {
             Err(Error::InvalidParameter { ref field, .. }) if field == "max_threshold"
         ));
         assert!("nope".parse::<RecruitmentMode>().is_err());
-        assert_eq!("Combined".parse::<RecruitmentMode>().unwrap(), RecruitmentMode::Combined);
+        assert_eq!(
+            "Combined".parse::<RecruitmentMode>().unwrap(),
+            RecruitmentMode::Combined
+        );
     }
 
     #[test]
