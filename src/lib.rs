@@ -7,7 +7,9 @@
 //! Layers: [`kernel`] (no physiology), then the physiological stages.
 
 pub mod error;
+pub mod fit;
 pub mod gradcheck;
+pub mod io;
 pub mod kernel;
 pub mod neuron;
 
