@@ -325,7 +325,8 @@ impl Stage for InputPopulation {
         let rdt = r.clamp_min(0.0).mul_scalar(dt);
         let y = st.yi.clone() + rdt;
         let m = y.clone() - st.th.clone();
-        let h = m.clone().detach().greater_equal_elem(0.0).float();
+        let md = m.clone().detach();
+        let h = md.zeros_like().mask_fill(md.greater_equal_elem(0.0), 1.0);
         let s = match mode {
             GeneratorMode::Pathwise => {
                 let g = m.clone().mul_scalar(beta) / (m.abs().mul_scalar(beta) + 1.0);
