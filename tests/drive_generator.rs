@@ -6,14 +6,21 @@ use burn::tensor::Tensor;
 use common_drive::*;
 use myodiff::Error;
 use myodiff::drive::{
-    DD_SPIKES, DRIVE_RATE_HZ, DriveNoise, DriveParams, DriveRate, GeneratorMode, InputPopulation, InputPopulationConfig,
-    NoiseKind, RateClip, SpikeProcess,
+    DD_SPIKES, DRIVE_RATE_HZ, DriveNoise, DriveParams, DriveRate, GeneratorMode, InputPopulation,
+    InputPopulationConfig, NoiseKind, RateClip, SpikeProcess,
 };
 use myodiff::kernel::{BufferSpec, Ctx, ExecPath, Simulation, scalar_f64, to_vec_f64};
 
 const DT: f64 = 1e-4;
 
-fn chain(ctx: &Ctx, dc: f64, n_dd: usize, process: SpikeProcess, mode: GeneratorMode, seed: u64) -> Chain {
+fn chain(
+    ctx: &Ctx,
+    dc: f64,
+    n_dd: usize,
+    process: SpikeProcess,
+    mode: GeneratorMode,
+    seed: u64,
+) -> Chain {
     Chain {
         params: DriveParams::scalars(ctx, dc, 0.0, 0.0, 0.0, 0.0),
         noise: DriveNoise::default(),
@@ -36,9 +43,16 @@ fn poisson_rate_and_cv() {
     let ctx = Ctx::cpu();
     let (n_dd, n_t) = (400, 50_000);
     for (k, &r) in [10.0, 30.0, 100.0].iter().enumerate() {
-        let ro = chain(&ctx, r, n_dd, SpikeProcess::Poisson, GeneratorMode::Hard, 11 + k as u64)
-            .run(&ctx, 1, DT, n_t, ExecPath::Fused)
-            .unwrap();
+        let ro = chain(
+            &ctx,
+            r,
+            n_dd,
+            SpikeProcess::Poisson,
+            GeneratorMode::Hard,
+            11 + k as u64,
+        )
+        .run(&ctx, 1, DT, n_t, ExecPath::Fused)
+        .unwrap();
         let s = host(ro.trace(DD_SPIKES).unwrap());
         let count: f64 = s.iter().sum();
         let t_total = n_t as f64 * DT;
@@ -47,8 +61,13 @@ fn poisson_rate_and_cv() {
         let z = (count - expected) / expected.sqrt();
         let measured = count / (t_total * n_dd as f64);
         let cv = pooled_cv(&isis(&s, n_t, n_dd));
-        println!("r = {r} Hz: measured {measured:.3} Hz (expected {expected_rate:.3}), z = {z:.2}, CV = {cv:.4}");
-        assert!(z.abs() < 5.0, "rate {r}: count {count} vs expected {expected} (z = {z})");
+        println!(
+            "r = {r} Hz: measured {measured:.3} Hz (expected {expected_rate:.3}), z = {z:.2}, CV = {cv:.4}"
+        );
+        assert!(
+            z.abs() < 5.0,
+            "rate {r}: count {count} vs expected {expected} (z = {z})"
+        );
         assert!((cv - 1.0).abs() < 0.03, "rate {r}: CV {cv}");
         assert!(s.iter().all(|&v| v == 0.0 || v == 1.0));
     }
@@ -60,13 +79,23 @@ fn gamma_cv() {
     let ctx = Ctx::cpu();
     let (n_dd, n_t, r) = (400, 50_000, 30.0);
     for k in [3.0, 9.0] {
-        let ro = chain(&ctx, r, n_dd, SpikeProcess::Gamma { shape_k: k }, GeneratorMode::Hard, 5)
-            .run(&ctx, 1, DT, n_t, ExecPath::Fused)
-            .unwrap();
+        let ro = chain(
+            &ctx,
+            r,
+            n_dd,
+            SpikeProcess::Gamma { shape_k: k },
+            GeneratorMode::Hard,
+            5,
+        )
+        .run(&ctx, 1, DT, n_t, ExecPath::Fused)
+        .unwrap();
         let s = host(ro.trace(DD_SPIKES).unwrap());
         let rate = s.iter().sum::<f64>() / (n_t as f64 * DT * n_dd as f64);
         let cv = pooled_cv(&isis(&s, n_t, n_dd));
-        println!("gamma k = {k}: rate {rate:.3} Hz, CV {cv:.4} (1/sqrt(k) = {:.4})", 1.0 / f64::sqrt(k));
+        println!(
+            "gamma k = {k}: rate {rate:.3} Hz, CV {cv:.4} (1/sqrt(k) = {:.4})",
+            1.0 / f64::sqrt(k)
+        );
         assert!((cv - 1.0 / k.sqrt()).abs() < 0.03, "k {k}: CV {cv}");
         assert!(rel_err(rate, r, 1.0) < 0.03, "k {k}: rate {rate}");
     }
@@ -77,8 +106,11 @@ fn gamma_cv() {
 /// seeds within 1.5 % (≈ 4 combined standard errors at DC 20).
 #[test]
 fn dd_spike_counts_match_myogen_fixture() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pool_stats_summary.csv"))
-        .expect("fixture");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/pool_stats_summary.csv"
+    ))
+    .expect("fixture");
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
@@ -112,7 +144,10 @@ fn dd_spike_counts_match_myogen_fixture() {
         let ro = c.run(&ctx, 1, DT, 20_001, ExecPath::Fused).unwrap();
         let ours: f64 = host(ro.trace(DD_SPIKES).unwrap()).iter().sum();
         println!("DC {dc}: ours {ours}, MyoGen mean {myogen:.1} ({counts:?})");
-        assert!(rel_err(ours, myogen, 1.0) < 0.015, "DC {dc}: {ours} vs {myogen}");
+        assert!(
+            rel_err(ours, myogen, 1.0) < 0.015,
+            "DC {dc}: {ours} vs {myogen}"
+        );
     }
 }
 
@@ -177,7 +212,10 @@ fn rate_mode_count_gradient_exact() {
         let g = to_vec_f64(dc.grad(&total.backward()).unwrap());
         let expected = n_t as f64 * n_dd as f64 * DT;
         for v in g {
-            assert!(rel_err(v, expected, 1e-300) < 1e-12, "{path:?}: {v} vs {expected}");
+            assert!(
+                rel_err(v, expected, 1e-300) < 1e-12,
+                "{path:?}: {v} vs {expected}"
+            );
         }
     }
 }
@@ -208,7 +246,9 @@ fn pathwise_fused_gradient_matches_tape() {
             syn: None,
         };
         let ro = c.run(&ctx, batch, DT, n_t, path).unwrap();
-        let wts: Vec<f64> = (0..n_t * batch * n_dd).map(|k| ((k * 37) % 11) as f64 - 4.0).collect();
+        let wts: Vec<f64> = (0..n_t * batch * n_dd)
+            .map(|k| ((k * 37) % 11) as f64 - 4.0)
+            .collect();
         let wts = ctx.tensor(wts, [n_t, batch, n_dd]);
         let loss = (ro.trace(DD_SPIKES).unwrap() * wts).sum();
         let g = loss.backward();
@@ -217,7 +257,10 @@ fn pathwise_fused_gradient_matches_tape() {
         grads.push(v);
     }
     println!("tape {:?}\nfused {:?}", grads[0], grads[1]);
-    assert!(grads[0].iter().any(|v| v.abs() > 1e-6), "zero gradient is no test");
+    assert!(
+        grads[0].iter().any(|v| v.abs() > 1e-6),
+        "zero gradient is no test"
+    );
     for (a, b) in grads[0].iter().zip(&grads[1]) {
         assert!(rel_err(*b, *a, 1e-9) < 1e-9, "{b} vs {a}");
     }
@@ -242,11 +285,19 @@ fn hard_mode_has_no_gradient() {
     };
     let ro = c.run(&ctx, 1, DT, 200, ExecPath::Tape).unwrap();
     let loss = ro.trace(DD_SPIKES).unwrap().sum() + ro.trace(DRIVE_RATE_HZ).unwrap().sum() * 0.0;
-    let g = dc.grad(&loss.backward()).map(|t| scalar_f64(t)).unwrap_or(0.0);
+    let g = dc
+        .grad(&loss.backward())
+        .map(|t| scalar_f64(t))
+        .unwrap_or(0.0);
     assert_eq!(g, 0.0);
 }
 
-fn run_with_rate(rate: Vec<f64>, n_t: usize, cfg: InputPopulationConfig, path: ExecPath) -> myodiff::Result<Vec<f64>> {
+fn run_with_rate(
+    rate: Vec<f64>,
+    n_t: usize,
+    cfg: InputPopulationConfig,
+    path: ExecPath,
+) -> myodiff::Result<Vec<f64>> {
     let ctx = Ctx::cpu();
     let mut sim = Simulation::new(ctx.clone(), 1, DT, n_t)?;
     sim.add_input(DriveRate::spec(), ctx.tensor(rate, [n_t, 1, 1]))?;
@@ -271,7 +322,10 @@ fn bad_inputs() {
         for mode in [GeneratorMode::Hard, GeneratorMode::Rate] {
             let mut rate = vec![20.0; 100];
             rate[37] = f64::NAN;
-            let c = InputPopulationConfig { mode, ..cfg.clone() };
+            let c = InputPopulationConfig {
+                mode,
+                ..cfg.clone()
+            };
             match run_with_rate(rate, 100, c, path) {
                 Err(Error::NonFinite { buffer, step, .. }) => {
                     assert_eq!(buffer, DRIVE_RATE_HZ);
@@ -295,17 +349,27 @@ fn bad_inputs() {
     let s = run_with_rate(rate, 120, cfg.clone(), ExecPath::Tape).unwrap();
     assert!(s[100 * 3..].iter().sum::<f64>() > 0.0);
 
-    let zero = InputPopulationConfig { n_dd: 0, ..cfg.clone() };
-    assert!(matches!(InputPopulation::new(zero), Err(Error::InvalidParameter { field, .. }) if field == "n_dd"));
+    let zero = InputPopulationConfig {
+        n_dd: 0,
+        ..cfg.clone()
+    };
+    assert!(
+        matches!(InputPopulation::new(zero), Err(Error::InvalidParameter { field, .. }) if field == "n_dd")
+    );
     let bad_k = InputPopulationConfig {
         process: SpikeProcess::Gamma { shape_k: -1.0 },
         ..cfg.clone()
     };
-    assert!(matches!(InputPopulation::new(bad_k), Err(Error::InvalidParameter { field, .. }) if field == "shape_k"));
+    assert!(
+        matches!(InputPopulation::new(bad_k), Err(Error::InvalidParameter { field, .. }) if field == "shape_k")
+    );
     assert!("banana".parse::<GeneratorMode>().is_err());
     // wrong input width
     let ctx = Ctx::cpu();
     let mut sim = Simulation::new(ctx.clone(), 1, DT, 10).unwrap();
-    let r = sim.add_input(BufferSpec::new(DRIVE_RATE_HZ, &[1], "Hz"), ctx.zeros::<3>([10, 1, 2]));
+    let r = sim.add_input(
+        BufferSpec::new(DRIVE_RATE_HZ, &[1], "Hz"),
+        ctx.zeros::<3>([10, 1, 2]),
+    );
     assert!(matches!(r, Err(Error::ShapeMismatch { .. })));
 }

@@ -18,7 +18,13 @@ fn trace_equals_steps_and_formula() {
         let p = DriveParams::scalars(&ctx, 5.0, 20.0, 20.0, 0.4, 1.5);
         let n_t = 1000;
         let xi = draw_noise(n_t, 2, 7, NoiseKind::Gaussian, false);
-        let tr = to_vec_f64(drive_rate_trace(&ctx, &p, ctx.tensor(xi.clone(), [n_t, 2, 1]), DT, RateClip::Relu));
+        let tr = to_vec_f64(drive_rate_trace(
+            &ctx,
+            &p,
+            ctx.tensor(xi.clone(), [n_t, 2, 1]),
+            DT,
+            RateClip::Relu,
+        ));
         let mut n_zero = 0;
         for k in 0..n_t {
             let step = to_vec_f64(drive_rate_step(
@@ -31,8 +37,15 @@ fn trace_equals_steps_and_formula() {
             for b in 0..2 {
                 assert_eq!(step[b], tr[2 * k + b], "step {k}");
                 let t = k as f64 * DT;
-                let f = (5.0 + 20.0 * (2.0 * std::f64::consts::PI * 20.0 * t + 0.4).sin() + 1.5 * xi[2 * k + b]).max(0.0);
-                assert!((tr[2 * k + b] - f).abs() < 1e-4 * f.max(1.0), "{} vs {f}", tr[2 * k + b]);
+                let f = (5.0
+                    + 20.0 * (2.0 * std::f64::consts::PI * 20.0 * t + 0.4).sin()
+                    + 1.5 * xi[2 * k + b])
+                    .max(0.0);
+                assert!(
+                    (tr[2 * k + b] - f).abs() < 1e-4 * f.max(1.0),
+                    "{} vs {f}",
+                    tr[2 * k + b]
+                );
                 n_zero += (f == 0.0) as usize;
             }
         }
@@ -44,13 +57,21 @@ fn trace_equals_steps_and_formula() {
 #[test]
 fn stage_tape_fused_input_agree() {
     let ctx = Ctx::cpu();
-    let stage = || DriveRate::new(DriveParams::watanabe_oscillating(&ctx, 30.0), DriveNoise::default(), RateClip::Relu);
+    let stage = || {
+        DriveRate::new(
+            DriveParams::watanabe_oscillating(&ctx, 30.0),
+            DriveNoise::default(),
+            RateClip::Relu,
+        )
+    };
     let mut out = Vec::new();
     for path in [ExecPath::Tape, ExecPath::Fused] {
         let mut sim = Simulation::new(ctx.clone(), 2, DT, 500).unwrap();
         sim.add_stage(stage());
         sim.record(&[DRIVE_RATE_HZ]);
-        out.push(host(sim.run_path(path).unwrap().trace(DRIVE_RATE_HZ).unwrap()));
+        out.push(host(
+            sim.run_path(path).unwrap().trace(DRIVE_RATE_HZ).unwrap(),
+        ));
     }
     out.push(host(stage().trace(&ctx, 2, 500, DT).unwrap()));
     assert_eq!(out[0], out[1]);
@@ -67,19 +88,36 @@ fn clip_modes() {
     for (clip, g_neg, g_pos) in [
         (RateClip::Relu, 0.0, 1.0),
         (RateClip::StraightThrough, 1.0, 1.0),
-        (RateClip::Softplus { sharpness_per_hz: 0.5 }, 1.0 / (1.0 + (1.5f64).exp()), 1.0 / (1.0 + (-1.5f64).exp())),
+        (
+            RateClip::Softplus {
+                sharpness_per_hz: 0.5,
+            },
+            1.0 / (1.0 + (1.5f64).exp()),
+            1.0 / (1.0 + (-1.5f64).exp()),
+        ),
     ] {
         let r = ctx.tensor(vec![-3.0, 3.0], [2, 1]).require_grad();
         let y = clip.apply(r.clone());
         let v = to_vec_f64(y.clone());
         match clip {
-            RateClip::Softplus { .. } => assert!(v[0] > 0.0 && (v[1] - 3.0 - (1.0 + (-1.5f64).exp()).ln() / 0.5).abs() < 1e-12),
+            RateClip::Softplus { .. } => assert!(
+                v[0] > 0.0 && (v[1] - 3.0 - (1.0 + (-1.5f64).exp()).ln() / 0.5).abs() < 1e-12
+            ),
             _ => assert_eq!(v, vec![0.0, 3.0]),
         }
         let g = to_vec_f64(r.grad(&y.sum().backward()).unwrap());
-        assert!((g[0] - g_neg).abs() < 1e-12 && (g[1] - g_pos).abs() < 1e-12, "{clip:?}: {g:?}");
+        assert!(
+            (g[0] - g_neg).abs() < 1e-12 && (g[1] - g_pos).abs() < 1e-12,
+            "{clip:?}: {g:?}"
+        );
     }
-    assert!(RateClip::Softplus { sharpness_per_hz: 0.0 }.validate().is_err());
+    assert!(
+        RateClip::Softplus {
+            sharpness_per_hz: 0.0
+        }
+        .validate()
+        .is_err()
+    );
 }
 
 /// Noise protocols: Gaussian ξ has mean 0 / sd 1; rectified ξ = max(0, N) has mean 1/√(2π).
@@ -93,7 +131,10 @@ fn noise_protocols() {
     let r = draw_noise(n, 1, 1, NoiseKind::Rectified, true);
     let mr = r.iter().sum::<f64>() / n as f64;
     assert!(r.iter().all(|&x| x >= 0.0));
-    assert!((mr - 1.0 / (2.0 * std::f64::consts::PI).sqrt()).abs() < 0.005, "{mr}");
+    assert!(
+        (mr - 1.0 / (2.0 * std::f64::consts::PI).sqrt()).abs() < 0.005,
+        "{mr}"
+    );
     // independent rows when not shared
     let u = draw_noise(10, 2, 1, NoiseKind::Gaussian, false);
     assert!(u.chunks(2).any(|c| c[0] != c[1]));
@@ -104,18 +145,44 @@ fn noise_protocols() {
 fn rate_gradient_fd() {
     let ctx = Ctx::cpu().f64().autodiff();
     let p0 = DriveParams::scalars(&ctx, 4.0, 10.0, 20.0, 0.0, 1.0);
-    let xi = ctx.tensor(draw_noise(2000, 1, 3, NoiseKind::Gaussian, true), [2000, 1, 1]);
+    let xi = ctx.tensor(
+        draw_noise(2000, 1, 3, NoiseKind::Gaussian, true),
+        [2000, 1, 1],
+    );
     let f = |amp: f64| {
         let c = Ctx::cpu().f64();
         let mut p = DriveParams::scalars(&c, 4.0, amp, 20.0, 0.0, 1.0);
         p.dc_hz = c.tensor(vec![4.0], [1, 1]);
-        let xi = c.tensor(draw_noise(2000, 1, 3, NoiseKind::Gaussian, true), [2000, 1, 1]);
-        scalar_f64(drive_rate_trace(&c, &p, xi, DT, RateClip::Softplus { sharpness_per_hz: 0.3 }).mean())
+        let xi = c.tensor(
+            draw_noise(2000, 1, 3, NoiseKind::Gaussian, true),
+            [2000, 1, 1],
+        );
+        scalar_f64(
+            drive_rate_trace(
+                &c,
+                &p,
+                xi,
+                DT,
+                RateClip::Softplus {
+                    sharpness_per_hz: 0.3,
+                },
+            )
+            .mean(),
+        )
     };
     let mut p = p0;
     let amp = ctx.tensor(vec![10.0], [1, 1]).require_grad();
     p.amp_hz = amp.clone();
-    let y = drive_rate_trace(&ctx, &p, xi, DT, RateClip::Softplus { sharpness_per_hz: 0.3 }).mean();
+    let y = drive_rate_trace(
+        &ctx,
+        &p,
+        xi,
+        DT,
+        RateClip::Softplus {
+            sharpness_per_hz: 0.3,
+        },
+    )
+    .mean();
     let ad = scalar_f64(amp.grad(&y.backward()).unwrap());
     let fd = central_fd(f, 10.0, 1e-4);
     assert!(rel_err(ad, fd, 1e-300) < 1e-6, "{ad} vs {fd}");
@@ -126,11 +193,17 @@ fn rate_gradient_fd() {
 fn bad_params() {
     let ctx = Ctx::cpu();
     let p = DriveParams::scalars(&ctx, f64::NAN, 0.0, 0.0, 0.0, 0.0);
-    assert!(matches!(p.validate(1), Err(Error::InvalidParameter { field, .. }) if field == "dc_hz[0]"));
+    assert!(
+        matches!(p.validate(1), Err(Error::InvalidParameter { field, .. }) if field == "dc_hz[0]")
+    );
     let p = DriveParams::scalars(&ctx, 1.0, 0.0, -2.0, 0.0, 0.0);
-    assert!(matches!(p.validate(1), Err(Error::InvalidParameter { field, .. }) if field == "freq_hz[0]"));
+    assert!(
+        matches!(p.validate(1), Err(Error::InvalidParameter { field, .. }) if field == "freq_hz[0]")
+    );
     let p = DriveParams::scalars(&ctx, 1.0, 0.0, 2.0, 0.0, -1.0);
-    assert!(matches!(p.validate(1), Err(Error::InvalidParameter { field, .. }) if field == "noise_sd_hz[0]"));
+    assert!(
+        matches!(p.validate(1), Err(Error::InvalidParameter { field, .. }) if field == "noise_sd_hz[0]")
+    );
     let mut p = DriveParams::constant(&ctx, 1.0);
     p.dc_hz = ctx.tensor(vec![1.0, 2.0, 3.0], [3, 1]);
     assert!(matches!(p.validate(2), Err(Error::ShapeMismatch { .. })));

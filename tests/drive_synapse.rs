@@ -7,8 +7,8 @@ use common_drive::*;
 use myodiff::Error;
 use myodiff::drive::synapse::MYOGEN_WEIGHT_S;
 use myodiff::drive::{
-    ConnectivityMatrix, ConnectivityRule, DD_SPIKES, DriveNoise, DriveParams, GeneratorMode, InputPopulationConfig,
-    RateClip, SYN_CONDUCTANCE_S, Synapse, SynapseConfig, SynapseKinetics,
+    ConnectivityMatrix, ConnectivityRule, DD_SPIKES, DriveNoise, DriveParams, GeneratorMode,
+    InputPopulationConfig, RateClip, SYN_CONDUCTANCE_S, Synapse, SynapseConfig, SynapseKinetics,
 };
 use myodiff::kernel::{BufferSpec, Ctx, ExecPath, Simulation, scalar_f64, to_vec_f64};
 
@@ -16,12 +16,20 @@ const DT: f64 = 1e-4;
 
 #[test]
 fn connectivity_fraction() {
-    let c = ConnectivityMatrix::generate(400, 800, ConnectivityRule::Bernoulli { p: 0.3 }, 1).unwrap();
+    let c =
+        ConnectivityMatrix::generate(400, 800, ConnectivityRule::Bernoulli { p: 0.3 }, 1).unwrap();
     // standard error sqrt(p(1-p)/320000) = 8.1e-4
     assert!((c.fraction() - 0.3).abs() < 4e-3, "{}", c.fraction());
-    assert_eq!(c, ConnectivityMatrix::generate(400, 800, ConnectivityRule::Bernoulli { p: 0.3 }, 1).unwrap());
-    assert_ne!(c, ConnectivityMatrix::generate(400, 800, ConnectivityRule::Bernoulli { p: 0.3 }, 2).unwrap());
-    let f = ConnectivityMatrix::generate(50, 101, ConnectivityRule::FixedOutDegree { p: 0.3 }, 1).unwrap();
+    assert_eq!(
+        c,
+        ConnectivityMatrix::generate(400, 800, ConnectivityRule::Bernoulli { p: 0.3 }, 1).unwrap()
+    );
+    assert_ne!(
+        c,
+        ConnectivityMatrix::generate(400, 800, ConnectivityRule::Bernoulli { p: 0.3 }, 2).unwrap()
+    );
+    let f = ConnectivityMatrix::generate(50, 101, ConnectivityRule::FixedOutDegree { p: 0.3 }, 1)
+        .unwrap();
     for i in 0..50 {
         assert_eq!(f.targets(i).len(), 30);
     }
@@ -58,17 +66,31 @@ fn impulse_response() {
             let mut spikes = vec![0.0; n_t * 2];
             spikes[5 * 2] = 1.0; // source 0 at step 5
             let mut sim = Simulation::new(ctx.clone(), 1, DT, n_t).unwrap();
-            sim.add_input(BufferSpec::new(DD_SPIKES, &[2], "spike/step"), ctx.tensor(spikes, [n_t, 1, 2]))
-                .unwrap();
+            sim.add_input(
+                BufferSpec::new(DD_SPIKES, &[2], "spike/step"),
+                ctx.tensor(spikes, [n_t, 1, 2]),
+            )
+            .unwrap();
             let cfg = SynapseConfig {
                 kinetics: kin,
                 ..Default::default()
             };
-            sim.add_stage(Synapse::with_connectivity(cfg, conn.clone(), ctx.tensor(vec![w], [1, 1])).unwrap());
+            sim.add_stage(
+                Synapse::with_connectivity(cfg, conn.clone(), ctx.tensor(vec![w], [1, 1])).unwrap(),
+            );
             sim.record(&[SYN_CONDUCTANCE_S]);
-            let g = host(sim.run_path(path).unwrap().trace(SYN_CONDUCTANCE_S).unwrap());
+            let g = host(
+                sim.run_path(path)
+                    .unwrap()
+                    .trace(SYN_CONDUCTANCE_S)
+                    .unwrap(),
+            );
             for t in 0..n_t {
-                let expected = if t < 15 { 0.0 } else { w * kin.impulse_response((t - 15) as f64 * DT) };
+                let expected = if t < 15 {
+                    0.0
+                } else {
+                    w * kin.impulse_response((t - 15) as f64 * DT)
+                };
                 for j in [0, 2] {
                     assert!(
                         (g[t * 3 + j] - expected).abs() <= 1e-12 * w,
@@ -98,7 +120,9 @@ fn rate_chain(p: DriveParams, w: Tensor<2>, mode: GeneratorMode, kin: SynapseKin
             seed: 4,
             ..Default::default()
         },
-        clip: RateClip::Softplus { sharpness_per_hz: 0.2 },
+        clip: RateClip::Softplus {
+            sharpness_per_hz: 0.2,
+        },
         gen_cfg: InputPopulationConfig {
             n_dd: 6,
             mode,
@@ -134,7 +158,10 @@ fn mean_g(path: ExecPath, dc: f64, amp: f64, w: f64, kin: SynapseKinetics) -> f6
 fn gradient_checks_rate_mode() {
     let ctx = Ctx::cpu().f64().autodiff();
     let (dc0, a0, w0) = (6.0, 9.0, MYOGEN_WEIGHT_S);
-    for kin in [SynapseKinetics::default(), SynapseKinetics::SingleExp { tau_s: 1e-3 }] {
+    for kin in [
+        SynapseKinetics::default(),
+        SynapseKinetics::SingleExp { tau_s: 1e-3 },
+    ] {
         for path in [ExecPath::Tape, ExecPath::Fused] {
             let dc = ctx.tensor(vec![dc0], [1, 1]).require_grad();
             let amp = ctx.tensor(vec![a0], [1, 1]).require_grad();
@@ -170,8 +197,16 @@ fn gradient_checks_rate_mode() {
 #[test]
 fn gradient_check_negative_control() {
     let kin = SynapseKinetics::default();
-    let f_true = central_fd(|x| mean_g(ExecPath::Fused, x, 9.0, MYOGEN_WEIGHT_S, kin), 6.0, 1e-3);
-    let f_wrong = central_fd(|x| mean_g(ExecPath::Fused, x, 9.0, 1.01 * MYOGEN_WEIGHT_S, kin), 6.0, 1e-3);
+    let f_true = central_fd(
+        |x| mean_g(ExecPath::Fused, x, 9.0, MYOGEN_WEIGHT_S, kin),
+        6.0,
+        1e-3,
+    );
+    let f_wrong = central_fd(
+        |x| mean_g(ExecPath::Fused, x, 9.0, 1.01 * MYOGEN_WEIGHT_S, kin),
+        6.0,
+        1e-3,
+    );
     assert!(rel_err(f_wrong, f_true, 1e-300) > 1e-4);
 }
 
@@ -180,7 +215,11 @@ fn gradient_check_negative_control() {
 #[test]
 fn fused_matches_tape() {
     let ctx = Ctx::cpu().f64().autodiff();
-    for mode in [GeneratorMode::Hard, GeneratorMode::Pathwise, GeneratorMode::Rate] {
+    for mode in [
+        GeneratorMode::Hard,
+        GeneratorMode::Pathwise,
+        GeneratorMode::Rate,
+    ] {
         let mut res = Vec::new();
         for path in [ExecPath::Tape, ExecPath::Fused] {
             let dc = ctx.tensor(vec![150.0, 250.0], [2, 1]).require_grad();
@@ -190,7 +229,9 @@ fn fused_matches_tape() {
             let c = rate_chain(p, w.clone(), mode, SynapseKinetics::default());
             let ro = c.run(&ctx, 2, DT, 600, path).unwrap();
             let g = ro.trace(SYN_CONDUCTANCE_S).unwrap();
-            let wts: Vec<f64> = (0..600 * 2 * 5).map(|k| ((k * 13) % 7) as f64 - 2.5).collect();
+            let wts: Vec<f64> = (0..600 * 2 * 5)
+                .map(|k| ((k * 13) % 7) as f64 - 2.5)
+                .collect();
             let loss = (g.clone() * ctx.tensor(wts, [600, 2, 5])).sum() * 1e9;
             let gr = loss.backward();
             let mut grads = to_vec_f64(w.grad(&gr).unwrap());
@@ -236,20 +277,35 @@ fn bad_inputs() {
         c
     };
     assert_eq!(
-        field(Synapse::new(cfg(&|c| c.rule = ConnectivityRule::Bernoulli { p: 1.5 }), w(1e-8))),
+        field(Synapse::new(
+            cfg(&|c| c.rule = ConnectivityRule::Bernoulli { p: 1.5 }),
+            w(1e-8)
+        )),
         "connection_probability"
     );
     assert_eq!(
-        field(Synapse::new(cfg(&|c| c.rule = ConnectivityRule::FixedOutDegree { p: f64::NAN }), w(1e-8))),
+        field(Synapse::new(
+            cfg(&|c| c.rule = ConnectivityRule::FixedOutDegree { p: f64::NAN }),
+            w(1e-8)
+        )),
         "connection_probability"
     );
     assert_eq!(field(Synapse::new(cfg(&|_| {}), w(-1e-8))), "weight_s[0]");
-    assert_eq!(field(Synapse::new(cfg(&|_| {}), w(f64::INFINITY))), "weight_s[0]");
+    assert_eq!(
+        field(Synapse::new(cfg(&|_| {}), w(f64::INFINITY))),
+        "weight_s[0]"
+    );
     assert_eq!(field(Synapse::new(cfg(&|c| c.n_mn = 0), w(1e-8))), "n_mn");
     assert_eq!(field(Synapse::new(cfg(&|c| c.n_dd = 0), w(1e-8))), "n_dd");
-    assert_eq!(field(Synapse::new(cfg(&|c| c.delay_s = -1.0), w(1e-8))), "delay_s");
     assert_eq!(
-        field(Synapse::new(cfg(&|c| c.kinetics = SynapseKinetics::SingleExp { tau_s: 0.0 }), w(1e-8))),
+        field(Synapse::new(cfg(&|c| c.delay_s = -1.0), w(1e-8))),
+        "delay_s"
+    );
+    assert_eq!(
+        field(Synapse::new(
+            cfg(&|c| c.kinetics = SynapseKinetics::SingleExp { tau_s: 0.0 }),
+            w(1e-8)
+        )),
         "tau_s"
     );
     assert_eq!(
@@ -273,12 +329,18 @@ fn bad_inputs() {
     // dt far above the synaptic time constant (a units mistake) and batch mismatch of w.
     let run = |dt: f64, batch: usize, wt: Tensor<2>| {
         let mut sim = Simulation::new(ctx.clone(), batch, dt, 10).unwrap();
-        sim.add_input(BufferSpec::new(DD_SPIKES, &[4], "spike/step"), ctx.zeros([10, batch, 4]))
-            .unwrap();
+        sim.add_input(
+            BufferSpec::new(DD_SPIKES, &[4], "spike/step"),
+            ctx.zeros([10, batch, 4]),
+        )
+        .unwrap();
         sim.add_stage(Synapse::new(cfg(&|_| {}), wt).unwrap());
         sim.run().map(|_| ())
     };
-    assert!(matches!(run(0.1, 1, w(1e-8)), Err(Error::UnstableTimeStep { .. })));
+    assert!(matches!(
+        run(0.1, 1, w(1e-8)),
+        Err(Error::UnstableTimeStep { .. })
+    ));
     assert!(matches!(
         run(1e-4, 3, ctx.tensor(vec![1e-8; 2], [2, 1])),
         Err(Error::ShapeMismatch { .. })

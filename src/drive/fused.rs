@@ -19,7 +19,9 @@ use burn::backend::autodiff::{
     grads::Gradients,
     ops::{Backward, Ops, OpsKind},
 };
-use burn::backend::{Autodiff, Backend, Dispatch, Flex, NdArray, backend_extension, tensor::FloatTensor};
+use burn::backend::{
+    Autodiff, Backend, Dispatch, Flex, NdArray, backend_extension, tensor::FloatTensor,
+};
 use burn::tensor::Tensor;
 
 use super::host::{HostFloat, from_host, to_host};
@@ -81,7 +83,12 @@ pub trait DriveOps: Backend {
 // ------------------------------------------------------------------------------------------------
 // hazard accumulator
 
-fn hazard_forward<F: HostFloat>(rate: &[F], t_steps: usize, cfg: &HazardCfg, keep_m: bool) -> (Vec<F>, Vec<F>) {
+fn hazard_forward<F: HostFloat>(
+    rate: &[F],
+    t_steps: usize,
+    cfg: &HazardCfg,
+    keep_m: bool,
+) -> (Vec<F>, Vec<F>) {
     let (b, n, k1) = (cfg.batch, cfg.n, cfg.k1);
     let bn = b * n;
     let dt = F::from_f64(cfg.dt_s);
@@ -93,9 +100,15 @@ fn hazard_forward<F: HostFloat>(rate: &[F], t_steps: usize, cfg: &HazardCfg, kee
     let bases: Vec<usize> = (0..bn).map(base).collect();
     let mut yi = vec![F::zero(); bn];
     let mut k = vec![0usize; bn];
-    let mut th: Vec<F> = (0..bn).map(|j| F::from_f64(cfg.streams[bases[j]])).collect();
+    let mut th: Vec<F> = (0..bn)
+        .map(|j| F::from_f64(cfg.streams[bases[j]]))
+        .collect();
     let mut spikes = vec![F::zero(); t_steps * bn];
-    let mut ms = if keep_m { vec![F::zero(); t_steps * bn] } else { Vec::new() };
+    let mut ms = if keep_m {
+        vec![F::zero(); t_steps * bn]
+    } else {
+        Vec::new()
+    };
     for t in 0..t_steps {
         for bb in 0..b {
             let rdt = rate[t * b + bb] * dt;
@@ -123,7 +136,12 @@ fn hazard_forward<F: HostFloat>(rate: &[F], t_steps: usize, cfg: &HazardCfg, kee
     (spikes, ms)
 }
 
-fn hazard_backward<F: HostFloat>(gs: &[f64], ms: &[F], t_steps: usize, cfg: &HazardCfg) -> Vec<f64> {
+fn hazard_backward<F: HostFloat>(
+    gs: &[f64],
+    ms: &[F],
+    t_steps: usize,
+    cfg: &HazardCfg,
+) -> Vec<f64> {
     let (b, n) = (cfg.batch, cfg.n);
     let bn = b * n;
     let mut lam = vec![0.0f64; bn];
@@ -206,7 +224,13 @@ fn widx(bw: usize, mw: usize, bb: usize, j: usize) -> usize {
     r * mw + c
 }
 
-fn iir_forward<F: HostFloat>(x: &[F], w: &[F], dims: [usize; 3], wdims: [usize; 2], kind: IirKind) -> Vec<F> {
+fn iir_forward<F: HostFloat>(
+    x: &[F],
+    w: &[F],
+    dims: [usize; 3],
+    wdims: [usize; 2],
+    kind: IirKind,
+) -> Vec<F> {
     let [t_steps, b, m] = dims;
     let [bw, mw] = wdims;
     let bm = b * m;
@@ -319,7 +343,14 @@ impl<B: Backend> Backward<B, 2> for IirBackward {
         let h = to_host::<B>(g);
         let gg: Vec<f64> = h.values();
         let st = ops.state;
-        let (gx, gw) = iir_backward(&gg, st.x.as_deref(), st.w.as_deref(), st.dims, st.wdims, st.kind);
+        let (gx, gw) = iir_backward(
+            &gg,
+            st.x.as_deref(),
+            st.w.as_deref(),
+            st.dims,
+            st.wdims,
+            st.kind,
+        );
         let f64_out = h.is_f64();
         let mk = |v: Vec<f64>, shape: Vec<usize>| {
             if f64_out {
@@ -361,7 +392,11 @@ impl DriveOps for NdArray {
 impl<B: DriveOps, C: CheckpointStrategy> DriveOps for Autodiff<B, C> {
     fn hazard_scan(rate: FloatTensor<Self>, cfg: HazardCfg) -> FloatTensor<Self> {
         let (r_prim, r_guard) = rate.into_parts();
-        match HazardBackward.prepare::<C>([r_guard]).compute_bound().stateful() {
+        match HazardBackward
+            .prepare::<C>([r_guard])
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => {
                 let h = to_host::<B>(r_prim);
                 let t_steps = h.shape[0];
@@ -384,7 +419,11 @@ impl<B: DriveOps, C: CheckpointStrategy> DriveOps for Autodiff<B, C> {
         let w_tracked = w.is_tracked();
         let (x_prim, x_guard) = x.into_parts();
         let (w_prim, w_guard) = w.into_parts();
-        match IirBackward.prepare::<C>([x_guard, w_guard]).compute_bound().stateful() {
+        match IirBackward
+            .prepare::<C>([x_guard, w_guard])
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => {
                 let hx = to_host::<B>(x_prim);
                 let hw = to_host::<B>(w_prim);
@@ -413,10 +452,17 @@ impl<B: DriveOps, C: CheckpointStrategy> DriveOps for Autodiff<B, C> {
 
 /// Fused hazard accumulator: rate `[T, B]` (Hz, ≥ 0) → spikes `[T, B, n]` (see module docs).
 pub fn hazard_scan(rate: Tensor<2>, cfg: HazardCfg) -> Tensor<3> {
-    Tensor::from_dispatch(<Dispatch as DriveOps>::hazard_scan(rate.into_dispatch(), cfg))
+    Tensor::from_dispatch(<Dispatch as DriveOps>::hazard_scan(
+        rate.into_dispatch(),
+        cfg,
+    ))
 }
 
 /// Fused synaptic filter: x `[T, B, M]`, w `[Bw, Mw]` → g `[T, B, M]` (see module docs).
 pub fn syn_iir(x: Tensor<3>, w: Tensor<2>, cfg: IirCfg) -> Tensor<3> {
-    Tensor::from_dispatch(<Dispatch as DriveOps>::syn_iir(x.into_dispatch(), w.into_dispatch(), cfg))
+    Tensor::from_dispatch(<Dispatch as DriveOps>::syn_iir(
+        x.into_dispatch(),
+        w.into_dispatch(),
+        cfg,
+    ))
 }

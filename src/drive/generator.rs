@@ -80,7 +80,11 @@ impl std::str::FromStr for GeneratorMode {
             "hard" => Ok(Self::Hard),
             "pathwise" | "surrogate" => Ok(Self::Pathwise),
             "rate" => Ok(Self::Rate),
-            _ => Err(Error::invalid("generator_mode", s, "one of hard, pathwise, rate")),
+            _ => Err(Error::invalid(
+                "generator_mode",
+                s,
+                "one of hard, pathwise, rate",
+            )),
         }
     }
 }
@@ -161,7 +165,13 @@ fn mix(mut z: u64) -> u64 {
 /// The first `len` thresholds of neuron `neuron` of row `row` (dimensionless): i.i.d. `Exp(1)`
 /// (`−ln(1 − U)`) or `Gamma(k, 1)/k`, from an RNG seeded by `(seed, row, neuron)` — so a
 /// neuron's sequence does not depend on `len` or on the population size.
-pub fn threshold_sequence(process: SpikeProcess, seed: u64, row: usize, neuron: usize, len: usize) -> Vec<f64> {
+pub fn threshold_sequence(
+    process: SpikeProcess,
+    seed: u64,
+    row: usize,
+    neuron: usize,
+    len: usize,
+) -> Vec<f64> {
     let s = mix(mix(mix(seed) ^ row as u64) ^ (neuron as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93));
     let mut rng = StdRng::seed_from_u64(s);
     match process {
@@ -320,8 +330,15 @@ impl Stage for InputPopulation {
         }
         let mode = self.cfg.mode;
         let beta = self.cfg.surrogate_beta;
-        let st = self.state.as_mut().ok_or_else(|| Error::config("input_population", "step before init"))?;
-        let r = if mode == GeneratorMode::Hard { r.detach() } else { r };
+        let st = self
+            .state
+            .as_mut()
+            .ok_or_else(|| Error::config("input_population", "step before init"))?;
+        let r = if mode == GeneratorMode::Hard {
+            r.detach()
+        } else {
+            r
+        };
         let rdt = r.clamp_min(0.0).mul_scalar(dt);
         let y = st.yi.clone() + rdt;
         let m = y.clone() - st.th.clone();
@@ -338,7 +355,14 @@ impl Stage for InputPopulation {
         st.idx = st.idx.clone() + h.int().reshape([b * n, 1]);
         st.th = st.stream.clone().gather(1, st.idx.clone()).reshape([b, n]);
         if t + 1 == self.n_steps {
-            let max_idx = st.idx.clone().max().into_data().convert::<i64>().try_to_vec::<i64>().expect("int")[0];
+            let max_idx = st
+                .idx
+                .clone()
+                .max()
+                .into_data()
+                .convert::<i64>()
+                .try_to_vec::<i64>()
+                .expect("int")[0];
             if max_idx as usize >= self.k1 - 1 {
                 return Err(self.exhausted_error());
             }
@@ -346,12 +370,21 @@ impl Stage for InputPopulation {
         io.write(DD_SPIKES, s)
     }
 
-    fn scan(&mut self, inputs: &Traces, _ctx: &Ctx, batch: usize, dt_s: f64) -> Option<Result<Traces>> {
+    fn scan(
+        &mut self,
+        inputs: &Traces,
+        _ctx: &Ctx,
+        batch: usize,
+        dt_s: f64,
+    ) -> Option<Result<Traces>> {
         Some((|| {
-            let r = inputs.get(DRIVE_RATE_HZ).cloned().ok_or_else(|| Error::MissingBuffer {
-                stage: self.name.clone(),
-                buffer: DRIVE_RATE_HZ.into(),
-            })?;
+            let r = inputs
+                .get(DRIVE_RATE_HZ)
+                .cloned()
+                .ok_or_else(|| Error::MissingBuffer {
+                    stage: self.name.clone(),
+                    buffer: DRIVE_RATE_HZ.into(),
+                })?;
             let [t_steps, _, _] = r.dims();
             let host = to_vec_f64(r.clone());
             if let Some(k) = host.iter().position(|v| v.is_nan()) {
@@ -366,7 +399,11 @@ impl Stage for InputPopulation {
             let s = match self.cfg.mode {
                 GeneratorMode::Rate => r.clamp_min(0.0).mul_scalar(dt_s).repeat_dim(2, n),
                 mode => {
-                    let r = if mode == GeneratorMode::Hard { r.detach() } else { r };
+                    let r = if mode == GeneratorMode::Hard {
+                        r.detach()
+                    } else {
+                        r
+                    };
                     let r = r.clamp_min(0.0).reshape([t_steps, batch]);
                     let cfg = self.hazard_cfg(batch, dt_s);
                     let flag = cfg.exhausted.clone();

@@ -57,7 +57,11 @@ impl<B: Backend> Host<B> {
     }
     /// Values in precision `F` (converted if the stored dtype differs).
     pub fn values<F: HostFloat>(&self) -> Vec<F> {
-        self.data.clone().convert::<F>().try_to_vec::<F>().expect("float data")
+        self.data
+            .clone()
+            .convert::<F>()
+            .try_to_vec::<F>()
+            .expect("float data")
     }
 }
 
@@ -68,7 +72,11 @@ pub(crate) fn to_host<B: Backend>(t: FloatTensor<B>) -> Host<B> {
     let data = try_read_sync(B::float_into_data(t))
         .expect("synchronous read of a CPU tensor")
         .expect("tensor data");
-    Host { data, shape, device }
+    Host {
+        data,
+        shape,
+        device,
+    }
 }
 
 /// Makes a primitive from host values.

@@ -11,8 +11,11 @@ mod host;
 pub mod rate;
 pub mod synapse;
 
-pub use generator::{DD_SPIKES, GeneratorMode, InputPopulation, InputPopulationConfig, SpikeProcess};
+pub use generator::{
+    DD_SPIKES, GeneratorMode, InputPopulation, InputPopulationConfig, SpikeProcess,
+};
 pub use rate::{DRIVE_RATE_HZ, DriveNoise, DriveParams, DriveRate, NoiseKind, RateClip};
 pub use synapse::{
-    ConnectivityMatrix, ConnectivityRule, SYN_CONDUCTANCE_S, Synapse, SynapseConfig, SynapseKinetics,
+    ConnectivityMatrix, ConnectivityRule, SYN_CONDUCTANCE_S, Synapse, SynapseConfig,
+    SynapseKinetics,
 };

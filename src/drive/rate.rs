@@ -79,7 +79,13 @@ pub enum NoiseKind {
 /// Draws ξ `[n_steps, batch, 1]` (dimensionless) from `StdRng::seed_from_u64(seed)`, step-major.
 /// With `shared_across_batch` every batch row gets the same sequence (common random numbers for
 /// comparing candidates); otherwise row b uses its own draws.
-pub fn draw_noise(n_steps: usize, batch: usize, seed: u64, kind: NoiseKind, shared_across_batch: bool) -> Vec<f64> {
+pub fn draw_noise(
+    n_steps: usize,
+    batch: usize,
+    seed: u64,
+    kind: NoiseKind,
+    shared_across_batch: bool,
+) -> Vec<f64> {
     let mut rng = StdRng::seed_from_u64(seed);
     let rows = if shared_across_batch { 1 } else { batch };
     let mut draws = vec![0.0; n_steps * rows];
@@ -91,7 +97,10 @@ pub fn draw_noise(n_steps: usize, batch: usize, seed: u64, kind: NoiseKind, shar
         };
     }
     if shared_across_batch {
-        draws.iter().flat_map(|&x| std::iter::repeat_n(x, batch)).collect()
+        draws
+            .iter()
+            .flat_map(|&x| std::iter::repeat_n(x, batch))
+            .collect()
     } else {
         draws
     }
@@ -115,7 +124,14 @@ pub struct DriveParams {
 
 impl DriveParams {
     /// All five parameters as scalars shared by the batch (`[1, 1]` tensors).
-    pub fn scalars(ctx: &Ctx, dc_hz: f64, amp_hz: f64, freq_hz: f64, phase_rad: f64, noise_sd_hz: f64) -> Self {
+    pub fn scalars(
+        ctx: &Ctx,
+        dc_hz: f64,
+        amp_hz: f64,
+        freq_hz: f64,
+        phase_rad: f64,
+        noise_sd_hz: f64,
+    ) -> Self {
         let s = |v: f64| ctx.tensor(vec![v], [1, 1]);
         Self {
             dc_hz: s(dc_hz),
@@ -148,7 +164,11 @@ impl DriveParams {
         ] {
             let d = t.dims();
             if d[1] != 1 || (d[0] != 1 && d[0] != batch) {
-                return Err(Error::shape(name, format!("[{batch}, 1] or [1, 1]"), format!("{d:?}")));
+                return Err(Error::shape(
+                    name,
+                    format!("[{batch}, 1] or [1, 1]"),
+                    format!("{d:?}"),
+                ));
             }
             let v = to_vec_f64(t.clone());
             for (b, x) in v.iter().enumerate() {
@@ -166,7 +186,13 @@ impl DriveParams {
 
 /// Rate at step `k` for every batch row, `[batch, 1]` (Hz):
 /// `clip(DC + A·sin(f·(2π k dt) + φ) + σ·ξ_k)`. `xi_k` is `[batch, 1]`.
-pub fn drive_rate_step(p: &DriveParams, xi_k: Tensor<2>, k: usize, dt_s: f64, clip: RateClip) -> Tensor<2> {
+pub fn drive_rate_step(
+    p: &DriveParams,
+    xi_k: Tensor<2>,
+    k: usize,
+    dt_s: f64,
+    clip: RateClip,
+) -> Tensor<2> {
     let c = 2.0 * std::f64::consts::PI * (k as f64) * dt_s;
     let osc = (p.freq_hz.clone().mul_scalar(c) + p.phase_rad.clone()).sin();
     let r = p.dc_hz.clone() + p.amp_hz.clone() * osc + p.noise_sd_hz.clone() * xi_k;
@@ -176,7 +202,13 @@ pub fn drive_rate_step(p: &DriveParams, xi_k: Tensor<2>, k: usize, dt_s: f64, cl
 /// Whole rate trace `[n_steps, batch, 1]` (Hz) as tensor ops on the parameters, from the noise
 /// `xi` `[n_steps, batch, 1]`: `r_k = clip(DC + A·sin(f·(2π k dt) + φ) + σ·ξ_k)`.
 /// Computes exactly (bit for bit) what `n_steps` calls of [`drive_rate_step`] compute.
-pub fn drive_rate_trace(ctx: &Ctx, p: &DriveParams, xi: Tensor<3>, dt_s: f64, clip: RateClip) -> Tensor<3> {
+pub fn drive_rate_trace(
+    ctx: &Ctx,
+    p: &DriveParams,
+    xi: Tensor<3>,
+    dt_s: f64,
+    clip: RateClip,
+) -> Tensor<3> {
     let n_steps = xi.dims()[0];
     let c: Vec<f64> = (0..n_steps)
         .map(|k| 2.0 * std::f64::consts::PI * (k as f64) * dt_s)
@@ -238,8 +270,20 @@ impl DriveRate {
         check::positive("dt_s", dt_s)?;
         self.params.validate(batch)?;
         self.clip.validate()?;
-        let xi = draw_noise(n_steps, batch, self.noise.seed, self.noise.kind, self.noise.shared_across_batch);
-        Ok(drive_rate_trace(ctx, &self.params, ctx.tensor(xi, [n_steps, batch, 1]), dt_s, self.clip))
+        let xi = draw_noise(
+            n_steps,
+            batch,
+            self.noise.seed,
+            self.noise.kind,
+            self.noise.shared_across_batch,
+        );
+        Ok(drive_rate_trace(
+            ctx,
+            &self.params,
+            ctx.tensor(xi, [n_steps, batch, 1]),
+            dt_s,
+            self.clip,
+        ))
     }
 
     /// The buffer declaration of `drive_rate_hz`.
@@ -273,15 +317,31 @@ impl Stage for DriveRate {
     }
     fn step(&mut self, io: &mut StageIo<'_>, t: usize) -> Result<()> {
         let b = io.batch();
-        let xi = io.ctx().tensor(self.xi[t * b..(t + 1) * b].to_vec(), [b, 1]);
+        let xi = io
+            .ctx()
+            .tensor(self.xi[t * b..(t + 1) * b].to_vec(), [b, 1]);
         let r = drive_rate_step(&self.params, xi, t, io.dt_s(), self.clip);
-        let r = if r.dims()[0] != b { r.repeat_dim(0, b) } else { r };
+        let r = if r.dims()[0] != b {
+            r.repeat_dim(0, b)
+        } else {
+            r
+        };
         io.write(DRIVE_RATE_HZ, r)
     }
-    fn scan(&mut self, _inputs: &Traces, ctx: &Ctx, batch: usize, dt_s: f64) -> Option<Result<Traces>> {
+    fn scan(
+        &mut self,
+        _inputs: &Traces,
+        ctx: &Ctx,
+        batch: usize,
+        dt_s: f64,
+    ) -> Option<Result<Traces>> {
         let xi = ctx.tensor(self.xi.clone(), [self.n_steps, batch, 1]);
         let r = drive_rate_trace(ctx, &self.params, xi, dt_s, self.clip);
-        let r = if r.dims()[1] != batch { r.repeat_dim(1, batch) } else { r };
+        let r = if r.dims()[1] != batch {
+            r.repeat_dim(1, batch)
+        } else {
+            r
+        };
         Some(Ok([(DRIVE_RATE_HZ.to_string(), r)].into_iter().collect()))
     }
 }

@@ -30,7 +30,9 @@ use rand::{Rng, SeedableRng};
 use super::fused::{IirCfg, IirKind, syn_iir};
 use super::generator::DD_SPIKES;
 use crate::error::{Error, Result, check};
-use crate::kernel::{BufferSpec, Ctx, ReadSpec, Stage, StageDecl, StageIo, Traces, to_vec_f64};
+use crate::kernel::{
+    BufferSpec, Ctx, Precision, ReadSpec, Stage, StageDecl, StageIo, Traces, to_vec_f32, to_vec_f64,
+};
 
 /// Name of the synaptic conductance buffer (`[n_mn]`, siemens).
 pub const SYN_CONDUCTANCE_S: &str = "syn_conductance_s";
@@ -98,7 +100,11 @@ impl ConnectivityMatrix {
                     .collect()
             }
         };
-        Ok(Self { n_src, n_tgt, targets })
+        Ok(Self {
+            n_src,
+            n_tgt,
+            targets,
+        })
     }
 
     /// From explicit target lists (each index < `n_tgt`).
@@ -107,7 +113,11 @@ impl ConnectivityMatrix {
         check::count_at_least("n_mn", n_tgt, 1)?;
         for (i, t) in targets.iter().enumerate() {
             if let Some(&j) = t.iter().find(|&&j| j >= n_tgt) {
-                return Err(Error::invalid(format!("targets[{i}]"), j, format!("0..{n_tgt}")));
+                return Err(Error::invalid(
+                    format!("targets[{i}]"),
+                    j,
+                    format!("0..{n_tgt}"),
+                ));
             }
         }
         Ok(Self {
@@ -184,7 +194,10 @@ impl SynapseKinetics {
             SynapseKinetics::SingleExp { tau_s } => {
                 check::positive("tau_s", tau_s)?;
             }
-            SynapseKinetics::Exp2Syn { tau_rise_s, tau_decay_s } => {
+            SynapseKinetics::Exp2Syn {
+                tau_rise_s,
+                tau_decay_s,
+            } => {
                 check::positive("tau_rise_s", tau_rise_s)?;
                 check::positive("tau_decay_s", tau_decay_s)?;
                 if tau_rise_s >= tau_decay_s {
@@ -212,7 +225,10 @@ impl SynapseKinetics {
     pub fn peak_factor(&self) -> f64 {
         match *self {
             SynapseKinetics::SingleExp { .. } => 1.0,
-            SynapseKinetics::Exp2Syn { tau_rise_s: t1, tau_decay_s: t2 } => {
+            SynapseKinetics::Exp2Syn {
+                tau_rise_s: t1,
+                tau_decay_s: t2,
+            } => {
                 let tp = t1 * t2 / (t2 - t1) * (t2 / t1).ln();
                 1.0 / ((-tp / t2).exp() - (-tp / t1).exp())
             }
@@ -224,17 +240,23 @@ impl SynapseKinetics {
     pub fn impulse_response(&self, t_s: f64) -> f64 {
         match *self {
             SynapseKinetics::SingleExp { tau_s } => (-t_s / tau_s).exp(),
-            SynapseKinetics::Exp2Syn { tau_rise_s, tau_decay_s } => {
-                self.peak_factor() * ((-t_s / tau_decay_s).exp() - (-t_s / tau_rise_s).exp())
-            }
+            SynapseKinetics::Exp2Syn {
+                tau_rise_s,
+                tau_decay_s,
+            } => self.peak_factor() * ((-t_s / tau_decay_s).exp() - (-t_s / tau_rise_s).exp()),
         }
     }
 
     /// Per-step decay factors for time step `dt_s`.
     pub(crate) fn iir(&self, dt_s: f64) -> IirKind {
         match *self {
-            SynapseKinetics::SingleExp { tau_s } => IirKind::Single { a: (-dt_s / tau_s).exp() },
-            SynapseKinetics::Exp2Syn { tau_rise_s, tau_decay_s } => IirKind::Exp2 {
+            SynapseKinetics::SingleExp { tau_s } => IirKind::Single {
+                a: (-dt_s / tau_s).exp(),
+            },
+            SynapseKinetics::Exp2Syn {
+                tau_rise_s,
+                tau_decay_s,
+            } => IirKind::Exp2 {
                 a1: (-dt_s / tau_rise_s).exp(),
                 a2: (-dt_s / tau_decay_s).exp(),
             },
@@ -249,7 +271,10 @@ impl SynapseKinetics {
             return Err(Error::UnstableTimeStep {
                 dt_s,
                 model: "synapse".into(),
-                reason: format!("dt exceeds 5·tau_decay = {} s; the synaptic filter is not resolved", 5.0 * tau),
+                reason: format!(
+                    "dt exceeds 5·tau_decay = {} s; the synaptic filter is not resolved",
+                    5.0 * tau
+                ),
             });
         }
         Ok(())
@@ -334,13 +359,21 @@ impl Synapse {
     }
 
     /// A synapse with a given connectivity (its sizes override `cfg.n_dd`/`cfg.n_mn`).
-    pub fn with_connectivity(mut cfg: SynapseConfig, conn: ConnectivityMatrix, weight_s: Tensor<2>) -> Result<Self> {
+    pub fn with_connectivity(
+        mut cfg: SynapseConfig,
+        conn: ConnectivityMatrix,
+        weight_s: Tensor<2>,
+    ) -> Result<Self> {
         cfg.n_dd = conn.n_src();
         cfg.n_mn = conn.n_tgt();
         cfg.validate()?;
         let d = weight_s.dims();
         if d[1] != 1 && d[1] != cfg.n_mn {
-            return Err(Error::shape("weight_s", format!("[batch|1, {}|1]", cfg.n_mn), format!("{d:?}")));
+            return Err(Error::shape(
+                "weight_s",
+                format!("[batch|1, {}|1]", cfg.n_mn),
+                format!("{d:?}"),
+            ));
         }
         let w = to_vec_f64(weight_s.clone());
         for (k, v) in w.iter().enumerate() {
@@ -397,28 +430,55 @@ impl Synapse {
             } else if delay >= t_steps {
                 ctx.zeros([t_steps, b, n_dd])
             } else {
-                Tensor::cat(vec![ctx.zeros([delay, b, n_dd]), s.slice([0..t_steps - delay, 0..b, 0..n_dd])], 0)
+                Tensor::cat(
+                    vec![
+                        ctx.zeros([delay, b, n_dd]),
+                        s.slice([0..t_steps - delay, 0..b, 0..n_dd]),
+                    ],
+                    0,
+                )
             };
             let c = ctx.tensor(self.conn.dense(), [n_dd, n_mn]);
-            shifted.reshape([t_steps * b, n_dd]).matmul(c).reshape([t_steps, b, n_mn])
+            shifted
+                .reshape([t_steps * b, n_dd])
+                .matmul(c)
+                .reshape([t_steps, b, n_mn])
+        } else if ctx.precision == Precision::F32 {
+            let x = self.event_arrivals::<f32>(&to_vec_f32(s), [t_steps, b, n_dd], delay);
+            ctx.tensor_f32(x, [t_steps, b, n_mn])
         } else {
-            let sv = to_vec_f64(s);
-            let mut x = vec![0.0f64; t_steps * b * n_mn];
-            for t in 0..t_steps.saturating_sub(delay) {
-                for bb in 0..b {
-                    let src = &sv[(t * b + bb) * n_dd..(t * b + bb + 1) * n_dd];
-                    let row = ((t + delay) * b + bb) * n_mn;
-                    for (i, &v) in src.iter().enumerate() {
-                        if v != 0.0 {
-                            for &j in self.conn.targets(i) {
-                                x[row + j] += v;
-                            }
+            let x = self.event_arrivals::<f64>(&to_vec_f64(s), [t_steps, b, n_dd], delay);
+            ctx.tensor(x, [t_steps, b, n_mn])
+        }
+    }
+}
+
+impl Synapse {
+    /// Event-driven `x[t + D] += s[t]·C` on the host (skips zero entries; exact for 0/1 spikes).
+    fn event_arrivals<F: Copy + Default + PartialEq + std::ops::AddAssign>(
+        &self,
+        sv: &[F],
+        dims: [usize; 3],
+        delay: usize,
+    ) -> Vec<F> {
+        let [t_steps, b, n_dd] = dims;
+        let n_mn = self.cfg.n_mn;
+        let zero = F::default();
+        let mut x = vec![zero; t_steps * b * n_mn];
+        for t in 0..t_steps.saturating_sub(delay) {
+            for bb in 0..b {
+                let src = &sv[(t * b + bb) * n_dd..(t * b + bb + 1) * n_dd];
+                let row = ((t + delay) * b + bb) * n_mn;
+                for (i, &v) in src.iter().enumerate() {
+                    if v != zero {
+                        for &j in self.conn.targets(i) {
+                            x[row + j] += v;
                         }
                     }
                 }
             }
-            ctx.tensor(x, [t_steps, b, n_mn])
         }
+        x
     }
 }
 
@@ -451,7 +511,10 @@ impl Stage for Synapse {
     }
     fn step(&mut self, io: &mut StageIo<'_>, _t: usize) -> Result<()> {
         let s = io.read(DD_SPIKES)?;
-        let st = self.state.as_mut().ok_or_else(|| Error::config("synapse", "step before init"))?;
+        let st = self
+            .state
+            .as_mut()
+            .ok_or_else(|| Error::config("synapse", "step before init"))?;
         let s_del = if st.delay == 0 {
             s
         } else {
@@ -477,14 +540,23 @@ impl Stage for Synapse {
         };
         io.write(SYN_CONDUCTANCE_S, g)
     }
-    fn scan(&mut self, inputs: &Traces, ctx: &Ctx, batch: usize, dt_s: f64) -> Option<Result<Traces>> {
+    fn scan(
+        &mut self,
+        inputs: &Traces,
+        ctx: &Ctx,
+        batch: usize,
+        dt_s: f64,
+    ) -> Option<Result<Traces>> {
         Some((|| {
             self.cfg.kinetics.check_dt(dt_s)?;
             self.check_batch(batch)?;
-            let s = inputs.get(DD_SPIKES).cloned().ok_or_else(|| Error::MissingBuffer {
-                stage: self.name.clone(),
-                buffer: DD_SPIKES.into(),
-            })?;
+            let s = inputs
+                .get(DD_SPIKES)
+                .cloned()
+                .ok_or_else(|| Error::MissingBuffer {
+                    stage: self.name.clone(),
+                    buffer: DD_SPIKES.into(),
+                })?;
             let delay = self.cfg.delay_steps(dt_s);
             let x = self.arrivals(ctx, s, delay);
             let g = syn_iir(

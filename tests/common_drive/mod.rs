@@ -3,8 +3,8 @@
 
 use burn::tensor::Tensor;
 use myodiff::drive::{
-    DD_SPIKES, DRIVE_RATE_HZ, DriveNoise, DriveParams, DriveRate, InputPopulation, InputPopulationConfig, RateClip,
-    SYN_CONDUCTANCE_S, Synapse, SynapseConfig,
+    DD_SPIKES, DRIVE_RATE_HZ, DriveNoise, DriveParams, DriveRate, InputPopulation,
+    InputPopulationConfig, RateClip, SYN_CONDUCTANCE_S, Synapse, SynapseConfig,
 };
 use myodiff::kernel::{Ctx, ExecPath, Rollout, Simulation, to_vec_f64};
 
@@ -18,7 +18,14 @@ pub struct Chain {
 }
 
 impl Chain {
-    pub fn run(&self, ctx: &Ctx, batch: usize, dt_s: f64, n_steps: usize, path: ExecPath) -> myodiff::Result<Rollout> {
+    pub fn run(
+        &self,
+        ctx: &Ctx,
+        batch: usize,
+        dt_s: f64,
+        n_steps: usize,
+        path: ExecPath,
+    ) -> myodiff::Result<Rollout> {
         let mut sim = Simulation::new(ctx.clone(), batch, dt_s, n_steps)?;
         sim.add_stage(DriveRate::new(self.params.clone(), self.noise, self.clip));
         sim.add_stage(InputPopulation::new(self.gen_cfg.clone())?);
