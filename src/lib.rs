@@ -8,6 +8,9 @@
 
 pub mod drive;
 pub mod error;
+pub mod fit;
+pub mod gradcheck;
+pub mod io;
 pub mod kernel;
 pub mod neuron;
 
