@@ -2,7 +2,6 @@
 
 mod common_drive;
 
-use burn::tensor::Tensor;
 use common_drive::*;
 use myodiff::Error;
 use myodiff::drive::{
@@ -287,7 +286,7 @@ fn hard_mode_has_no_gradient() {
     let loss = ro.trace(DD_SPIKES).unwrap().sum() + ro.trace(DRIVE_RATE_HZ).unwrap().sum() * 0.0;
     let g = dc
         .grad(&loss.backward())
-        .map(|t| scalar_f64(t))
+        .map(scalar_f64)
         .unwrap_or(0.0);
     assert_eq!(g, 0.0);
 }
