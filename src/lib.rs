@@ -6,6 +6,7 @@
 //!
 //! Layers: [`kernel`] (no physiology), then the physiological stages.
 
+pub mod drive;
 pub mod error;
 pub mod fit;
 pub mod gradcheck;
