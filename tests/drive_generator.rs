@@ -284,10 +284,7 @@ fn hard_mode_has_no_gradient() {
     };
     let ro = c.run(&ctx, 1, DT, 200, ExecPath::Tape).unwrap();
     let loss = ro.trace(DD_SPIKES).unwrap().sum() + ro.trace(DRIVE_RATE_HZ).unwrap().sum() * 0.0;
-    let g = dc
-        .grad(&loss.backward())
-        .map(scalar_f64)
-        .unwrap_or(0.0);
+    let g = dc.grad(&loss.backward()).map(scalar_f64).unwrap_or(0.0);
     assert_eq!(g, 0.0);
 }
 

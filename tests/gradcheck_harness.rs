@@ -54,7 +54,9 @@ fn checker_rejects_non_finite_gradients_and_mismatched_lengths() {
 fn spike_functions_keep_f64_and_hard_equals_surrogate_forward() {
     use myodiff::neuron::{SpikeMode, spike_fn};
     let ctx = Ctx::cpu().f64().autodiff();
-    let m = ctx.tensor(vec![-0.3, -1e-12, 0.0, 1e-12, 0.2, 5.0], [6]).require_grad();
+    let m = ctx
+        .tensor(vec![-0.3, -1e-12, 0.0, 1e-12, 0.2, 5.0], [6])
+        .require_grad();
     let hard = to_vec_f64(spike_fn(m.clone(), SpikeMode::Hard, 10.0));
     let sur = spike_fn(m.clone(), SpikeMode::Surrogate, 10.0);
     assert_eq!(hard, to_vec_f64(sur.clone()));
