@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod kernel;
+pub mod muscle;
 pub mod neuron;
 
 pub use error::{Error, Result};
