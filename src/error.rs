@@ -81,7 +81,11 @@ pub enum Error {
 
 impl Error {
     /// Shorthand for [`Error::InvalidParameter`].
-    pub fn invalid(field: impl Into<String>, value: impl ToString, allowed: impl Into<String>) -> Self {
+    pub fn invalid(
+        field: impl Into<String>,
+        value: impl ToString,
+        allowed: impl Into<String>,
+    ) -> Self {
         Error::InvalidParameter {
             field: field.into(),
             value: value.to_string(),
@@ -160,7 +164,11 @@ pub mod check {
     pub fn all_finite(field: &str, values: &[f64]) -> Result<()> {
         match values.iter().position(|v| !v.is_finite()) {
             None => Ok(()),
-            Some(i) => Err(Error::invalid(format!("{field}[{i}]"), values[i], "a finite number")),
+            Some(i) => Err(Error::invalid(
+                format!("{field}[{i}]"),
+                values[i],
+                "a finite number",
+            )),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! Layers: [`kernel`] (no physiology), then the physiological stages.
 
 pub mod error;
+pub mod gradcheck;
 pub mod kernel;
 pub mod muscle;
 pub mod neuron;

@@ -148,7 +148,10 @@ impl Ctx {
     pub fn tensor<const D: usize>(&self, values: Vec<f64>, shape: [usize; D]) -> Tensor<D> {
         let data = match self.precision {
             Precision::F64 => TensorData::new(values, shape),
-            Precision::F32 => TensorData::new(values.into_iter().map(|v| v as f32).collect::<Vec<_>>(), shape),
+            Precision::F32 => TensorData::new(
+                values.into_iter().map(|v| v as f32).collect::<Vec<_>>(),
+                shape,
+            ),
         };
         Tensor::from_data(data, self.opts())
     }
@@ -157,7 +160,10 @@ impl Ctx {
     pub fn tensor_f32<const D: usize>(&self, values: Vec<f32>, shape: [usize; D]) -> Tensor<D> {
         let data = match self.precision {
             Precision::F32 => TensorData::new(values, shape),
-            Precision::F64 => TensorData::new(values.into_iter().map(|v| v as f64).collect::<Vec<_>>(), shape),
+            Precision::F64 => TensorData::new(
+                values.into_iter().map(|v| v as f64).collect::<Vec<_>>(),
+                shape,
+            ),
         };
         Tensor::from_data(data, self.opts())
     }
@@ -172,8 +178,11 @@ impl Ctx {
 pub fn to_vec_f64<const D: usize>(t: Tensor<D>) -> Vec<f64> {
     let data = t.into_data();
     match data.dtype() {
-        DType::F64 => data.to_vec::<f64>().expect("f64 data"),
-        _ => data.convert::<f64>().to_vec::<f64>().expect("convertible to f64"),
+        DType::F64 => data.try_to_vec::<f64>().expect("f64 data"),
+        _ => data
+            .convert::<f64>()
+            .try_to_vec::<f64>()
+            .expect("convertible to f64"),
     }
 }
 
@@ -181,8 +190,11 @@ pub fn to_vec_f64<const D: usize>(t: Tensor<D>) -> Vec<f64> {
 pub fn to_vec_f32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     let data = t.into_data();
     match data.dtype() {
-        DType::F32 => data.to_vec::<f32>().expect("f32 data"),
-        _ => data.convert::<f32>().to_vec::<f32>().expect("convertible to f32"),
+        DType::F32 => data.try_to_vec::<f32>().expect("f32 data"),
+        _ => data
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("convertible to f32"),
     }
 }
 

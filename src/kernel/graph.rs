@@ -36,7 +36,9 @@ impl Graph {
                 if let Some(prev) = writers.get(&w.name) {
                     return Err(Error::DuplicateBuffer {
                         buffer: w.name.clone(),
-                        first: prev.map(|j| names[j].clone()).unwrap_or_else(|| EXTERNAL.into()),
+                        first: prev
+                            .map(|j| names[j].clone())
+                            .unwrap_or_else(|| EXTERNAL.into()),
                         second: names[i].clone(),
                     });
                 }
@@ -83,7 +85,10 @@ impl Graph {
         if order.len() < n {
             let left: BTreeSet<usize> = (0..n).filter(|i| !order.contains(i)).collect();
             return Err(Error::Cycle {
-                stages: find_cycle(&left, &succ).iter().map(|&i| names[i].clone()).collect(),
+                stages: find_cycle(&left, &succ)
+                    .iter()
+                    .map(|&i| names[i].clone())
+                    .collect(),
             });
         }
         Ok(Self {

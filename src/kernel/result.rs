@@ -32,10 +32,18 @@ pub struct SimResult {
 }
 
 /// Values of batch element `b` of a trace `[n_t, batch, width]`, as `[n_t, width]` row-major.
-fn batch_slice(name: &str, trace: &burn::tensor::Tensor<3>, b: usize) -> Result<(usize, usize, Vec<f64>)> {
+fn batch_slice(
+    name: &str,
+    trace: &burn::tensor::Tensor<3>,
+    b: usize,
+) -> Result<(usize, usize, Vec<f64>)> {
     let [n_t, batch, w] = trace.dims();
     if b >= batch {
-        return Err(Error::invalid("batch_index", b, format!("0..{batch} (trace `{name}`)")));
+        return Err(Error::invalid(
+            "batch_index",
+            b,
+            format!("0..{batch} (trace `{name}`)"),
+        ));
     }
     let v = to_vec_f64(trace.clone().slice([0..n_t, b..b + 1, 0..w]));
     Ok((n_t, w, v))
@@ -44,7 +52,12 @@ fn batch_slice(name: &str, trace: &burn::tensor::Tensor<3>, b: usize) -> Result<
 impl SimResult {
     /// Extracts batch element `b` from recorded traces. Optional buffers absent from `traces` are
     /// `None` (or empty spike lists).
-    pub fn from_traces(traces: &Traces, specs: &BTreeMap<String, BufferSpec>, dt_s: f64, b: usize) -> Result<Self> {
+    pub fn from_traces(
+        traces: &Traces,
+        specs: &BTreeMap<String, BufferSpec>,
+        dt_s: f64,
+        b: usize,
+    ) -> Result<Self> {
         let mut res = SimResult {
             spike_times_s: Vec::new(),
             force_n: None,
@@ -77,7 +90,8 @@ impl SimResult {
                 _ => (1, w),
             };
             res.grid_shape = Some((rows, cols));
-            res.surface_emg_v = Some(Array3::from_shape_vec((n_t, rows, cols), v).expect("shape checked"));
+            res.surface_emg_v =
+                Some(Array3::from_shape_vec((n_t, rows, cols), v).expect("shape checked"));
         }
         Ok(res)
     }

@@ -125,7 +125,11 @@ impl Simulation {
     pub fn add_input(&mut self, spec: BufferSpec, trace: Tensor<3>) -> Result<&mut Self> {
         let expected = [self.n_steps, self.batch, spec.width()];
         if trace.dims() != expected {
-            return Err(Error::shape(&spec.name, format!("{expected:?}"), format!("{:?}", trace.dims())));
+            return Err(Error::shape(
+                &spec.name,
+                format!("{expected:?}"),
+                format!("{:?}", trace.dims()),
+            ));
         }
         self.inputs.push((spec, trace));
         Ok(self)
@@ -144,7 +148,10 @@ impl Simulation {
     }
 
     /// Registers a per-step callback (tape path only).
-    pub fn on_step(&mut self, f: impl FnMut(&SimState, usize) -> Result<()> + 'static) -> &mut Self {
+    pub fn on_step(
+        &mut self,
+        f: impl FnMut(&SimState, usize) -> Result<()> + 'static,
+    ) -> &mut Self {
         self.callbacks.push(Box::new(f));
         self
     }
@@ -189,7 +196,10 @@ impl Simulation {
     /// Runs the rollout on the given path.
     pub fn run_path(&mut self, path: ExecPath) -> Result<Rollout> {
         if self.stages.is_empty() && self.inputs.is_empty() {
-            return Err(Error::config("stages", "a simulation needs at least one stage"));
+            return Err(Error::config(
+                "stages",
+                "a simulation needs at least one stage",
+            ));
         }
         let (graph, decls) = self.graph()?;
         let (mut state, specs) = self.fresh_state(&decls)?;
@@ -215,11 +225,18 @@ impl Simulation {
             let out = r.run(&traces, &self.ctx, self.dt_s)?;
             for spec in r.writes() {
                 let t = out.get(&spec.name).ok_or_else(|| {
-                    Error::config(r.name(), format!("readout did not produce declared trace `{}`", spec.name))
+                    Error::config(
+                        r.name(),
+                        format!("readout did not produce declared trace `{}`", spec.name),
+                    )
                 })?;
                 let expected = [self.n_steps, self.batch, spec.width()];
                 if t.dims() != expected {
-                    return Err(Error::shape(&spec.name, format!("{expected:?}"), format!("{:?}", t.dims())));
+                    return Err(Error::shape(
+                        &spec.name,
+                        format!("{expected:?}"),
+                        format!("{:?}", t.dims()),
+                    ));
                 }
                 traces.insert(spec.name.clone(), t.clone());
                 specs.insert(spec.name.clone(), spec);
@@ -263,9 +280,19 @@ impl Simulation {
             .reshape([self.batch, spec.width()])
     }
 
-    fn run_tape(&mut self, graph: &Graph, decls: &[StageDecl], mut state: SimState) -> Result<Traces> {
+    fn run_tape(
+        &mut self,
+        graph: &Graph,
+        decls: &[StageDecl],
+        mut state: SimState,
+    ) -> Result<Traces> {
         state.set_delayed(graph.delayed.clone());
-        let recorded: Vec<String> = self.record.iter().filter(|n| state.has(n)).cloned().collect();
+        let recorded: Vec<String> = self
+            .record
+            .iter()
+            .filter(|n| state.has(n))
+            .cloned()
+            .collect();
         let mut rec: Vec<Vec<Tensor<2>>> = vec![Vec::with_capacity(self.n_steps); recorded.len()];
         for t in 0..self.n_steps {
             state.set_t(t);
@@ -293,14 +320,24 @@ impl Simulation {
             .collect())
     }
 
-    fn run_stagewise(&mut self, graph: &Graph, decls: &[StageDecl], mut state: SimState) -> Result<Traces> {
+    fn run_stagewise(
+        &mut self,
+        graph: &Graph,
+        decls: &[StageDecl],
+        mut state: SimState,
+    ) -> Result<Traces> {
         if !self.callbacks.is_empty() {
             return Err(Error::config(
                 "path",
                 "per-step callbacks need the tape (lockstep) path; the fused path runs stage by stage",
             ));
         }
-        let pos: BTreeMap<usize, usize> = graph.order.iter().enumerate().map(|(k, &i)| (i, k)).collect();
+        let pos: BTreeMap<usize, usize> = graph
+            .order
+            .iter()
+            .enumerate()
+            .map(|(k, &i)| (i, k))
+            .collect();
         for (i, d) in decls.iter().enumerate() {
             for r in d.reads.iter().filter(|r| r.delayed) {
                 if let Some(Some(j)) = graph.writers.get(&r.name)
@@ -347,11 +384,18 @@ impl Simulation {
             };
             for w in &decls[i].writes {
                 let t = out.get(&w.name).ok_or_else(|| {
-                    Error::config(&name, format!("stage scan did not produce declared trace `{}`", w.name))
+                    Error::config(
+                        &name,
+                        format!("stage scan did not produce declared trace `{}`", w.name),
+                    )
                 })?;
                 let expected = [self.n_steps, self.batch, w.width()];
                 if t.dims() != expected {
-                    return Err(Error::shape(&w.name, format!("{expected:?}"), format!("{:?}", t.dims())));
+                    return Err(Error::shape(
+                        &w.name,
+                        format!("{expected:?}"),
+                        format!("{:?}", t.dims()),
+                    ));
                 }
                 traces.insert(w.name.clone(), t.clone());
             }
@@ -380,7 +424,8 @@ impl Simulation {
             .map(|r| r.name.clone())
             .collect();
         state.set_delayed(own_delayed);
-        let mut rec: Vec<Vec<Tensor<2>>> = vec![Vec::with_capacity(self.n_steps); decl.writes.len()];
+        let mut rec: Vec<Vec<Tensor<2>>> =
+            vec![Vec::with_capacity(self.n_steps); decl.writes.len()];
         for t in 0..self.n_steps {
             state.set_t(t);
             state.snapshot_previous();

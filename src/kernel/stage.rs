@@ -67,7 +67,13 @@ pub trait Stage {
     /// buffer this stage reads (`[n_steps, batch, width]`), return the full traces of every buffer
     /// it writes. Must compute exactly what `n_steps` calls of `step` compute. `None` = not
     /// available; the kernel then steps this stage alone over the input traces.
-    fn scan(&mut self, _inputs: &Traces, _ctx: &Ctx, _batch: usize, _dt_s: f64) -> Option<Result<Traces>> {
+    fn scan(
+        &mut self,
+        _inputs: &Traces,
+        _ctx: &Ctx,
+        _batch: usize,
+        _dt_s: f64,
+    ) -> Option<Result<Traces>> {
         None
     }
 }

@@ -129,7 +129,10 @@ impl SimState {
 
     /// Value at the end of the previous tick (equal to the initial value during tick 0).
     pub fn get_previous(&self, name: &str) -> Option<Tensor<2>> {
-        self.previous.get(name).or_else(|| self.current.get(name)).cloned()
+        self.previous
+            .get(name)
+            .or_else(|| self.current.get(name))
+            .cloned()
     }
 
     /// Replaces a buffer's value, checking its shape `[batch, width]`.
@@ -141,7 +144,11 @@ impl SimState {
         let expected = [self.batch, spec.width()];
         let got = value.dims();
         if got != expected {
-            return Err(Error::shape(name, format!("{expected:?}"), format!("{got:?}")));
+            return Err(Error::shape(
+                name,
+                format!("{expected:?}"),
+                format!("{got:?}"),
+            ));
         }
         self.current.insert(name.to_string(), value);
         Ok(())

@@ -32,7 +32,11 @@ impl std::str::FromStr for SpikeMode {
             "hard" => Ok(SpikeMode::Hard),
             "surrogate" | "pathwise" => Ok(SpikeMode::Surrogate),
             "rate" => Ok(SpikeMode::Rate),
-            _ => Err(crate::Error::invalid("spike_mode", s, "one of hard, surrogate, rate")),
+            _ => Err(crate::Error::invalid(
+                "spike_mode",
+                s,
+                "one of hard, surrogate, rate",
+            )),
         }
     }
 }

@@ -1,0 +1,51 @@
+//! The gradient checker itself: it passes on a correct gradient and FAILS on a wrong one
+//! (negative control), so the gradient-check tests elsewhere can fail.
+
+use myodiff::gradcheck::{GradCheck, central_differences, relative_steps};
+use myodiff::kernel::{Ctx, scalar_f64, to_vec_f64};
+
+/// f(x) = sum_i sin(x_i) * x_{i+1}^2 computed with burn ops on an autodiff f64 device.
+fn f_and_grad(x: &[f64]) -> (f64, Vec<f64>) {
+    let ctx = Ctx::cpu().f64().autodiff();
+    let n = x.len();
+    let t = ctx.tensor(x.to_vec(), [n]).require_grad();
+    let a = t.clone().slice(0..n - 1).sin();
+    let b = t.clone().slice(1..n).powf_scalar(2.0);
+    let loss = (a * b).sum();
+    let v = scalar_f64(loss.clone());
+    let g = to_vec_f64(t.grad(&loss.backward()).unwrap());
+    (v, g)
+}
+
+#[test]
+fn checker_accepts_a_correct_autodiff_gradient() {
+    let x = vec![0.3, -1.2, 0.7, 2.0];
+    let (_, g) = f_and_grad(&x);
+    let num =
+        central_differences(&mut |p| Ok(f_and_grad(p).0), &x, &relative_steps(&x, 1e-5)).unwrap();
+    let c = GradCheck::compare(g, num).unwrap();
+    c.check(1e-7, 0.999_999).unwrap();
+}
+
+#[test]
+fn checker_rejects_a_wrong_gradient() {
+    let x = vec![0.3, -1.2, 0.7, 2.0];
+    let (_, mut g) = f_and_grad(&x);
+    let num =
+        central_differences(&mut |p| Ok(f_and_grad(p).0), &x, &relative_steps(&x, 1e-5)).unwrap();
+    // a 1 % error in one component must be caught at the per-stage tolerance
+    g[2] *= 1.01;
+    let c = GradCheck::compare(g.clone(), num.clone()).unwrap();
+    assert!(c.check(1e-4, 0.99).is_err(), "{c:?}");
+    // a sign flip must be caught by the cosine criterion too
+    let flipped: Vec<f64> = g.iter().map(|v| -v).collect();
+    let c = GradCheck::compare(flipped, num).unwrap();
+    assert!(c.cosine < 0.0 && c.check(1.0, 0.99).is_err());
+}
+
+#[test]
+fn checker_rejects_non_finite_gradients_and_mismatched_lengths() {
+    let c = GradCheck::compare(vec![f64::NAN, 1.0], vec![1.0, 1.0]).unwrap();
+    assert!(c.check(1e-4, 0.0).is_err());
+    assert!(GradCheck::compare(vec![1.0], vec![1.0, 2.0]).is_err());
+}
