@@ -40,8 +40,9 @@ pub enum GainMode {
     /// `τ_i[t+1] = τ_i[t] + dt − s̃_i[t]·τ_i[t]` (a reset to `dt` after a hard spike; a soft
     /// reset for rate/surrogate spikes, whose fixed point `dt/s` is the expected interval).
     /// Before a unit's first spike `τ = ` [`NO_PREVIOUS_SPIKE_S`] (gain 1). Low rates
-    /// (`r <= 0.4`) have gain 1; at high rates the gain falls like `Sf(r)/r` so that the summed
-    /// twitches saturate.
+    /// (`r <= 0.4`) have gain 1; above, `g = (Sf(r)/r)/(Sf(0.4)/0.4)` first rises (max ≈ 2.8 at
+    /// `r ≈ 1.1`) and then falls like `1/r`, so that the mean force of a regular train,
+    /// `∝ P·g(r)·r·e ∝ Sf(r)`, follows Fuglevand's sigmoidal force–frequency relation.
     #[default]
     Fuglevand,
     /// MyoGen 0.12's open-loop `ForceModel` behaviour (fixtures README §2): a constant gain per
@@ -65,6 +66,7 @@ impl std::str::FromStr for GainMode {
 }
 
 /// Per-tick state of [`TwitchForce`].
+#[derive(Debug)]
 struct ForceState {
     k: IirCoeffs,
     f_cur: Tensor<2>,
@@ -79,6 +81,7 @@ struct ForceState {
 }
 
 /// The Fuglevand twitch-force stage (see the module docs for the equations and scaling).
+#[derive(Debug)]
 pub struct TwitchForce {
     name: String,
     input: String,
