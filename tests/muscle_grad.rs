@@ -40,10 +40,13 @@ fn mean_force(ctx: &Ctx, x: &[Tensor<2>; 4], spikes: Tensor<3>, s: Setup) -> Ten
         stage = stage.with_delay_steps(vec![0, 3, 5, 1]).unwrap();
     }
     if s.saturation {
-        stage = stage.with_saturation(ctx.tensor(vec![0.3, 0.2, 0.1, 0.05], [1, N])).unwrap();
+        stage = stage
+            .with_saturation(ctx.tensor(vec![0.3, 0.2, 0.1, 0.05], [1, N]))
+            .unwrap();
     }
     let mut sim = Simulation::new(ctx.clone(), 1, DT, N_T).unwrap();
-    sim.add_input(BufferSpec::new("spikes", &[N], "1"), spikes).unwrap();
+    sim.add_input(BufferSpec::new("spikes", &[N], "1"), spikes)
+        .unwrap();
     sim.add_stage(stage);
     let roll = sim.run().unwrap();
     roll.trace("force_n").unwrap().mean().reshape([1])
@@ -66,7 +69,10 @@ fn autodiff(x: &[f64], spikes: &[f64], s: Setup) -> (Vec<f64>, Vec<f64>) {
     let sp = ctx.tensor(spikes.to_vec(), [N_T, 1, N]).require_grad();
     let loss = mean_force(&ctx, &p, sp.clone(), s);
     let grads = loss.backward();
-    let gp = p.iter().map(|t| to_vec_f64(t.grad(&grads).expect("param grad"))[0]).collect();
+    let gp = p
+        .iter()
+        .map(|t| to_vec_f64(t.grad(&grads).expect("param grad"))[0])
+        .collect();
     let gs = to_vec_f64(sp.grad(&grads).expect("spike grad"));
     (gp, gs)
 }
@@ -86,9 +92,17 @@ fn check_params(s: Setup) {
         };
         let num = central_differences(&mut f, &[X0[i]], &[h]).unwrap();
         let c = GradCheck::compare(vec![g[i]], num).unwrap();
-        eprintln!("{s:?} d mean F / d {}: autodiff {:.9e}, FD {:.9e}, rel err {:.2e}", NAMES[i], g[i], c.numeric[0], c.max_rel_err);
-        assert!(g[i].abs() > 1e-8 || NAMES[i] == "RP", "{} gradient vanishes", NAMES[i]);
-        c.check(REL_TOL, 0.999_999).unwrap_or_else(|e| panic!("{s:?} {}: {e}", NAMES[i]));
+        eprintln!(
+            "{s:?} d mean F / d {}: autodiff {:.9e}, FD {:.9e}, rel err {:.2e}",
+            NAMES[i], g[i], c.numeric[0], c.max_rel_err
+        );
+        assert!(
+            g[i].abs() > 1e-8 || NAMES[i] == "RP",
+            "{} gradient vanishes",
+            NAMES[i]
+        );
+        c.check(REL_TOL, 0.999_999)
+            .unwrap_or_else(|e| panic!("{s:?} {}: {e}", NAMES[i]));
     }
 }
 
@@ -142,7 +156,9 @@ fn grad_spike_input_rate_mode() {
         let mut state = 12345u64;
         let v: Vec<f64> = (0..N_T * N)
             .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
             })
             .collect();
@@ -153,7 +169,10 @@ fn grad_spike_input_rate_mode() {
         };
         let num = central_differences(&mut f, &[0.0], &[1e-5]).unwrap();
         let c = GradCheck::compare(vec![analytic], num).unwrap();
-        eprintln!("{s:?} directional d mean F / d s: autodiff {analytic:.9e}, FD {:.9e}, rel err {:.2e}", c.numeric[0], c.max_rel_err);
+        eprintln!(
+            "{s:?} directional d mean F / d s: autodiff {analytic:.9e}, FD {:.9e}, rel err {:.2e}",
+            c.numeric[0], c.max_rel_err
+        );
         c.check(REL_TOL, 0.999_999).unwrap();
         // and single entries (early spikes matter more; the last steps cannot reach the output)
         for &(t, u) in &[(10usize, 0usize), (120, 2), (250, 3), (N_T - 1, 1)] {
@@ -170,7 +189,8 @@ fn grad_spike_input_rate_mode() {
                 continue;
             }
             let c = GradCheck::compare(vec![gs[k]], num).unwrap();
-            c.check(REL_TOL, 0.999_999).unwrap_or_else(|e| panic!("{s:?} entry ({t},{u}): {e}"));
+            c.check(REL_TOL, 0.999_999)
+                .unwrap_or_else(|e| panic!("{s:?} entry ({t},{u}): {e}"));
         }
     }
 }

@@ -13,16 +13,28 @@ fn read_csv(name: &str) -> (Vec<String>, Vec<Vec<f64>>) {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let mut lines = text.lines();
-    let header = lines.next().unwrap().split(',').map(|s| s.trim().to_string()).collect();
+    let header = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect();
     let rows = lines
         .filter(|l| !l.trim().is_empty())
-        .map(|l| l.split(',').map(|x| x.trim().parse::<f64>().unwrap()).collect())
+        .map(|l| {
+            l.split(',')
+                .map(|x| x.trim().parse::<f64>().unwrap())
+                .collect()
+        })
         .collect();
     (header, rows)
 }
 
 fn col(header: &[String], rows: &[Vec<f64>], name: &str) -> Vec<f64> {
-    let j = header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"));
+    let j = header
+        .iter()
+        .position(|h| h == name)
+        .unwrap_or_else(|| panic!("no column {name}"));
     rows.iter().map(|r| r[j]).collect()
 }
 
@@ -36,7 +48,10 @@ fn model_n800() -> MyogenForceModel {
 }
 
 /// The fixture's spike plan, read from force_hand_spikes.csv: bins per unit.
-fn hand_spikes() -> (Vec<Vec<usize>>, Vec<(usize, usize, f64, f64)>) {
+/// (unit, bin, ipi used by MyoGen's gain, gain) per fixture spike.
+type SpikeRow = (usize, usize, f64, f64);
+
+fn hand_spikes() -> (Vec<Vec<usize>>, Vec<SpikeRow>) {
     let (h, r) = read_csv("force_hand_spikes.csv");
     let units = col(&h, &r, "unit_index");
     let times = col(&h, &r, "spike_time_s");
@@ -67,11 +82,20 @@ fn p_and_t_match_n800_combined() {
     let len = col(&h, &r, "twitch_len_samples");
     let mut worst: f64 = 0.0;
     for i in 0..800 {
-        worst = worst.max(rel_err(m.p[i], p[i])).max(rel_err(m.t_samples[i], t[i]));
-        assert_eq!(m.twitches[i].len(), len[i] as usize, "twitch length of unit {i}");
+        worst = worst
+            .max(rel_err(m.p[i], p[i]))
+            .max(rel_err(m.t_samples[i], t[i]));
+        assert_eq!(
+            m.twitches[i].len(),
+            len[i] as usize,
+            "twitch length of unit {i}"
+        );
     }
     assert!(worst <= REL, "worst relative error {worst}");
-    assert!(worst <= 1e-12, "P/T should be exact to round-off, worst {worst}");
+    assert!(
+        worst <= 1e-12,
+        "P/T should be exact to round-off, worst {worst}"
+    );
 }
 
 #[test]
@@ -83,8 +107,18 @@ fn p_and_t_match_n100_all_modes() {
         let p = col(&h, &r, &format!("P_{mode}"));
         let t = col(&h, &r, &format!("T_samples_{mode}"));
         for i in 0..100 {
-            assert!(rel_err(m.p[i], p[i]) <= 1e-12, "{mode} P[{i}] {} vs {}", m.p[i], p[i]);
-            assert!(rel_err(m.t_samples[i], t[i]) <= 1e-12, "{mode} T[{i}] {} vs {}", m.t_samples[i], t[i]);
+            assert!(
+                rel_err(m.p[i], p[i]) <= 1e-12,
+                "{mode} P[{i}] {} vs {}",
+                m.p[i],
+                p[i]
+            );
+            assert!(
+                rel_err(m.t_samples[i], t[i]) <= 1e-12,
+                "{mode} T[{i}] {} vs {}",
+                m.t_samples[i],
+                t[i]
+            );
         }
     }
 }
@@ -125,11 +159,18 @@ fn check_trace(name: &str, got: &[f64], want: &[f64]) {
     let mut worst: f64 = 0.0;
     for (k, (a, b)) in got.iter().zip(want).enumerate() {
         // relative error per sample; samples below 1e-9 of the peak only need to be tiny
-        let err = if b.abs() > 1e-9 * peak { rel_err(*a, *b) } else { (a - b).abs() / peak };
+        let err = if b.abs() > 1e-9 * peak {
+            rel_err(*a, *b)
+        } else {
+            (a - b).abs() / peak
+        };
         assert!(err <= REL, "{name}[{k}]: {a} vs {b} (rel err {err})");
         worst = worst.max(err);
     }
-    eprintln!("{name}: worst relative error {worst:.3e} over {} samples (peak {peak})", want.len());
+    eprintln!(
+        "{name}: worst relative error {worst:.3e} over {} samples (peak {peak})",
+        want.len()
+    );
 }
 
 #[test]
@@ -148,18 +189,30 @@ fn force_traces_match_fixture() {
         let want = col(&h, &r, &format!("single_spike_u{u}"));
         check_trace(&format!("single_spike_u{u}"), &f, &want);
         // peak = P_i·g_i at T_i after the spike, as the README states
-        let (kmax, fmax) = f.iter().enumerate().fold((0, 0.0), |a, (k, &v)| if v > a.1 { (k, v) } else { a });
-        let (wmax, _) = want.iter().enumerate().fold((0, 0.0), |a, (k, &v)| if v > a.1 { (k, v) } else { a });
+        let (kmax, fmax) = f
+            .iter()
+            .enumerate()
+            .fold((0, 0.0), |a, (k, &v)| if v > a.1 { (k, v) } else { a });
+        let (wmax, _) = want
+            .iter()
+            .enumerate()
+            .fold((0, 0.0), |a, (k, &v)| if v > a.1 { (k, v) } else { a });
         assert_eq!(kmax, wmax, "peak sample of unit {u} at {} s", time[kmax]);
         let g = m.gains_at_spikes(u, &[1000], N_BINS)[0];
-        assert!(rel_err(fmax, m.p[u] * g) < 2e-3, "peak {fmax} vs P·g {}", m.p[u] * g);
+        assert!(
+            rel_err(fmax, m.p[u] * g) < 2e-3,
+            "peak {fmax} vs P·g {}",
+            m.p[u] * g
+        );
     }
 }
 
 #[test]
 fn readout_runs_on_sim_grid() {
     use myodiff::kernel::{BufferSpec, Ctx, Simulation};
-    let rt: Vec<f64> = (0..4).map(|i| 0.01 * 10f64.powf(i as f64 * 2.0 / 3.0)).collect();
+    let rt: Vec<f64> = (0..4)
+        .map(|i| 0.01 * 10f64.powf(i as f64 * 2.0 / 3.0))
+        .collect();
     let m = MyogenForceModel::new(&rt, FS, 90.0, 3.0).unwrap();
     let ctx = Ctx::cpu().f64();
     let n_t = 3000;
@@ -168,8 +221,11 @@ fn readout_runs_on_sim_grid() {
         v[(t * 2 + 1) * 4 + 3] = 1.0; // batch 1, unit 3
     }
     let mut sim = Simulation::new(ctx.clone(), 2, DT, n_t).unwrap();
-    sim.add_input(BufferSpec::new("spikes", &[4], "1"), ctx.tensor(v, [n_t, 2, 4]))
-        .unwrap();
+    sim.add_input(
+        BufferSpec::new("spikes", &[4], "1"),
+        ctx.tensor(v, [n_t, 2, 4]),
+    )
+    .unwrap();
     sim.add_readout(MyogenForceReadout::new(m.clone(), 2.0).unwrap());
     let roll = sim.run().unwrap();
     let out = myodiff::kernel::to_vec_f64(roll.trace("force_myogen_n").unwrap());
@@ -192,8 +248,13 @@ fn bad_inputs_are_typed_errors() {
     assert!(MyogenForceModel::new(&[0.0, 1.0], FS, 90.0, 3.0).is_err());
     assert!(MyogenForceModel::new(&[1.0, 1.0], FS, 90.0, 3.0).is_err());
     let m = MyogenForceModel::new(&[0.1, 1.0], FS, 90.0, 3.0).unwrap();
-    let e = m.force_on_spike_grid(&[vec![], vec![]], 100, 0.0).unwrap_err();
+    let e = m
+        .force_on_spike_grid(&[vec![], vec![]], 100, 0.0)
+        .unwrap_err();
     assert!(e.to_string().contains("spike_dt_s"), "{e}");
     assert!(m.force_on_spike_grid(&[vec![]], 100, DT).is_err());
-    assert!(m.force_on_spike_grid(&[vec![5, 2], vec![]], 100, DT).is_err());
+    assert!(
+        m.force_on_spike_grid(&[vec![5, 2], vec![]], 100, DT)
+            .is_err()
+    );
 }

@@ -21,7 +21,8 @@
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::twitch::{
-    IirCoeffs, MYOGEN_FS_HZ, Twitches, fuglevand_gain, iir_coeffs, iir_step, myogen_compat_gain, saturation,
+    IirCoeffs, MYOGEN_FS_HZ, Twitches, fuglevand_gain, iir_coeffs, iir_step, myogen_compat_gain,
+    saturation,
 };
 use crate::error::{Error, Result};
 use crate::kernel::{BufferSpec, ReadSpec, Stage, StageDecl, StageIo, names, to_vec_f64};
@@ -60,7 +61,11 @@ impl std::str::FromStr for GainMode {
             "fuglevand" => Ok(GainMode::Fuglevand),
             "myogen_compat" | "myogen-compat" | "myogen" => Ok(GainMode::MyogenCompat),
             "none" | "linear" => Ok(GainMode::None),
-            _ => Err(Error::invalid("gain_mode", s, "one of fuglevand, myogen_compat, none")),
+            _ => Err(Error::invalid(
+                "gain_mode",
+                s,
+                "one of fuglevand, myogen_compat, none",
+            )),
         }
     }
 }
@@ -107,13 +112,25 @@ impl TwitchForce {
             return Err(Error::invalid("n_units", 0, ">= 1"));
         }
         if nt != n {
-            return Err(Error::shape("t_s", format!("[batch, {n}]"), format!("{:?}", tw.t_s.dims())));
+            return Err(Error::shape(
+                "t_s",
+                format!("[batch, {n}]"),
+                format!("{:?}", tw.t_s.dims()),
+            ));
         }
         if bp != bt && bp != 1 && bt != 1 {
-            return Err(Error::shape("t_s", format!("[{bp} or 1, {n}]"), format!("{:?}", tw.t_s.dims())));
+            return Err(Error::shape(
+                "t_s",
+                format!("[{bp} or 1, {n}]"),
+                format!("{:?}", tw.t_s.dims()),
+            ));
         }
         if f0_n.dims()[1] != 1 {
-            return Err(Error::shape("f0_n", "[batch, 1] or [1, 1]", format!("{:?}", f0_n.dims())));
+            return Err(Error::shape(
+                "f0_n",
+                "[batch, 1] or [1, 1]",
+                format!("{:?}", f0_n.dims()),
+            ));
         }
         let f0 = to_vec_f64(f0_n.clone());
         if let Some(i) = f0.iter().position(|x| !(x.is_finite() && *x >= 0.0)) {
@@ -173,7 +190,11 @@ impl TwitchForce {
             return Err(Error::shape("delays_s", self.n_units(), delays_s.len()));
         }
         if let Some(i) = delays_s.iter().position(|x| !(x.is_finite() && *x >= 0.0)) {
-            return Err(Error::invalid(format!("delays_s[{i}]"), delays_s[i], "finite and >= 0 (s)"));
+            return Err(Error::invalid(
+                format!("delays_s[{i}]"),
+                delays_s[i],
+                "finite and >= 0 (s)",
+            ));
         }
         self.delay_s = Some(delays_s);
         self.delay_steps = None;
@@ -186,11 +207,19 @@ impl TwitchForce {
     pub fn with_saturation(mut self, c: Tensor<2>) -> Result<Self> {
         let w = c.dims()[1];
         if w != 1 && w != self.n_units() {
-            return Err(Error::shape("saturation_c", format!("[batch, {}] or [batch, 1]", self.n_units()), format!("{:?}", c.dims())));
+            return Err(Error::shape(
+                "saturation_c",
+                format!("[batch, {}] or [batch, 1]", self.n_units()),
+                format!("{:?}", c.dims()),
+            ));
         }
         let v = to_vec_f64(c.clone());
         if let Some(i) = v.iter().position(|x| !(x.is_finite() && *x > 0.0)) {
-            return Err(Error::invalid(format!("saturation_c[{i}]"), v[i], "finite and > 0"));
+            return Err(Error::invalid(
+                format!("saturation_c[{i}]"),
+                v[i],
+                "finite and > 0",
+            ));
         }
         self.sat_c = Some(c);
         Ok(self)
@@ -257,18 +286,27 @@ impl Stage for TwitchForce {
             && c.dims()[0] != 1
             && c.dims()[0] != batch
         {
-            return Err(Error::shape("saturation_c", format!("batch {batch} or 1"), c.dims()[0]));
+            return Err(Error::shape(
+                "saturation_c",
+                format!("batch {batch} or 1"),
+                c.dims()[0],
+            ));
         }
         let k = iir_coeffs(&self.tw.t_s, dt_s)?;
         let ctx = io.ctx().clone();
         let zeros = ctx.zeros([batch, n]);
-        let tau_s = (self.gain == GainMode::Fuglevand).then(|| ctx.full([batch, n], NO_PREVIOUS_SPIKE_S));
-        let const_gain = (self.gain == GainMode::MyogenCompat).then(|| myogen_compat_gain(&self.tw.t_s, self.compat_fs_hz));
+        let tau_s =
+            (self.gain == GainMode::Fuglevand).then(|| ctx.full([batch, n], NO_PREVIOUS_SPIKE_S));
+        let const_gain = (self.gain == GainMode::MyogenCompat)
+            .then(|| myogen_compat_gain(&self.tw.t_s, self.compat_fs_hz));
         let delay = match self.delays_for(dt_s) {
             Some(d) if d.iter().any(|&x| x > 0) => {
                 let d_max = *d.iter().max().expect("n >= 1");
-                let idx: Vec<i64> = (0..batch).flat_map(|_| d.iter().map(|&x| x as i64)).collect();
-                let idx = Tensor::<3, Int>::from_data(TensorData::new(idx, [batch, 1, n]), &ctx.device);
+                let idx: Vec<i64> = (0..batch)
+                    .flat_map(|_| d.iter().map(|&x| x as i64))
+                    .collect();
+                let idx =
+                    Tensor::<3, Int>::from_data(TensorData::new(idx, [batch, 1, n]), &ctx.device);
                 Some((ctx.zeros([batch, d_max + 1, n]), idx))
             }
             _ => None,
@@ -289,7 +327,11 @@ impl Stage for TwitchForce {
         let [batch, w] = s.dims();
         let n = self.n_units();
         if w != n {
-            return Err(Error::shape(&self.input, format!("[batch, {n}]"), format!("{:?}", s.dims())));
+            return Err(Error::shape(
+                &self.input,
+                format!("[batch, {n}]"),
+                format!("{:?}", s.dims()),
+            ));
         }
         let dt_s = io.dt_s();
         let mut st = self
@@ -300,7 +342,13 @@ impl Stage for TwitchForce {
         let s_d = match st.delay.take() {
             Some((line, idx)) => {
                 let [_, len, _] = line.dims();
-                let line = Tensor::cat(vec![s.reshape([batch, 1, n]), line.slice([0..batch, 0..len - 1, 0..n])], 1);
+                let line = Tensor::cat(
+                    vec![
+                        s.reshape([batch, 1, n]),
+                        line.slice([0..batch, 0..len - 1, 0..n]),
+                    ],
+                    1,
+                );
                 let s_d = line.clone().gather(1, idx.clone()).reshape([batch, n]);
                 st.delay = Some((line, idx));
                 s_d

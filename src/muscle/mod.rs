@@ -12,7 +12,7 @@ pub mod twitch;
 pub use force::{GainMode, NO_PREVIOUS_SPIKE_S, TwitchForce};
 pub use myogen_compat::{MyogenForceModel, MyogenForceReadout};
 pub use twitch::{
-    IirCoeffs, MYOGEN_FS_HZ, Twitches, contraction_times_s, fuglevand_gain, fuglevand_gain_f64, fuglevand_twitches,
-    iir_coeffs, iir_step, mean_force_at_rate_n, myogen_compat_gain, peak_twitch, percent_mvc, saturation,
-    twitch_shape,
+    IirCoeffs, MYOGEN_FS_HZ, Twitches, contraction_times_s, fuglevand_gain, fuglevand_gain_f64,
+    fuglevand_twitches, iir_coeffs, iir_step, mean_force_at_rate_n, myogen_compat_gain,
+    peak_twitch, percent_mvc, saturation, twitch_shape,
 };

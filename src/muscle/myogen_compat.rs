@@ -82,10 +82,18 @@ impl MyogenForceModel {
     /// `P_i = exp(ln(RP)/N·i)`, `T_i = T_L·fs/1000·(1/P_i)^{1/log_RT(RP)}` samples, `RP = rt[N−1]/rt[0]`.
     pub fn new(rt: &[f64], fs_hz: f64, t_l_ms: f64, ct_range: f64) -> Result<Self> {
         if rt.is_empty() {
-            return Err(Error::invalid("recruitment_thresholds", "[]", "at least one threshold"));
+            return Err(Error::invalid(
+                "recruitment_thresholds",
+                "[]",
+                "at least one threshold",
+            ));
         }
         if let Some(i) = rt.iter().position(|x| !(x.is_finite() && *x > 0.0)) {
-            return Err(Error::invalid(format!("recruitment_thresholds[{i}]"), rt[i], "finite and > 0"));
+            return Err(Error::invalid(
+                format!("recruitment_thresholds[{i}]"),
+                rt[i],
+                "finite and > 0",
+            ));
         }
         if !(fs_hz.is_finite() && fs_hz > 0.0) {
             return Err(Error::invalid("fs_hz", fs_hz, "finite and > 0 (Hz)"));
@@ -98,7 +106,7 @@ impl MyogenForceModel {
         }
         let n = rt.len();
         let rp = rt[n - 1] / rt[0];
-        if !(rp > 1.0) {
+        if rp.is_nan() || rp <= 1.0 {
             return Err(Error::invalid(
                 "recruitment_thresholds",
                 format!("rt[last]/rt[0] = {rp}"),
@@ -106,9 +114,14 @@ impl MyogenForceModel {
             ));
         }
         let t_l_samples = t_l_ms / 1000.0 * fs_hz;
-        let p: Vec<f64> = (1..=n).map(|i| ((rp.ln() / n as f64) * i as f64).exp()).collect();
+        let p: Vec<f64> = (1..=n)
+            .map(|i| ((rp.ln() / n as f64) * i as f64).exp())
+            .collect();
         let log_rt_rp = rp.ln() / ct_range.ln();
-        let t_samples: Vec<f64> = p.iter().map(|pi| t_l_samples * (1.0 / pi).powf(1.0 / log_rt_rp)).collect();
+        let t_samples: Vec<f64> = p
+            .iter()
+            .map(|pi| t_l_samples * (1.0 / pi).powf(1.0 / log_rt_rp))
+            .collect();
         let t_max = t_samples.iter().cloned().fold(0.0, f64::max);
         let max_len = (5.0 * t_max).ceil() as usize;
         let twitches = p
@@ -116,7 +129,9 @@ impl MyogenForceModel {
             .zip(&t_samples)
             .map(|(&pi, &ti)| {
                 let len = max_len.min((5.0 * ti).ceil() as usize);
-                (0..len).map(|k| pi / ti * k as f64 * (1.0 - k as f64 / ti).exp()).collect()
+                (0..len)
+                    .map(|k| pi / ti * k as f64 * (1.0 - k as f64 / ti).exp())
+                    .collect()
             })
             .collect();
         Ok(Self {
@@ -135,6 +150,7 @@ impl MyogenForceModel {
     /// MyoGen's `ipi` (in bins) at each spike bin of one unit, as `sawtooth2ipi(spikes2sawtooth(
     /// shift(spikes)), spikes)` computes it (`uint32` arithmetic: a 0 becomes 2³²−1).
     /// `spike_bins` must be sorted; duplicates count once (binning to booleans).
+    #[allow(clippy::needless_range_loop)] // mirrors MyoGen's index arithmetic
     pub fn myogen_ipi_at_spikes(spike_bins: &[usize], n_bins: usize) -> Vec<u64> {
         let l = n_bins;
         let mut s = vec![false; l];
@@ -213,11 +229,19 @@ impl MyogenForceModel {
             return Err(Error::shape("spike_trains", self.n_units(), spikes.len()));
         }
         if !(spike_dt_s.is_finite() && spike_dt_s > 0.0) {
-            return Err(Error::invalid("spike_dt_s", spike_dt_s, "finite and > 0 (s)"));
+            return Err(Error::invalid(
+                "spike_dt_s",
+                spike_dt_s,
+                "finite and > 0 (s)",
+            ));
         }
         for (u, bins) in spikes.iter().enumerate() {
             if bins.windows(2).any(|w| w[1] < w[0]) {
-                return Err(Error::invalid(format!("spike_trains[{u}]"), "unsorted bins", "sorted bin indices"));
+                return Err(Error::invalid(
+                    format!("spike_trains[{u}]"),
+                    "unsorted bins",
+                    "sorted bin indices",
+                ));
             }
         }
         Ok(())
@@ -226,7 +250,12 @@ impl MyogenForceModel {
     /// Force on the spike grid (`n_bins` bins of `spike_dt_s`), before MyoGen's final
     /// resampling: `F[t] = Σ_i Σ_{spikes k} g_ik · tw_rs_i[t − k]` (dimensionless).
     /// `spikes[i]` = sorted spike-bin indices of unit `i`.
-    pub fn force_on_spike_grid(&self, spikes: &[Vec<usize>], n_bins: usize, spike_dt_s: f64) -> Result<Vec<f64>> {
+    pub fn force_on_spike_grid(
+        &self,
+        spikes: &[Vec<usize>],
+        n_bins: usize,
+        spike_dt_s: f64,
+    ) -> Result<Vec<f64>> {
         self.check_spikes(spikes, spike_dt_s)?;
         let mut force = vec![0.0; n_bins];
         for (u, bins) in spikes.iter().enumerate() {
@@ -235,7 +264,11 @@ impl MyogenForceModel {
             }
             let gains = self.gains_at_spikes(u, bins, n_bins);
             let tw = self.resampled_twitch(u, spike_dt_s);
-            let mut distinct = bins.iter().copied().filter(|&b| b < n_bins).collect::<Vec<_>>();
+            let mut distinct = bins
+                .iter()
+                .copied()
+                .filter(|&b| b < n_bins)
+                .collect::<Vec<_>>();
             distinct.dedup();
             for (&t, &g) in distinct.iter().zip(&gains) {
                 let take = tw.len().min(n_bins - t);
@@ -250,7 +283,12 @@ impl MyogenForceModel {
     /// MyoGen's `generate_force` for one pool: the spike-grid force of
     /// [`Self::force_on_spike_grid`] linearly interpolated to `fs` (output sample `m` at
     /// `m/fs` s, `m = 0 .. ⌈n_bins·dt·fs⌉ − 1`). Dimensionless.
-    pub fn generate_force(&self, spikes: &[Vec<usize>], n_bins: usize, spike_dt_s: f64) -> Result<Vec<f64>> {
+    pub fn generate_force(
+        &self,
+        spikes: &[Vec<usize>],
+        n_bins: usize,
+        spike_dt_s: f64,
+    ) -> Result<Vec<f64>> {
         let f = self.force_on_spike_grid(spikes, n_bins, spike_dt_s)?;
         let sdt = (spike_dt_s * 1000.0) / 1000.0;
         let fdt = 1.0 / self.fs_hz;
@@ -304,19 +342,29 @@ impl Readout for MyogenForceReadout {
         vec![BufferSpec::new(self.output.clone(), &[1], "N")]
     }
     fn run(&self, traces: &Traces, ctx: &Ctx, dt_s: f64) -> Result<Traces> {
-        let tr = traces.get(&self.input).ok_or_else(|| Error::MissingBuffer {
-            stage: self.name().into(),
-            buffer: self.input.clone(),
-        })?;
+        let tr = traces
+            .get(&self.input)
+            .ok_or_else(|| Error::MissingBuffer {
+                stage: self.name().into(),
+                buffer: self.input.clone(),
+            })?;
         let [n_t, batch, w] = tr.dims();
         if w != self.model.n_units() {
-            return Err(Error::shape(&self.input, format!("[n_t, batch, {}]", self.model.n_units()), format!("{:?}", tr.dims())));
+            return Err(Error::shape(
+                &self.input,
+                format!("[n_t, batch, {}]", self.model.n_units()),
+                format!("{:?}", tr.dims()),
+            ));
         }
         let v = to_vec_f64(tr.clone());
         let mut out = vec![0.0; n_t * batch];
         for b in 0..batch {
             let spikes: Vec<Vec<usize>> = (0..w)
-                .map(|u| (0..n_t).filter(|&t| v[(t * batch + b) * w + u] > 0.5).collect())
+                .map(|u| {
+                    (0..n_t)
+                        .filter(|&t| v[(t * batch + b) * w + u] > 0.5)
+                        .collect()
+                })
                 .collect();
             let f = self.model.force_on_spike_grid(&spikes, n_t, dt_s)?;
             for t in 0..n_t {

@@ -23,20 +23,39 @@ pub const GAIN_RATE_KNEE: f64 = 0.4;
 pub const MYOGEN_FS_HZ: f64 = 2048.0;
 
 /// A tensor of `values` with the device and float dtype of `like`.
-pub(crate) fn tensor_like<const D: usize>(like: &Tensor<D>, values: Vec<f64>, shape: [usize; D]) -> Tensor<D> {
+pub(crate) fn tensor_like<const D: usize>(
+    like: &Tensor<D>,
+    values: Vec<f64>,
+    shape: [usize; D],
+) -> Tensor<D> {
     let dtype = like.dtype();
     let data = match dtype {
         DType::F64 => TensorData::new(values, shape),
-        _ => TensorData::new(values.into_iter().map(|v| v as f32).collect::<Vec<_>>(), shape),
+        _ => TensorData::new(
+            values.into_iter().map(|v| v as f32).collect::<Vec<_>>(),
+            shape,
+        ),
     };
-    Tensor::from_data(data, TensorCreationOptions::new(like.device()).with_dtype(dtype))
+    Tensor::from_data(
+        data,
+        TensorCreationOptions::new(like.device()).with_dtype(dtype),
+    )
 }
 
 /// Checks that `t` is `[b, w]` with `w ∈ {1, n}` … (helper) and every value satisfies `ok`.
-fn check_values(field: &str, t: &Tensor<2>, ok: impl Fn(f64) -> bool, allowed: &str) -> Result<Vec<f64>> {
+fn check_values(
+    field: &str,
+    t: &Tensor<2>,
+    ok: impl Fn(f64) -> bool,
+    allowed: &str,
+) -> Result<Vec<f64>> {
     let v = to_vec_f64(t.clone());
     if let Some(i) = v.iter().position(|x| !(x.is_finite() && ok(*x))) {
-        let name = if v.len() == 1 { field.to_string() } else { format!("{field}[{i}]") };
+        let name = if v.len() == 1 {
+            field.to_string()
+        } else {
+            format!("{field}[{i}]")
+        };
         return Err(Error::invalid(name, v[i], allowed));
     }
     Ok(v)
@@ -45,7 +64,11 @@ fn check_values(field: &str, t: &Tensor<2>, ok: impl Fn(f64) -> bool, allowed: &
 fn check_param_shape(field: &str, t: &Tensor<2>) -> Result<()> {
     let [_, w] = t.dims();
     if w != 1 {
-        return Err(Error::shape(field, "[batch, 1] or [1, 1]", format!("{:?}", t.dims())));
+        return Err(Error::shape(
+            field,
+            "[batch, 1] or [1, 1]",
+            format!("{:?}", t.dims()),
+        ));
     }
     Ok(())
 }
@@ -85,7 +108,12 @@ pub fn peak_twitch(rp: &Tensor<2>, n: usize) -> Result<Tensor<2>> {
 /// `p` `[batch, n]` from [`peak_twitch`], `rp`, `rt` (contraction-time range, > 1) and `t_l_s`
 /// (longest contraction time, s, > 0) `[batch, 1]`. With `P_i` from eq. 13 this is
 /// `T_L · RT^{−i/N}`: the largest unit contracts in `T_L / RT`.
-pub fn contraction_times_s(p: &Tensor<2>, rp: &Tensor<2>, rt: &Tensor<2>, t_l_s: &Tensor<2>) -> Result<Tensor<2>> {
+pub fn contraction_times_s(
+    p: &Tensor<2>,
+    rp: &Tensor<2>,
+    rt: &Tensor<2>,
+    t_l_s: &Tensor<2>,
+) -> Result<Tensor<2>> {
     for (f, t) in [("rp", rp), ("rt", rt), ("t_l_s", t_l_s)] {
         check_param_shape(f, t)?;
     }
@@ -99,7 +127,12 @@ pub fn contraction_times_s(p: &Tensor<2>, rp: &Tensor<2>, rt: &Tensor<2>, t_l_s:
 
 /// Both Fuglevand laws at once: `P_i` (eq. 13) and `T_i` (eq. 14) for `n` units from `RP`,
 /// `T_L` (s) and `RT` (all `[batch, 1]`, differentiable).
-pub fn fuglevand_twitches(rp: &Tensor<2>, t_l_s: &Tensor<2>, rt: &Tensor<2>, n: usize) -> Result<Twitches> {
+pub fn fuglevand_twitches(
+    rp: &Tensor<2>,
+    t_l_s: &Tensor<2>,
+    rt: &Tensor<2>,
+    n: usize,
+) -> Result<Twitches> {
     let p = peak_twitch(rp, n)?;
     let t_s = contraction_times_s(&p, rp, rt, t_l_s)?;
     Ok(Twitches { p, t_s })
@@ -132,7 +165,11 @@ pub fn iir_coeffs(t_s: &Tensor<2>, dt_s: f64) -> Result<IirCoeffs> {
         return Err(Error::UnstableTimeStep {
             dt_s,
             model: "Fuglevand twitch IIR".into(),
-            reason: format!("dt_s must be <= T_min/2 = {} s (shortest contraction time {} s)", t_min / 2.0, t_min),
+            reason: format!(
+                "dt_s must be <= T_min/2 = {} s (shortest contraction time {} s)",
+                t_min / 2.0,
+                t_min
+            ),
         });
     }
     let x = t_s.clone().recip() * dt_s; // dt/T
