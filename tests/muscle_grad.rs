@@ -194,3 +194,120 @@ fn grad_spike_input_rate_mode() {
         }
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// Fused path (one custom op with a hand-written adjoint) == tape path, forward and gradients.
+// ------------------------------------------------------------------------------------------
+
+/// Mean force and its gradients (params + spike input) on the given path, batch 2 (the second
+/// batch element has its own F0 and a scaled input).
+fn path_run(
+    s: Setup,
+    path: myodiff::kernel::ExecPath,
+    direct: bool,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let ctx = Ctx::cpu().f64().autodiff();
+    let p = params(&ctx, &X0).map(|t| t.require_grad());
+    let f0b = ctx.tensor(vec![X0[3], 0.7 * X0[3]], [2, 1]);
+    let mut sv = rate_input();
+    sv = sv
+        .chunks(N)
+        .flat_map(|row| {
+            row.iter()
+                .copied()
+                .chain(row.iter().map(|x| 1.3 * x))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let sp = ctx.tensor(sv, [N_T, 2, N]).require_grad();
+    let [rp, tl, rt, f0] = &p;
+    let tw = fuglevand_twitches(rp, tl, rt, N).unwrap();
+    let mut stage = TwitchForce::new(tw, f0.clone() * f0b.clone() / X0[3])
+        .unwrap()
+        .with_gain(s.gain);
+    if s.delays {
+        stage = stage.with_delay_steps(vec![0, 3, 5, 1]).unwrap();
+    }
+    if s.saturation {
+        stage = stage
+            .with_saturation(ctx.tensor(vec![0.3, 0.2, 0.1, 0.05], [1, N]))
+            .unwrap();
+    }
+    let force = if direct {
+        stage.fused_force(sp.clone(), &ctx, DT).unwrap()
+    } else {
+        let mut sim = Simulation::new(ctx.clone(), 2, DT, N_T).unwrap();
+        sim.add_input(BufferSpec::new("spikes", &[N], "1"), sp.clone())
+            .unwrap();
+        sim.add_stage(stage);
+        sim.run_path(path).unwrap().trace("force_n").unwrap()
+    };
+    let fv = to_vec_f64(force.clone());
+    // a loss that weights time and batch differently
+    let wts: Vec<f64> = (0..N_T * 2)
+        .map(|k| 1.0 + 0.5 * ((k as f64) * 0.37).sin())
+        .collect();
+    let loss = (force * ctx.tensor(wts, [N_T, 2, 1])).mean();
+    let grads = loss.backward();
+    let gp = p
+        .iter()
+        .map(|t| to_vec_f64(t.grad(&grads).expect("param grad"))[0])
+        .collect();
+    let gs = to_vec_f64(sp.grad(&grads).expect("spike grad"));
+    (fv, gp, gs)
+}
+
+fn max_rel(a: &[f64], b: &[f64]) -> f64 {
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
+    a.iter()
+        .zip(b)
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+        / scale
+}
+
+#[test]
+fn fused_equals_tape_forward_and_gradients() {
+    use myodiff::kernel::ExecPath;
+    for s in [
+        Setup {
+            gain: GainMode::Fuglevand,
+            delays: false,
+            saturation: false,
+        },
+        Setup {
+            gain: GainMode::Fuglevand,
+            delays: true,
+            saturation: true,
+        },
+        Setup {
+            gain: GainMode::MyogenCompat,
+            delays: true,
+            saturation: false,
+        },
+        Setup {
+            gain: GainMode::None,
+            delays: false,
+            saturation: true,
+        },
+    ] {
+        let (ft, gpt, gst) = path_run(s, ExecPath::Tape, false);
+        for direct in [false, true] {
+            let (ff, gpf, gsf) = path_run(s, ExecPath::Fused, direct);
+            let ef = max_rel(&ff, &ft);
+            let es = max_rel(&gsf, &gst);
+            eprintln!("{s:?} direct={direct}: force rel {ef:.2e}, spike-grad rel {es:.2e}");
+            assert!(ef < 1e-12, "{s:?}: fused force differs from tape by {ef:e}");
+            assert!(es < 1e-10, "{s:?}: fused spike gradient differs by {es:e}");
+            for i in 0..4 {
+                let e = (gpf[i] - gpt[i]).abs() / gpt[i].abs().max(1e-300);
+                assert!(
+                    e < 1e-10,
+                    "{s:?} d/d{}: fused {} vs tape {} ({e:e})",
+                    NAMES[i],
+                    gpf[i],
+                    gpt[i]
+                );
+            }
+        }
+    }
+}

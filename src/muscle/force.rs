@@ -20,12 +20,15 @@
 
 use burn::tensor::{Int, Tensor, TensorData};
 
+use super::fused::{TwitchScanSpec, fused_supported, twitch_scan};
 use super::twitch::{
     IirCoeffs, MYOGEN_FS_HZ, Twitches, fuglevand_gain, iir_coeffs, iir_step, myogen_compat_gain,
     saturation,
 };
 use crate::error::{Error, Result};
-use crate::kernel::{BufferSpec, ReadSpec, Stage, StageDecl, StageIo, names, to_vec_f64};
+use crate::kernel::{
+    BufferSpec, Ctx, ReadSpec, Stage, StageDecl, StageIo, Traces, names, to_vec_f64,
+};
 
 /// "No previous spike" value of the time-since-last-spike state (s): large enough that
 /// `r = T_i/τ` is far below the gain knee, so the first spike of a unit has gain 1.
@@ -257,6 +260,50 @@ impl TwitchForce {
     }
 }
 
+impl TwitchForce {
+    /// The whole-trace force `[T, batch, 1]` from a spike trace `[T, batch, n]` through the fused
+    /// op [`super::fused::twitch_scan`] (same model as `T` calls of `step`).
+    pub fn fused_force(&self, spikes: Tensor<3>, ctx: &Ctx, dt_s: f64) -> Result<Tensor<3>> {
+        let [_, batch, w] = spikes.dims();
+        let n = self.n_units();
+        if w != n {
+            return Err(Error::shape(
+                &self.input,
+                format!("[T, batch, {n}]"),
+                format!("{:?}", spikes.dims()),
+            ));
+        }
+        let k = iir_coeffs(&self.tw.t_s, dt_s)?;
+        let full = |t: Tensor<2>| t + ctx.zeros([batch, n]);
+        let gc = match self.gain {
+            GainMode::MyogenCompat => myogen_compat_gain(&self.tw.t_s, self.compat_fs_hz),
+            _ => ctx.full([1, n], 1.0),
+        };
+        let cs = self.sat_c.clone().unwrap_or_else(|| ctx.full([1, n], 1.0));
+        let w_n = self.tw.p.clone() * self.f0_n.clone();
+        let coef: Tensor<3> = Tensor::stack(
+            vec![
+                full(k.a),
+                full(k.b),
+                full(k.c),
+                full(self.tw.t_s.clone()),
+                full(gc),
+                full(w_n),
+                full(cs),
+            ],
+            0,
+        );
+        let spec = TwitchScanSpec {
+            fuglevand: self.gain == GainMode::Fuglevand,
+            saturation: self.sat_c.is_some(),
+            delays: self.delays_for(dt_s).unwrap_or_default(),
+            dt_s,
+            tau0_s: NO_PREVIOUS_SPIKE_S,
+        };
+        twitch_scan(spikes, coef, &spec)
+    }
+}
+
 impl Stage for TwitchForce {
     fn name(&self) -> &str {
         &self.name
@@ -373,5 +420,30 @@ impl Stage for TwitchForce {
         st.f_cur = f_next;
         self.state = Some(st);
         io.write(&self.output, out)
+    }
+
+    fn scan(
+        &mut self,
+        inputs: &Traces,
+        ctx: &Ctx,
+        _batch: usize,
+        dt_s: f64,
+    ) -> Option<Result<Traces>> {
+        if !fused_supported(&ctx.device) {
+            return None;
+        }
+        let spikes = match inputs.get(&self.input) {
+            Some(s) => s.clone(),
+            None => {
+                return Some(Err(Error::MissingBuffer {
+                    stage: self.name.clone(),
+                    buffer: self.input.clone(),
+                }));
+            }
+        };
+        Some(
+            self.fused_force(spikes, ctx, dt_s)
+                .map(|f| [(self.output.clone(), f)].into_iter().collect()),
+        )
     }
 }

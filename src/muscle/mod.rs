@@ -3,9 +3,11 @@
 //! - [`twitch`]: twitch parameters `P_i`, `T_i` from `RP`, `T_L`, `RT` (differentiable), the
 //!   critically damped twitch IIR, Fuglevand's gain, saturation, %MVC helpers.
 //! - [`force`]: the [`TwitchForce`] stage `spikes → force_n` (axonal delays, gain modes).
+//! - [`fused`]: the fused whole-trace op of `TwitchForce` (hand-written adjoint).
 //! - [`myogen_compat`]: exact f64 emulation of MyoGen 0.12's open-loop `ForceModel`.
 
 pub mod force;
+pub mod fused;
 pub mod myogen_compat;
 pub mod twitch;
 

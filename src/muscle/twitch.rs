@@ -100,7 +100,8 @@ pub fn peak_twitch(rp: &Tensor<2>, n: usize) -> Result<Tensor<2>> {
     check_param_shape("rp", rp)?;
     check_values("rp", rp, |x| x > 1.0, "finite and > 1")?;
     let idx = tensor_like(rp, (1..=n).map(|i| i as f64).collect(), [1, n]);
-    Ok((rp.clone().log() / n as f64 * idx).exp())
+    // (`* (1/n)`, not `/ n`: burn 0.22.1's div-by-scalar backward rounds the scalar to f32)
+    Ok((rp.clone().log() * (1.0 / n as f64) * idx).exp())
 }
 
 /// Fuglevand eq. 14: `T_i = T_L · (1/P_i)^{1/log_RT(RP)} = T_L · exp(−ln P_i · ln RT / ln RP)` (s).
@@ -217,7 +218,8 @@ pub fn sf(r: f64) -> f64 {
 pub fn fuglevand_gain<const D: usize>(r: Tensor<D>) -> Tensor<D> {
     let rc = r.clamp_min(GAIN_RATE_KNEE);
     let sf_r = (rc.clone().powi_scalar(3) * -2.0).exp().neg() + 1.0;
-    sf_r / rc / (sf(GAIN_RATE_KNEE) / GAIN_RATE_KNEE)
+    // multiply by the reciprocal: burn 0.22.1's div-by-scalar backward rounds the scalar to f32
+    sf_r / rc * (GAIN_RATE_KNEE / sf(GAIN_RATE_KNEE))
 }
 
 /// Host version of [`fuglevand_gain`]: `g(r) = 1` for `r <= 0.4`, else `(Sf(r)/r)/(Sf(0.4)/0.4)`.
