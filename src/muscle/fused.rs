@@ -20,8 +20,8 @@
 //! `λ_t = ḡ_t w Y'(f_t) + a λ_{t+1} − b λ_{t+2}`, `μ_t = c λ_{t+1}` (= ∂L/∂u_t),
 //! `∂L/∂s̃_t = μ_t g_t − ν_{t+1} τ_t`, `ν_t = μ_t s̃_t G'(r_t)(−T_i/τ_t²) + ν_{t+1}(1 − s̃_t)`;
 //! parameter gradients accumulate in f64. Memory: the op keeps the input trace and the
-//! coefficients; the backward pass recomputes each unit's states (one extra forward per unit,
-//! `O(T)` scratch).
+//! coefficients; the backward pass recomputes the states of blocks of 64 units (one extra
+//! forward; `O(T·64)` scratch). The gain is only evaluated where the input is non-zero.
 //!
 //! Backends: `Flex`, `NdArray` and `Autodiff` over them; elsewhere the stage falls back to being
 //! stepped alone (see [`fused_supported`]).
@@ -108,30 +108,54 @@ fn coef_at(p: &[f64], bn: usize, j: usize) -> Coef {
     }
 }
 
-/// Runs one unit's chain. `s_at(t)` = delayed input; calls `visit(t, f_t, tau_t)` per step.
-#[inline]
-fn chain(
-    k: Coef,
+/// Units per block of the host loops: time-major within a block keeps the input reads
+/// contiguous and the recorded states of the adjoint small (`2·T·BLOCK` values).
+const BLOCK: usize = 64;
+
+/// Runs the units `j0..j1` (flat `b·N + i`) time-major; calls `visit(t, jj, f_t, tau_t, g_t, sd_t)`
+/// for every step and unit of the block (`g_t` is only computed where `sd_t ≠ 0`, else 0).
+#[allow(clippy::too_many_arguments)]
+fn run_block(
+    s: &[f64],
+    p: &[f64],
+    dims: (usize, usize, usize),
     spec: &TwitchScanSpec,
-    t_steps: usize,
-    s_at: impl Fn(usize) -> f64,
-    mut visit: impl FnMut(usize, f64, f64),
+    j0: usize,
+    j1: usize,
+    mut visit: impl FnMut(usize, usize, f64, f64, f64, f64),
 ) {
-    let (mut f_prev, mut f_cur, mut tau) = (0.0, 0.0, spec.tau0_s);
+    let (t_steps, b, n) = dims;
+    let bn = b * n;
+    let m = j1 - j0;
+    let ks: Vec<Coef> = (j0..j1).map(|j| coef_at(p, bn, j)).collect();
+    let ds: Vec<usize> = (j0..j1)
+        .map(|j| spec.delays.get(j % n).copied().unwrap_or(0))
+        .collect();
+    let mut f_prev = vec![0.0; m];
+    let mut f_cur = vec![0.0; m];
+    let mut tau = vec![spec.tau0_s; m];
     for t in 0..t_steps {
-        let sd = s_at(t);
-        let tau_t = tau;
-        let g = if spec.fuglevand {
-            let g = gain(k.tg / tau).0;
-            tau = tau + spec.dt_s - sd * tau;
-            g
-        } else {
-            k.gc
-        };
-        visit(t, f_cur, tau_t);
-        let f_next = k.a * f_cur - k.b * f_prev + k.c * (g * sd);
-        f_prev = f_cur;
-        f_cur = f_next;
+        for jj in 0..m {
+            let k = ks[jj];
+            let d = ds[jj];
+            let sd = if t >= d {
+                s[(t - d) * bn + j0 + jj]
+            } else {
+                0.0
+            };
+            let tau_t = tau[jj];
+            let g = if spec.fuglevand {
+                tau[jj] = tau_t + spec.dt_s - sd * tau_t;
+                if sd != 0.0 { gain(k.tg / tau_t).0 } else { 0.0 }
+            } else {
+                k.gc
+            };
+            let f = f_cur[jj];
+            visit(t, jj, f, tau_t, g, sd);
+            let f_next = k.a * f - k.b * f_prev[jj] + k.c * (g * sd);
+            f_prev[jj] = f;
+            f_cur[jj] = f_next;
+        }
     }
 }
 
@@ -145,17 +169,13 @@ fn forward_host(
     let (t_steps, b, n) = dims;
     let bn = b * n;
     let mut out = vec![0.0; t_steps * b];
-    for j in 0..bn {
-        let (bi, i) = (j / n, j % n);
-        let k = coef_at(p, bn, j);
-        let d = spec.delays.get(i).copied().unwrap_or(0);
-        chain(
-            k,
-            spec,
-            t_steps,
-            |t| if t >= d { s[(t - d) * bn + j] } else { 0.0 },
-            |t, f, _| out[t * b + bi] += k.w * sat(f, k.cs, spec.saturation).0,
-        );
+    for j0 in (0..bn).step_by(BLOCK) {
+        let j1 = (j0 + BLOCK).min(bn);
+        let ks: Vec<Coef> = (j0..j1).map(|j| coef_at(p, bn, j)).collect();
+        run_block(s, p, dims, spec, j0, j1, |t, jj, f, _, _, _| {
+            let k = ks[jj];
+            out[t * b + (j0 + jj) / n] += k.w * sat(f, k.cs, spec.saturation).0;
+        });
     }
     out
 }
@@ -172,57 +192,69 @@ fn adjoint_host(
     let bn = b * n;
     let mut gs = vec![0.0; t_steps * bn];
     let mut gp = vec![0.0; N_COEF * bn];
-    let mut fs = vec![0.0; t_steps];
-    let mut taus = vec![0.0; t_steps];
-    for j in 0..bn {
-        let (bi, i) = (j / n, j % n);
-        let k = coef_at(p, bn, j);
-        let d = spec.delays.get(i).copied().unwrap_or(0);
-        let s_at = |t: usize| if t >= d { s[(t - d) * bn + j] } else { 0.0 };
-        chain(k, spec, t_steps, s_at, |t, f, tau| {
-            fs[t] = f;
-            taus[t] = tau;
-        });
-        let (mut lam1, mut lam2, mut nu1) = (0.0, 0.0, 0.0);
-        let mut g = [0.0f64; N_COEF];
-        for t in (0..t_steps).rev() {
-            let f_t = fs[t];
-            let f_tm1 = if t > 0 { fs[t - 1] } else { 0.0 };
-            let sd = s_at(t);
-            let tau_t = taus[t];
-            let (gn, dg_dr) = if spec.fuglevand {
-                gain(k.tg / tau_t)
-            } else {
-                (k.gc, 0.0)
-            };
-            let u = gn * sd;
-            // f_{t+1} = a f_t − b f_{t−1} + c u_t
-            g[0] += lam1 * f_t;
-            g[1] -= lam1 * f_tm1;
-            g[2] += lam1 * u;
-            let mu = k.c * lam1;
-            let dgain = mu * sd;
-            let mut gsd = mu * gn;
+    for j0 in (0..bn).step_by(BLOCK) {
+        let j1 = (j0 + BLOCK).min(bn);
+        let m = j1 - j0;
+        let ks: Vec<Coef> = (j0..j1).map(|j| coef_at(p, bn, j)).collect();
+        let ds: Vec<usize> = (j0..j1)
+            .map(|j| spec.delays.get(j % n).copied().unwrap_or(0))
+            .collect();
+        // recompute the block's states: f_t, tau_t, g_t, sd_t per step and unit
+        let mut fs = vec![0.0; t_steps * m];
+        let mut taus = vec![0.0; if spec.fuglevand { t_steps * m } else { 0 }];
+        let mut gsd = vec![(0.0, 0.0); t_steps * m];
+        run_block(s, p, dims, spec, j0, j1, |t, jj, f, tau, g, sd| {
+            fs[t * m + jj] = f;
             if spec.fuglevand {
-                g[3] += dgain * dg_dr / tau_t;
-                gsd -= nu1 * tau_t;
-                nu1 = dgain * dg_dr * (-k.tg / (tau_t * tau_t)) + nu1 * (1.0 - sd);
-            } else {
-                g[4] += dgain;
+                taus[t * m + jj] = tau;
             }
-            let go = gout[t * b + bi];
-            let (y, dy_df, dy_dcs) = sat(f_t, k.cs, spec.saturation);
-            g[5] += go * y;
-            g[6] += go * k.w * dy_dcs;
-            let lam_t = go * k.w * dy_df + k.a * lam1 - k.b * lam2;
-            lam2 = lam1;
-            lam1 = lam_t;
-            if t >= d {
-                gs[(t - d) * bn + j] += gsd;
+            gsd[t * m + jj] = (g, sd);
+        });
+        let mut lam1 = vec![0.0; m];
+        let mut lam2 = vec![0.0; m];
+        let mut nu1 = vec![0.0; m];
+        let mut acc = vec![[0.0f64; N_COEF]; m];
+        for t in (0..t_steps).rev() {
+            for jj in 0..m {
+                let k = ks[jj];
+                let g = &mut acc[jj];
+                let f_t = fs[t * m + jj];
+                let f_tm1 = if t > 0 { fs[(t - 1) * m + jj] } else { 0.0 };
+                let (gn, sd) = gsd[t * m + jj];
+                let l1 = lam1[jj];
+                // f_{t+1} = a f_t − b f_{t−1} + c u_t,  u_t = g_t s̃_t
+                g[0] += l1 * f_t;
+                g[1] -= l1 * f_tm1;
+                g[2] += l1 * (gn * sd);
+                let mu = k.c * l1;
+                let dgain = mu * sd;
+                let mut gs_t = mu * gn;
+                if spec.fuglevand {
+                    let tau_t = taus[t * m + jj];
+                    let dg_dr = if sd != 0.0 { gain(k.tg / tau_t).1 } else { 0.0 };
+                    g[3] += dgain * dg_dr / tau_t;
+                    gs_t -= nu1[jj] * tau_t;
+                    nu1[jj] = dgain * dg_dr * (-k.tg / (tau_t * tau_t)) + nu1[jj] * (1.0 - sd);
+                } else {
+                    g[4] += dgain;
+                }
+                let go = gout[t * b + (j0 + jj) / n];
+                let (y, dy_df, dy_dcs) = sat(f_t, k.cs, spec.saturation);
+                g[5] += go * y;
+                g[6] += go * k.w * dy_dcs;
+                let lam_t = go * k.w * dy_df + k.a * l1 - k.b * lam2[jj];
+                lam2[jj] = l1;
+                lam1[jj] = lam_t;
+                let d = ds[jj];
+                if t >= d {
+                    gs[(t - d) * bn + j0 + jj] += gs_t;
+                }
             }
         }
-        for (r, v) in g.iter().enumerate() {
-            gp[r * bn + j] = *v;
+        for (jj, g) in acc.iter().enumerate() {
+            for (r, v) in g.iter().enumerate() {
+                gp[r * bn + j0 + jj] = *v;
+            }
         }
     }
     (gs, gp)
