@@ -6,8 +6,11 @@
 //!
 //! Layers: [`kernel`] (no physiology), then the physiological stages.
 
+pub mod drive;
 pub mod error;
+pub mod fit;
 pub mod gradcheck;
+pub mod io;
 pub mod kernel;
 pub mod muscle;
 pub mod neuron;

@@ -560,7 +560,13 @@ impl Stage for ToySpikes {
     fn step(&mut self, io: &mut StageIo<'_>, t: usize) -> myodiff::Result<()> {
         let b = io.batch();
         let s: Vec<f64> = (0..b * 3)
-            .map(|i| if (t + i % 3).is_multiple_of(3) { 1.0 } else { 0.0 })
+            .map(|i| {
+                if (t + i % 3).is_multiple_of(3) {
+                    1.0
+                } else {
+                    0.0
+                }
+            })
             .collect();
         let sp = io.ctx().tensor(s, [b, 3]);
         io.write(names::SPIKES, sp)?;

@@ -1,5 +1,8 @@
 //! Motor-neuron pool: recruitment thresholds, membrane models, spike functions.
 
+pub mod nerlab;
+pub mod nerlab_params;
+pub mod recruitment;
 pub mod spike;
 
 pub use spike::{SURROGATE_BETA, SpikeMode, heaviside, spike_fn, surrogate_slope};

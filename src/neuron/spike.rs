@@ -41,9 +41,11 @@ impl std::str::FromStr for SpikeMode {
     }
 }
 
-/// Heaviside step `H(m) = 1 if m > 0 else 0`, as floats, no gradient.
+/// Heaviside step `H(m) = 1 if m > 0 else 0`, as floats of `m`'s dtype, no gradient.
 pub fn heaviside<const D: usize>(m: Tensor<D>) -> Tensor<D> {
-    m.detach().greater_elem(0.0).float()
+    let m = m.detach();
+    let mask = m.clone().greater_elem(0.0);
+    m.zeros_like().mask_fill(mask, 1.0)
 }
 
 /// The spike function `s(m)` in the given mode (see module docs); `beta` is the surrogate/rate

@@ -1,0 +1,14 @@
+//! Calibration: bounded parameters with an unconstrained representation, one objective shared by
+//! every optimiser, gradient and derivative-free methods, and run reports.
+
+pub mod objective;
+pub mod optimize;
+pub mod params;
+
+pub use objective::{Evaluation, Objective, Tracked};
+pub use optimize::{FitReport, Method, minimize};
+pub use params::{ParamSet, ParamSpec, Transform};
+pub mod plot;
+pub mod report;
+
+pub use report::{RunSummary, write_report};

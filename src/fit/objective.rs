@@ -1,0 +1,159 @@
+//! One objective serves every optimiser: physical parameters `x` → scalar loss, with an optional
+//! exact gradient (one autodiff / fused-adjoint pass) and a batched population evaluation (one
+//! batched rollout). [`Tracked`] wraps it with the shared evaluation counter, clock and history,
+//! so comparisons between methods are fair by construction.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::params::ParamSet;
+use crate::error::{Error, Result};
+
+/// A calibration loss in physical parameter units.
+pub trait Objective {
+    /// Loss at `x`.
+    fn value(&mut self, x: &[f64]) -> Result<f64>;
+    /// Loss and `∂L/∂x` at `x` (one forward + one backward pass).
+    fn value_and_grad(&mut self, x: &[f64]) -> Result<(f64, Vec<f64>)>;
+    /// Losses of a whole population (default: one at a time; override with one batched rollout).
+    fn values(&mut self, xs: &[Vec<f64>]) -> Result<Vec<f64>> {
+        xs.iter().map(|x| self.value(x)).collect()
+    }
+}
+
+/// One entry of the optimisation history.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Cumulative number of loss evaluations (a population of B counts B).
+    pub evaluations: usize,
+    /// Cumulative number of gradient evaluations.
+    pub gradients: usize,
+    /// Wall time since the start (s).
+    pub wall_s: f64,
+    /// Loss of this evaluation.
+    pub loss: f64,
+    /// Best loss so far.
+    pub best_loss: f64,
+}
+
+/// Wraps an objective with the parameter transform, counters, clock, budget and history.
+pub struct Tracked<'a> {
+    objective: &'a mut dyn Objective,
+    /// The fitted parameters.
+    pub params: ParamSet,
+    start: Instant,
+    /// Loss evaluations so far.
+    pub evaluations: usize,
+    /// Gradient evaluations so far.
+    pub gradients: usize,
+    /// Maximum loss evaluations (None = unlimited).
+    pub budget: Option<usize>,
+    /// Maximum wall time in seconds (None = unlimited).
+    pub time_budget_s: Option<f64>,
+    /// Every evaluation in order.
+    pub history: Vec<Evaluation>,
+    /// Best physical point so far and its loss.
+    pub best: Option<(Vec<f64>, f64)>,
+}
+
+impl<'a> Tracked<'a> {
+    /// Starts the clock.
+    pub fn new(objective: &'a mut dyn Objective, params: ParamSet) -> Self {
+        Self {
+            objective,
+            params,
+            start: Instant::now(),
+            evaluations: 0,
+            gradients: 0,
+            budget: None,
+            time_budget_s: None,
+            history: Vec::new(),
+            best: None,
+        }
+    }
+
+    /// Error when the evaluation or time budget is spent.
+    pub fn exhausted(&self) -> bool {
+        self.budget.is_some_and(|b| self.evaluations >= b)
+            || self
+                .time_budget_s
+                .is_some_and(|t| self.start.elapsed().as_secs_f64() >= t)
+    }
+
+    fn budget_error(&self) -> Error {
+        Error::Optimizer {
+            method: "budget".into(),
+            reason: format!("budget spent after {} evaluations", self.evaluations),
+        }
+    }
+
+    fn record(&mut self, x: &[f64], loss: f64, grad: bool) {
+        self.evaluations += 1;
+        if grad {
+            self.gradients += 1;
+        }
+        let better = match &self.best {
+            None => true,
+            Some((_, b)) => loss < *b,
+        };
+        if better && loss.is_finite() {
+            self.best = Some((x.to_vec(), loss));
+        }
+        self.history.push(Evaluation {
+            evaluations: self.evaluations,
+            gradients: self.gradients,
+            wall_s: self.start.elapsed().as_secs_f64(),
+            loss,
+            best_loss: self.best.as_ref().map(|b| b.1).unwrap_or(f64::INFINITY),
+        });
+    }
+
+    /// Loss at unconstrained `θ`.
+    pub fn value_theta(&mut self, theta: &[f64]) -> Result<f64> {
+        if self.exhausted() {
+            return Err(self.budget_error());
+        }
+        let x = self.params.to_physical(theta);
+        let v = self.objective.value(&x)?;
+        self.record(&x, v, false);
+        Ok(v)
+    }
+
+    /// Loss and `∂L/∂θ` at unconstrained `θ`.
+    pub fn value_and_grad_theta(&mut self, theta: &[f64]) -> Result<(f64, Vec<f64>)> {
+        if self.exhausted() {
+            return Err(self.budget_error());
+        }
+        let x = self.params.to_physical(theta);
+        let (v, gx) = self.objective.value_and_grad(&x)?;
+        self.record(&x, v, true);
+        Ok((v, self.params.grad_to_unconstrained(theta, &gx)))
+    }
+
+    /// Losses at physical points (population; counts one evaluation per point; clamps to bounds).
+    pub fn values_phys(&mut self, xs: &[Vec<f64>]) -> Result<Vec<f64>> {
+        if self.exhausted() {
+            return Err(self.budget_error());
+        }
+        let clamped: Vec<Vec<f64>> = xs
+            .iter()
+            .map(|x| {
+                x.iter()
+                    .zip(&self.params.params)
+                    .map(|(v, p)| v.clamp(p.lower, p.upper))
+                    .collect()
+            })
+            .collect();
+        let vs = self.objective.values(&clamped)?;
+        for (x, v) in clamped.iter().zip(&vs) {
+            self.record(x, *v, false);
+        }
+        Ok(vs)
+    }
+
+    /// Wall time since the start (s).
+    pub fn elapsed_s(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+}
