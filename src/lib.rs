@@ -13,6 +13,7 @@ pub mod fit;
 pub mod gradcheck;
 pub mod io;
 pub mod kernel;
+pub mod muscle;
 pub mod neuron;
 
 pub use error::{Error, Result};
