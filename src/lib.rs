@@ -14,6 +14,7 @@ pub mod gradcheck;
 pub mod io;
 pub mod kernel;
 pub mod muscle;
+pub mod network;
 pub mod neuron;
 
 pub use error::{Error, Result};
