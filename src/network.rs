@@ -150,7 +150,7 @@ impl NetworkConfig {
             ));
         }
         check::positive("t_l_s", self.t_l_s)?;
-        if !(self.contraction_time_range > 1.0) {
+        if self.contraction_time_range.is_nan() || self.contraction_time_range <= 1.0 {
             return Err(Error::invalid(
                 "contraction_time_range",
                 self.contraction_time_range,
