@@ -156,7 +156,7 @@ fn rollout(
     let force = r.trace("force_n")?;
     let [n_t, _, _] = force.dims();
     let half = n_t / 2;
-    let mean_force = force.slice([half..n_t]).mean_dim(0).reshape([batch]);
+    let mean_force = force.slice(half..n_t).mean_dim(0).reshape([batch]);
     let fwd_s = t0.elapsed().as_secs_f64();
     let (g, bwd_s) = if grad {
         let t1 = Instant::now();
