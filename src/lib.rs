@@ -6,11 +6,16 @@
 //!
 //! Layers: [`kernel`] (no physiology), then the physiological stages.
 
+pub mod calibrate;
+pub mod drive;
+pub mod emg;
 pub mod error;
 pub mod fit;
 pub mod gradcheck;
 pub mod io;
 pub mod kernel;
+pub mod muscle;
+pub mod network;
 pub mod neuron;
 
 pub use error::{Error, Result};

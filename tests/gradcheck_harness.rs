@@ -49,3 +49,22 @@ fn checker_rejects_non_finite_gradients_and_mismatched_lengths() {
     assert!(c.check(1e-4, 0.0).is_err());
     assert!(GradCheck::compare(vec![1.0], vec![1.0, 2.0]).is_err());
 }
+
+#[test]
+fn spike_functions_keep_f64_and_hard_equals_surrogate_forward() {
+    use myodiff::neuron::{SpikeMode, spike_fn};
+    let ctx = Ctx::cpu().f64().autodiff();
+    let m = ctx
+        .tensor(vec![-0.3, -1e-12, 0.0, 1e-12, 0.2, 5.0], [6])
+        .require_grad();
+    let hard = to_vec_f64(spike_fn(m.clone(), SpikeMode::Hard, 10.0));
+    let sur = spike_fn(m.clone(), SpikeMode::Surrogate, 10.0);
+    assert_eq!(hard, to_vec_f64(sur.clone()));
+    assert_eq!(hard, vec![0.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
+    // surrogate slope beta / (1 + beta |m|)^2
+    let g = to_vec_f64(m.grad(&sur.sum().backward()).unwrap());
+    for (gi, mi) in g.iter().zip([-0.3f64, -1e-12, 0.0, 1e-12, 0.2, 5.0]) {
+        let expect = myodiff::neuron::surrogate_slope(mi, 10.0);
+        assert!((gi - expect).abs() < 1e-12, "{gi} vs {expect}");
+    }
+}

@@ -466,6 +466,16 @@ impl Simulation {
 /// Fails with [`Error::NonFinite`] naming the first non-finite entry of a trace `[n_t, batch, width]`.
 pub fn check_trace_finite(name: &str, trace: Tensor<3>) -> Result<()> {
     let [_, b, w] = trace.dims();
+    // Cheap reduction on the device first; read the trace back only to locate a failure.
+    let finite = trace
+        .clone()
+        .detach()
+        .is_finite()
+        .all()
+        .into_scalar::<bool>();
+    if finite {
+        return Ok(());
+    }
     let v = to_vec_f64(trace);
     if let Some(idx) = v.iter().position(|x| !x.is_finite()) {
         return Err(Error::NonFinite {

@@ -2,6 +2,9 @@
 
 pub mod fused;
 pub mod lif;
+pub mod nerlab;
+pub mod nerlab_params;
+pub mod recruitment;
 pub mod spike;
 
 pub use spike::{SURROGATE_BETA, SpikeMode, heaviside, spike_fn, surrogate_slope};

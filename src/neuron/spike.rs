@@ -41,11 +41,11 @@ impl std::str::FromStr for SpikeMode {
     }
 }
 
-/// Heaviside step `H(m) = 1 if m > 0 else 0`, as floats, no gradient.
+/// Heaviside step `H(m) = 1 if m > 0 else 0`, as floats of `m`'s dtype, no gradient.
 pub fn heaviside<const D: usize>(m: Tensor<D>) -> Tensor<D> {
-    // in m's own dtype (`Bool::float()` would give the default f32 and break f64 rollouts)
     let m = m.detach();
-    m.zeros_like().mask_fill(m.greater_elem(0.0), 1.0)
+    let mask = m.clone().greater_elem(0.0);
+    m.zeros_like().mask_fill(mask, 1.0)
 }
 
 /// The spike function `s(m)` in the given mode (see module docs); `beta` is the surrogate/rate

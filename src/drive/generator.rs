@@ -1,0 +1,420 @@
+//! Descending-drive spike generators (MODEL.md §2.2, §8.1): a population of `n_dd` Poisson or gamma
+//! input neurons, all driven by the same rate r(t) (Hz), with MyoGen's hazard accumulator.
+//!
+//! Per neuron and step: `y ← y + r·dt` (dimensionless hazard, r in Hz, dt in s); spike when
+//! `y ≥ θ`; then `y ← 0` and θ ← the neuron's next threshold. Thresholds are i.i.d. `Exp(1)`
+//! (Poisson; exact discrete-time Poisson by time rescaling) or `Gamma(k, 1)/k` (gamma process with
+//! ISI CV ≈ 1/√k). At most one spike per step.
+//!
+//! Pathwise randomness: each neuron has its own seeded threshold sequence θ_0, θ_1, …, consumed
+//! in order (one per spike), drawn up front — so the k-th threshold of a neuron does not depend on
+//! the rate, and the rollout is a deterministic function of the rate. The sequences are bounded
+//! by `max_rate_hz` (length ≈ max_rate·T + 8√(max_rate·T) + 16); a neuron that would need more
+//! ends the run with a typed error naming `max_rate_hz`. By default all batch rows share the same
+//! sequences (common random numbers across candidates).
+//!
+//! Modes ([`GeneratorMode`], the generator counterpart of `SpikeMode`):
+//! - `Hard`: spikes `H(y − θ)` (0/1, `H(0) = 1` as in MyoGen's `y ≥ θ`), no gradient;
+//! - `Pathwise` (= surrogate): forward bit-identical to `Hard`; backward straight-through
+//!   `s = H(m) + g(m) − detach(g(m))`, `m = y − detach(θ)`, `g(m) = βm/(1+β|m|)` (fast-sigmoid
+//!   slope `β/(1+β|m|)²`, β = 10 per unit of hazard), so the gradient flows rate → y → spike; the
+//!   reset `y ← y·(1 − H)` uses the detached spike (gradient of y passes where no spike occurred);
+//! - `Rate`: emits the expected count `r·dt` per neuron and step (no threshold, no reset), so
+//!   `d(total count)/d r = n_steps·n_dd·dt` exactly.
+//!
+//! Rates: a negative rate is treated as 0 (no spike, the accumulator does not decrease), as
+//! MyoGen's generators ignore r ≤ 0. A NaN rate ends the run with [`Error::NonFinite`] naming
+//! `drive_rate_hz` and the first step where it occurred.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::tensor::{Int, Tensor};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, Exp1, Gamma};
+
+use super::fused::{HazardCfg, hazard_scan};
+use super::rate::DRIVE_RATE_HZ;
+use crate::error::{Error, Result, check};
+use crate::kernel::{BufferSpec, Ctx, ReadSpec, Stage, StageDecl, StageIo, Traces, to_vec_f64};
+use crate::neuron::spike::SURROGATE_BETA;
+
+/// Name of the descending-drive spike buffer (`[n_dd]`, spikes per step).
+pub const DD_SPIKES: &str = "dd_spikes";
+
+/// Threshold value placed after the last pre-drawn threshold of each neuron (never reached by a
+/// valid run; reaching it means `max_rate_hz` was too low).
+pub(crate) const SENTINEL: f64 = 1e30;
+
+/// Inter-spike statistics of the generators.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpikeProcess {
+    /// Thresholds ~ Exp(1): Poisson process (ISI CV = 1).
+    Poisson,
+    /// Thresholds ~ Gamma(k, 1)/k: gamma process (ISI CV ≈ 1/√k). MyoGen's DD default k = 3.
+    Gamma {
+        /// Shape k (> 0).
+        shape_k: f64,
+    },
+}
+
+/// Differentiability mode of the generators (§8.1: hard → hard, surrogate → pathwise, rate → rate).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GeneratorMode {
+    /// 0/1 spikes, no gradient.
+    #[default]
+    Hard,
+    /// Hard forward, straight-through surrogate backward (gradient rate → accumulator → spike).
+    Pathwise,
+    /// Expected count `r·dt` per step (smooth).
+    Rate,
+}
+
+impl std::str::FromStr for GeneratorMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "hard" => Ok(Self::Hard),
+            "pathwise" | "surrogate" => Ok(Self::Pathwise),
+            "rate" => Ok(Self::Rate),
+            _ => Err(Error::invalid(
+                "generator_mode",
+                s,
+                "one of hard, pathwise, rate",
+            )),
+        }
+    }
+}
+
+impl From<crate::neuron::spike::SpikeMode> for GeneratorMode {
+    fn from(m: crate::neuron::spike::SpikeMode) -> Self {
+        use crate::neuron::spike::SpikeMode;
+        match m {
+            SpikeMode::Hard => Self::Hard,
+            SpikeMode::Surrogate => Self::Pathwise,
+            SpikeMode::Rate => Self::Rate,
+        }
+    }
+}
+
+/// Configuration of an [`InputPopulation`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputPopulationConfig {
+    /// Number of input neurons (≥ 1).
+    pub n_dd: usize,
+    /// Poisson or gamma.
+    pub process: SpikeProcess,
+    /// Differentiability mode.
+    pub mode: GeneratorMode,
+    /// Seed of the threshold sequences.
+    pub seed: u64,
+    /// Surrogate sharpness β (per unit of hazard) for `Pathwise`.
+    pub surrogate_beta: f64,
+    /// Upper bound of the drive rate (Hz), sizes the pre-drawn threshold sequences.
+    pub max_rate_hz: f64,
+    /// Same threshold sequences for every batch row (default true).
+    pub shared_across_batch: bool,
+}
+
+impl Default for InputPopulationConfig {
+    fn default() -> Self {
+        Self {
+            n_dd: 400,
+            process: SpikeProcess::Poisson,
+            mode: GeneratorMode::Hard,
+            seed: 0,
+            surrogate_beta: SURROGATE_BETA,
+            max_rate_hz: 500.0,
+            shared_across_batch: true,
+        }
+    }
+}
+
+impl InputPopulationConfig {
+    /// Checks every field (typed errors naming the field).
+    pub fn validate(&self) -> Result<()> {
+        check::count_at_least("n_dd", self.n_dd, 1)?;
+        if let SpikeProcess::Gamma { shape_k } = self.process {
+            check::positive("shape_k", shape_k)?;
+        }
+        check::positive("surrogate_beta", self.surrogate_beta)?;
+        check::positive("max_rate_hz", self.max_rate_hz)?;
+        Ok(())
+    }
+
+    /// Number of thresholds pre-drawn per neuron for `n_steps` steps of `dt_s`:
+    /// `min(n_steps, ⌈λ + 8√λ⌉ + 16) + 1`, λ = max_rate·n_steps·dt (plus the sentinel, not counted).
+    pub fn stream_len(&self, n_steps: usize, dt_s: f64) -> usize {
+        let lambda = self.max_rate_hz * n_steps as f64 * dt_s;
+        let k = (lambda + 8.0 * lambda.sqrt()).ceil() as usize + 16;
+        k.min(n_steps) + 1
+    }
+}
+
+fn mix(mut z: u64) -> u64 {
+    // SplitMix64 finaliser: decorrelates per-neuron seeds.
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The first `len` thresholds of neuron `neuron` of row `row` (dimensionless): i.i.d. `Exp(1)`
+/// (`−ln(1 − U)`) or `Gamma(k, 1)/k`, from an RNG seeded by `(seed, row, neuron)` — so a
+/// neuron's sequence does not depend on `len` or on the population size.
+pub fn threshold_sequence(
+    process: SpikeProcess,
+    seed: u64,
+    row: usize,
+    neuron: usize,
+    len: usize,
+) -> Vec<f64> {
+    let s = mix(mix(mix(seed) ^ row as u64) ^ (neuron as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93));
+    let mut rng = StdRng::seed_from_u64(s);
+    match process {
+        SpikeProcess::Poisson => (0..len).map(|_| Exp1.sample(&mut rng)).collect(),
+        SpikeProcess::Gamma { shape_k } => {
+            let g = Gamma::new(shape_k, 1.0 / shape_k).expect("shape validated > 0");
+            (0..len).map(|_| g.sample(&mut rng)).collect()
+        }
+    }
+}
+
+/// Thresholds of every (row, neuron): `[rows·n_dd, k1]`, the last column the sentinel.
+fn threshold_streams(cfg: &InputPopulationConfig, rows: usize, k1: usize) -> Vec<f64> {
+    let mut out = Vec::with_capacity(rows * cfg.n_dd * k1);
+    for row in 0..rows {
+        for i in 0..cfg.n_dd {
+            out.extend(threshold_sequence(cfg.process, cfg.seed, row, i, k1 - 1));
+            out.push(SENTINEL);
+        }
+    }
+    out
+}
+
+struct TapeState {
+    yi: Tensor<2>,
+    th: Tensor<2>,
+    idx: Tensor<2, Int>,
+    stream: Tensor<2>,
+}
+
+/// Stage: reads `drive_rate_hz` `[1]` (Hz), writes `dd_spikes` `[n_dd]` (spikes per step; 0/1 in
+/// `Hard`/`Pathwise`, expected count `r·dt` in `Rate`). Has a fused scan (`hazard_scan`: one
+/// custom op with a hand-written adjoint for `Pathwise`).
+pub struct InputPopulation {
+    name: String,
+    cfg: InputPopulationConfig,
+    k1: usize,
+    streams: Arc<Vec<f64>>,
+    rows: usize,
+    n_steps: usize,
+    state: Option<TapeState>,
+    first_nan: Option<Tensor<2>>,
+}
+
+impl InputPopulation {
+    /// A population named `input_population`; the config is checked here.
+    pub fn new(cfg: InputPopulationConfig) -> Result<Self> {
+        cfg.validate()?;
+        Ok(Self {
+            name: "input_population".into(),
+            cfg,
+            k1: 0,
+            streams: Arc::new(Vec::new()),
+            rows: 1,
+            n_steps: 0,
+            state: None,
+            first_nan: None,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &InputPopulationConfig {
+        &self.cfg
+    }
+
+    fn exhausted_error(&self) -> Error {
+        Error::invalid(
+            "max_rate_hz",
+            self.cfg.max_rate_hz,
+            format!(
+                "an upper bound of the drive rate: a generator used all {} pre-drawn thresholds; raise max_rate_hz",
+                self.k1 - 1
+            ),
+        )
+    }
+
+    fn hazard_cfg(&self, batch: usize, dt_s: f64) -> HazardCfg {
+        HazardCfg {
+            streams: self.streams.clone(),
+            n: self.cfg.n_dd,
+            k1: self.k1,
+            rows: self.rows,
+            batch,
+            dt_s,
+            beta: self.cfg.surrogate_beta,
+            exhausted: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+impl Stage for InputPopulation {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn declare(&self) -> StageDecl {
+        StageDecl {
+            reads: vec![ReadSpec::now(DRIVE_RATE_HZ)],
+            writes: vec![BufferSpec::new(DD_SPIKES, &[self.cfg.n_dd], "spike/step")],
+        }
+    }
+    fn init(&mut self, io: &mut StageIo<'_>) -> Result<()> {
+        self.cfg.validate()?;
+        let (b, n, dt) = (io.batch(), self.cfg.n_dd, io.dt_s());
+        self.n_steps = io.n_steps();
+        self.state = None;
+        self.first_nan = Some(io.ctx().full([b, 1], -1.0));
+        if self.cfg.mode == GeneratorMode::Rate {
+            return Ok(());
+        }
+        self.k1 = self.cfg.stream_len(self.n_steps, dt);
+        self.rows = if self.cfg.shared_across_batch { 1 } else { b };
+        self.streams = Arc::new(threshold_streams(&self.cfg, self.rows, self.k1));
+        let ctx = io.ctx().clone();
+        let stream = ctx.tensor((*self.streams).clone(), [self.rows * n, self.k1]);
+        let stream = if self.rows == b {
+            stream
+        } else {
+            stream.repeat_dim(0, b)
+        };
+        let idx = Tensor::<2, Int>::zeros([b * n, 1], &ctx.device);
+        let th = stream.clone().gather(1, idx.clone()).reshape([b, n]);
+        self.state = Some(TapeState {
+            yi: ctx.zeros([b, n]),
+            th,
+            idx,
+            stream,
+        });
+        Ok(())
+    }
+
+    fn step(&mut self, io: &mut StageIo<'_>, t: usize) -> Result<()> {
+        let r = io.read(DRIVE_RATE_HZ)?;
+        let (b, n, dt) = (io.batch(), self.cfg.n_dd, io.dt_s());
+        let first_nan = self
+            .first_nan
+            .take()
+            .ok_or_else(|| Error::config("input_population", "step before init"))?;
+        let bad = r.clone().detach().is_nan();
+        let unset = first_nan.clone().lower_elem(0.0);
+        let first_nan = first_nan.mask_fill(bad.bool_and(unset), t as f64);
+        if t + 1 == self.n_steps {
+            let fnan = to_vec_f64(first_nan.clone());
+            if let Some((bb, &step)) = fnan.iter().enumerate().find(|(_, v)| **v >= 0.0) {
+                return Err(Error::NonFinite {
+                    buffer: DRIVE_RATE_HZ.into(),
+                    step: step as usize,
+                    batch: bb,
+                    unit: 0,
+                });
+            }
+        }
+        self.first_nan = Some(first_nan);
+        if self.cfg.mode == GeneratorMode::Rate {
+            let s = r.clamp_min(0.0).mul_scalar(dt).repeat_dim(1, n);
+            return io.write(DD_SPIKES, s);
+        }
+        let mode = self.cfg.mode;
+        let beta = self.cfg.surrogate_beta;
+        let st = self
+            .state
+            .as_mut()
+            .ok_or_else(|| Error::config("input_population", "step before init"))?;
+        let r = if mode == GeneratorMode::Hard {
+            r.detach()
+        } else {
+            r
+        };
+        let rdt = r.clamp_min(0.0).mul_scalar(dt);
+        let y = st.yi.clone() + rdt;
+        let m = y.clone() - st.th.clone();
+        let md = m.clone().detach();
+        let h = md.zeros_like().mask_fill(md.greater_equal_elem(0.0), 1.0);
+        let s = match mode {
+            GeneratorMode::Pathwise => {
+                let g = m.clone().mul_scalar(beta) / (m.abs().mul_scalar(beta) + 1.0);
+                h.clone() + (g.clone() - g.detach())
+            }
+            _ => h.clone(),
+        };
+        st.yi = y * (h.clone().neg() + 1.0);
+        st.idx = st.idx.clone() + h.int().reshape([b * n, 1]);
+        st.th = st.stream.clone().gather(1, st.idx.clone()).reshape([b, n]);
+        if t + 1 == self.n_steps {
+            let max_idx = st
+                .idx
+                .clone()
+                .max()
+                .into_data()
+                .convert::<i64>()
+                .try_to_vec::<i64>()
+                .expect("int")[0];
+            if max_idx as usize >= self.k1 - 1 {
+                return Err(self.exhausted_error());
+            }
+        }
+        io.write(DD_SPIKES, s)
+    }
+
+    fn scan(
+        &mut self,
+        inputs: &Traces,
+        _ctx: &Ctx,
+        batch: usize,
+        dt_s: f64,
+    ) -> Option<Result<Traces>> {
+        Some((|| {
+            let r = inputs
+                .get(DRIVE_RATE_HZ)
+                .cloned()
+                .ok_or_else(|| Error::MissingBuffer {
+                    stage: self.name.clone(),
+                    buffer: DRIVE_RATE_HZ.into(),
+                })?;
+            let [t_steps, _, _] = r.dims();
+            let host = to_vec_f64(r.clone());
+            if let Some(k) = host.iter().position(|v| v.is_nan()) {
+                return Err(Error::NonFinite {
+                    buffer: DRIVE_RATE_HZ.into(),
+                    step: k / batch,
+                    batch: k % batch,
+                    unit: 0,
+                });
+            }
+            let n = self.cfg.n_dd;
+            let s = match self.cfg.mode {
+                GeneratorMode::Rate => r.clamp_min(0.0).mul_scalar(dt_s).repeat_dim(2, n),
+                mode => {
+                    let r = if mode == GeneratorMode::Hard {
+                        r.detach()
+                    } else {
+                        r
+                    };
+                    let r = r.clamp_min(0.0).reshape([t_steps, batch]);
+                    let cfg = self.hazard_cfg(batch, dt_s);
+                    let flag = cfg.exhausted.clone();
+                    let s = hazard_scan(r, cfg);
+                    if flag.load(Ordering::Relaxed) {
+                        return Err(self.exhausted_error());
+                    }
+                    s
+                }
+            };
+            Ok([(DD_SPIKES.to_string(), s)].into_iter().collect())
+        })())
+    }
+}
