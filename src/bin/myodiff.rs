@@ -53,7 +53,16 @@ enum Cmd {
         /// Number of motor neurons.
         #[arg(long, default_value_t = 800)]
         n_mn: usize,
-        /// Also compute d(mean force)/d(DC) (surrogate spikes, pathwise inputs).
+        /// Motor-neuron spike mode: hard, surrogate or rate (default: hard, or surrogate with --grad).
+        #[arg(long)]
+        spike_mode: Option<String>,
+        /// Sharpness of the motor neurons' surrogate/rate spike function (per mV).
+        #[arg(long, default_value_t = 10.0)]
+        spike_beta: f64,
+        /// Input generator mode: hard, pathwise, rate or expected (default: hard, or expected with --grad).
+        #[arg(long)]
+        generator_mode: Option<String>,
+        /// Also compute d(mean force)/d(DC) (surrogate motor-neuron spikes, expected-count input gradients).
         #[arg(long)]
         grad: bool,
     },
@@ -86,9 +95,23 @@ fn run(cli: Cli) -> myodiff::Result<()> {
             dc_hz,
             amp_hz,
             n_mn,
+            spike_mode,
+            generator_mode,
+            spike_beta,
             grad,
         } => rollout(
-            &model, &path, &backend, batch, duration_s, dc_hz, amp_hz, n_mn, grad,
+            &model,
+            &path,
+            &backend,
+            batch,
+            duration_s,
+            dc_hz,
+            amp_hz,
+            n_mn,
+            spike_mode.as_deref(),
+            generator_mode.as_deref(),
+            spike_beta,
+            grad,
         ),
         Cmd::Calibrate { problem, out } => {
             myodiff::calibrate::run_problem(&problem, out.as_deref()).map(|_| ())
@@ -106,6 +129,9 @@ fn rollout(
     dc_hz: f64,
     amp_hz: f64,
     n_mn: usize,
+    spike_mode: Option<&str>,
+    generator_mode: Option<&str>,
+    spike_beta: f64,
     grad: bool,
 ) -> myodiff::Result<()> {
     let model: MembraneModel = model.parse()?;
@@ -124,11 +150,18 @@ fn rollout(
         duration_s,
         n_mn,
         n_dd: (n_mn / 2).max(1),
+        spike_beta,
         ..Default::default()
     };
     if grad {
         cfg.spike_mode = SpikeMode::Surrogate;
-        cfg.generator_mode = myodiff::drive::generator::GeneratorMode::Pathwise;
+        cfg.generator_mode = myodiff::drive::generator::GeneratorMode::Expected;
+    }
+    if let Some(m) = spike_mode {
+        cfg.spike_mode = m.parse()?;
+    }
+    if let Some(m) = generator_mode {
+        cfg.generator_mode = m.parse()?;
     }
     let dcs: Vec<f64> = if batch == 1 {
         vec![dc_hz]
