@@ -44,7 +44,7 @@ use crate::emg::noise::{
     N_PARAMS, NoiseConfig, NoiseParams, NoisePsd, NoisePsdModel, PARAM_NAMES, PsdDistance,
     PsdModelOptions, excess_kurtosis, generate, generate_channels, idx,
 };
-use crate::emg::welch::{Average, Welch, WelchConfig, median_in_place, welch_freqs_hz};
+use crate::emg::welch::{Average, Welch, WelchConfig, median_in_place};
 use crate::error::{Error, Result, check};
 use crate::io::recording::{Recording, default_data_path, development_channels};
 use crate::kernel::{Ctx, to_vec_f64};
@@ -759,6 +759,16 @@ fn loglog_slope(freqs: &[f64], psd: &[f64], f_a: f64, f_b: f64) -> f64 {
 ///   ratios `amp_k/amp_1`;
 /// - `common_mode_fraction` = median pairwise correlation of the channels, clamped to [0, 0.99].
 pub fn initial_estimate(data: &RestData, powerline_hz: f64) -> Result<NoiseParams> {
+    initial_estimate_with(data, powerline_hz, None)
+}
+
+/// [`initial_estimate`] with a prebuilt analytic model for the slope inversion (its `n_samples`
+/// must equal the window length; any `nperseg`), which saves building one.
+pub fn initial_estimate_with(
+    data: &RestData,
+    powerline_hz: f64,
+    probe_model: Option<&NoisePsdModel>,
+) -> Result<NoiseParams> {
     let fs = data.fs_hz;
     let n = data.n_samples();
     let l = n.min((4.0 * fs) as usize).max(64).min(n);
@@ -806,12 +816,18 @@ pub fn initial_estimate(data: &RestData, powerline_hz: f64) -> Result<NoiseParam
     let nyq = fs / 2.0;
     let measured = loglog_slope(&freqs, &res_psd, 1.2 * p.peak_hz, 0.9 * nyq);
     if measured.is_finite() {
-        let mut ncfg = NoiseConfig::new(fs, n);
-        ncfg.powerline_hz = 0.0;
         // The probe only needs the smooth broadband shape: a short analytic segment suffices.
-        let lp = l.min(256);
-        let pfreqs = welch_freqs_hz(fs, lp);
-        let model = NoisePsdModel::new(&ncfg, PsdModelOptions::new(lp))?;
+        let own;
+        let model = match probe_model {
+            Some(m) if m.config().n_samples == n => m,
+            _ => {
+                let mut ncfg = NoiseConfig::new(fs, n);
+                ncfg.powerline_hz = 0.0;
+                own = NoisePsdModel::new(&ncfg, PsdModelOptions::new(l.min(256)))?;
+                &own
+            }
+        };
+        let pfreqs = model.freqs_hz();
         let probe = |s: f64| -> Result<f64> {
             let q = NoiseParams {
                 spectral_slope: s,
@@ -954,6 +970,19 @@ impl NoiseObjective {
         free: Vec<usize>,
     ) -> Result<Self> {
         let model = NoisePsdModel::new(cfg, opts)?;
+        Self::from_model(model, target, band_hz, loss, common_mode_weight, base, free)
+    }
+
+    /// As [`NoiseObjective::new`] with a prebuilt analytic model.
+    pub fn from_model(
+        model: NoisePsdModel,
+        target: &RestTarget,
+        band_hz: [f64; 2],
+        loss: LossKind,
+        common_mode_weight: f64,
+        base: &NoiseParams,
+        free: Vec<usize>,
+    ) -> Result<Self> {
         let freqs = model.freqs_hz();
         if freqs.len() != target.freqs_hz.len() {
             return Err(Error::shape(
@@ -1227,9 +1256,21 @@ impl NoiseProblem {
     ) -> Result<Self> {
         spec.validate()?;
         let target = RestTarget::estimate(&data, &spec.estimator)?;
+        let mut config = NoiseConfig::new(data.fs_hz, data.n_samples());
+        config.powerline_hz = spec.model.powerline_hz;
+        if let Some([lo, hi]) = spec.model.drift_band_hz {
+            config.baseline_drift_low_hz = Some(lo);
+            config.baseline_drift_high_hz = hi;
+        }
+        config.validate()?;
+        let opts = PsdModelOptions {
+            nperseg: spec.estimator.nperseg,
+            leakage_half_width_bins: spec.model.leakage_half_width_bins,
+        };
+        let model = NoisePsdModel::new(&config, opts)?;
         let moment = match base {
             Some(b) => b.clone(),
-            None => initial_estimate(&data, spec.model.powerline_hz)?,
+            None => initial_estimate_with(&data, spec.model.powerline_hz, Some(&model))?,
         };
         let mut base = moment.to_vec();
         for (k, v) in &spec.model.fixed {
@@ -1253,23 +1294,11 @@ impl NoiseProblem {
         let params = ParamSet::new(specs)?;
         let base_p = NoiseParams::from_slice(&base)?;
         base_p.validate(data.fs_hz)?;
-        let mut config = NoiseConfig::new(data.fs_hz, data.n_samples());
-        config.powerline_hz = spec.model.powerline_hz;
-        if let Some([lo, hi]) = spec.model.drift_band_hz {
-            config.baseline_drift_low_hz = Some(lo);
-            config.baseline_drift_high_hz = hi;
-        }
-        config.validate()?;
         if base_p.baseline_drift_rms_v > 0.0 || free.contains(&idx::BASELINE_DRIFT_RMS) {
             config.validate_drift_band()?;
         }
-        let opts = PsdModelOptions {
-            nperseg: spec.estimator.nperseg,
-            leakage_half_width_bins: spec.model.leakage_half_width_bins,
-        };
-        let objective = NoiseObjective::new(
-            &config,
-            opts,
+        let objective = NoiseObjective::from_model(
+            model,
             &target,
             spec.objective.band_hz,
             spec.objective.loss,
@@ -1488,7 +1517,11 @@ pub fn run_noise_calibration_on(
     };
     let mut scores = vec![score(&mut problem, "initial (moment-based)", &x0, 0, 0.0)?];
     let t_m = Instant::now();
-    let _ = initial_estimate(&problem.data, spec.model.powerline_hz)?;
+    let _ = initial_estimate_with(
+        &problem.data,
+        spec.model.powerline_hz,
+        Some(problem.objective.model()),
+    )?;
     let moment_s = t_m.elapsed().as_secs_f64();
     scores[0].wall_s = moment_s;
     let mut fits = Vec::new();
