@@ -242,7 +242,9 @@ fn bad_inputs_give_typed_errors() {
     let mut s = vec![0.0; 20 * 3];
     s[13] = f64::NAN;
     match emg.convolve(ctx.tensor(s, [20, 1, 3]), &ctx) {
-        Err(Error::NonFinite { buffer, step, unit, .. }) => {
+        Err(Error::NonFinite {
+            buffer, step, unit, ..
+        }) => {
             assert_eq!((buffer.as_str(), step, unit), ("spikes", 4, 1))
         }
         other => panic!("expected non-finite error, got {other:?}"),

@@ -113,27 +113,26 @@ fn amplitude_decreases_with_depth_and_electrode_distance() {
     let g = grid(5, 7, Differentiation::Monopolar);
     // depth: electrode (2, 3) is right above the units (x = 0)
     let depths = [1e-3, 2e-3, 4e-3, 8e-3, 16e-3];
-    let units: Vec<_> = depths
-        .iter()
-        .map(|&d| unit(d, 0.0, -20e-3, 4.0))
-        .collect();
+    let units: Vec<_> = depths.iter().map(|&d| unit(d, 0.0, -20e-3, 4.0)).collect();
     let tp = MuapTemplates::compute(&g, &units, &model, DT, None).unwrap();
     let ch = 2 * 7 + 3;
     let p2p: Vec<f64> = (0..units.len()).map(|u| tp.peak_to_peak(u, ch)).collect();
+    eprintln!("p2p vs depth {depths:?}: {p2p:?} V");
     for w in p2p.windows(2) {
         assert!(w[1] < w[0], "p2p vs depth not decreasing: {p2p:?}");
     }
     // a shallow unit: plausible surface-MUAP amplitude (200 fibres → tens of µV to mV)
-    assert!(
-        p2p[0] > 1e-5 && p2p[0] < 1e-2,
-        "p2p at 1 mm = {} V",
-        p2p[0]
-    );
+    assert!(p2p[0] > 1e-5 && p2p[0] < 1e-2, "p2p at 1 mm = {} V", p2p[0]);
     // duration grows with depth: RMS width of the squared template
     let width = |u: usize| {
         let x = tp.channel(u, ch);
         let e: f64 = x.iter().map(|v| v * v).sum();
-        let m: f64 = x.iter().enumerate().map(|(k, v)| k as f64 * v * v).sum::<f64>() / e;
+        let m: f64 = x
+            .iter()
+            .enumerate()
+            .map(|(k, v)| k as f64 * v * v)
+            .sum::<f64>()
+            / e;
         (x.iter()
             .enumerate()
             .map(|(k, v)| (k as f64 - m).powi(2) * v * v)
@@ -145,8 +144,12 @@ fn amplitude_decreases_with_depth_and_electrode_distance() {
     // transverse distance: unit at x = x of column 3, electrodes in columns 3, 4, 5, 6 of row 2
     let tp = MuapTemplates::compute(&g, &[unit(4e-3, 0.0, -20e-3, 4.0)], &model, DT, None).unwrap();
     let p: Vec<f64> = (3..7).map(|c| tp.peak_to_peak(0, 2 * 7 + c)).collect();
+    eprintln!("p2p vs transverse distance 0, 8, 16, 24 mm: {p:?} V");
     for w in p.windows(2) {
-        assert!(w[1] < w[0], "p2p vs transverse distance not decreasing: {p:?}");
+        assert!(
+            w[1] < w[0],
+            "p2p vs transverse distance not decreasing: {p:?}"
+        );
     }
     // amplitude scales with the number of fibres (linear)
     let mut big = unit(4e-3, 0.0, -20e-3, 4.0);
@@ -176,7 +179,10 @@ fn xcorr_delay(a: &[f64], b: &[f64], max_lag: usize) -> f64 {
         .fold((0, f64::NEG_INFINITY), |(bi, bv), (i, &v)| {
             if v > bv { (i, v) } else { (bi, bv) }
         });
-    assert!(imax > 0 && imax + 1 < vals.len(), "peak at the lag boundary");
+    assert!(
+        imax > 0 && imax + 1 < vals.len(),
+        "peak at the lag boundary"
+    );
     let (y0, y1, y2) = (vals[imax - 1], vals[imax], vals[imax + 1]);
     lags[imax] as f64 + 0.5 * (y0 - y2) / (y0 - 2.0 * y1 + y2)
 }
@@ -205,6 +211,7 @@ fn conduction_velocity_is_the_inter_channel_delay_along_the_fibres() {
             let d = xcorr_delay(tp.channel(0, ch), tp.channel(0, ch + 1), 60);
             ests.push(8e-3 / (d * DT));
         }
+        eprintln!("cv {cv} m/s: estimates {ests:?}");
         for est in &ests {
             assert!(
                 (est - cv).abs() <= 0.10 * cv,

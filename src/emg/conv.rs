@@ -196,7 +196,13 @@ impl ConvPlan {
 /// Overlap-save. Forward (`adjoint = false`): `x [T, B, U]` → `out[n, b, c] = Σ_u Σ_k
 /// x[n + ℓ − k, b, u] h[u, c, k]`; adjoint: `x [T, B, C]` → `out[n, b, u] = Σ_c Σ_k
 /// x[n − ℓ + k, b, c] h[u, c, k]`.
-fn ols<T: ConvFloat>(plan: &ConvPlan, x: &[T], t_len: usize, batch: usize, adjoint: bool) -> Vec<T> {
+fn ols<T: ConvFloat>(
+    plan: &ConvPlan,
+    x: &[T],
+    t_len: usize,
+    batch: usize,
+    adjoint: bool,
+) -> Vec<T> {
     let (nx, ny) = if adjoint {
         (plan.n_out, plan.n_in)
     } else {
@@ -234,7 +240,11 @@ fn ols<T: ConvFloat>(plan: &ConvPlan, x: &[T], t_len: usize, batch: usize, adjoi
     let fft = planner.plan_fft_forward(l);
     let ifft = planner.plan_fft_inverse(l);
     let mut buf = vec![Complex::new(zero, zero); l];
-    let mut scratch = vec![Complex::new(zero, zero); fft.get_inplace_scratch_len().max(ifft.get_inplace_scratch_len())];
+    let mut scratch = vec![
+        Complex::new(zero, zero);
+        fft.get_inplace_scratch_len()
+            .max(ifft.get_inplace_scratch_len())
+    ];
     for blk0 in (0..n_blocks).step_by(nbc) {
         let blk1 = (blk0 + nbc).min(n_blocks);
         let rows = (blk1 - blk0) * batch;
@@ -285,47 +295,33 @@ fn ols<T: ConvFloat>(plan: &ConvPlan, x: &[T], t_len: usize, batch: usize, adjoi
             }
             sig += 2;
         }
-        // per-bin complex mixing
+        // per-bin complex mixing, bins split across threads
         let mut yr = vec![zero; bins * rows * ny];
         let mut yi = vec![zero; bins * rows * ny];
-        for f in 0..bins {
-            let a_r = ArrayView2::from_shape((rows, nx), &xr[f * rows * nx..(f + 1) * rows * nx])
-                .expect("shape");
-            let a_i = ArrayView2::from_shape((rows, nx), &xi[f * rows * nx..(f + 1) * rows * nx])
-                .expect("shape");
-            let hsz = plan.n_in * plan.n_out;
-            let h_r = ArrayView2::from_shape(
-                (plan.n_in, plan.n_out),
-                &sp.re[f * hsz..(f + 1) * hsz],
-            )
-            .expect("shape");
-            let h_i = ArrayView2::from_shape(
-                (plan.n_in, plan.n_out),
-                &sp.im[f * hsz..(f + 1) * hsz],
-            )
-            .expect("shape");
-            let (yr_f, yi_f) = (
-                &mut yr[f * rows * ny..(f + 1) * rows * ny],
-                &mut yi[f * rows * ny..(f + 1) * rows * ny],
-            );
-            let mut c_r = ArrayViewMut2::from_shape((rows, ny), yr_f).expect("shape");
-            let one = T::one();
-            if adjoint {
-                // Y = X · conj(H)ᵀ: Yr = Xr Hrᵀ + Xi Hiᵀ, Yi = Xi Hrᵀ − Xr Hiᵀ
-                general_mat_mul(one, &a_r, &h_r.t(), zero, &mut c_r);
-                general_mat_mul(one, &a_i, &h_i.t(), one, &mut c_r);
-                let mut c_i = ArrayViewMut2::from_shape((rows, ny), yi_f).expect("shape");
-                general_mat_mul(one, &a_i, &h_r.t(), zero, &mut c_i);
-                general_mat_mul(-one, &a_r, &h_i.t(), one, &mut c_i);
-            } else {
-                // Y = X · H: Yr = Xr Hr − Xi Hi, Yi = Xr Hi + Xi Hr
-                general_mat_mul(one, &a_r, &h_r, zero, &mut c_r);
-                general_mat_mul(-one, &a_i, &h_i, one, &mut c_r);
-                let mut c_i = ArrayViewMut2::from_shape((rows, ny), yi_f).expect("shape");
-                general_mat_mul(one, &a_r, &h_i, zero, &mut c_i);
-                general_mat_mul(one, &a_i, &h_r, one, &mut c_i);
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, bins);
+        let per = bins.div_ceil(threads);
+        let (xr, xi) = (&xr, &xi);
+        std::thread::scope(|sc| {
+            for (ti, (yr_t, yi_t)) in yr
+                .chunks_mut(per * rows * ny)
+                .zip(yi.chunks_mut(per * rows * ny))
+                .enumerate()
+            {
+                sc.spawn(move || {
+                    let f0 = ti * per;
+                    for (df, (yr_f, yi_f)) in yr_t
+                        .chunks_mut(rows * ny)
+                        .zip(yi_t.chunks_mut(rows * ny))
+                        .enumerate()
+                    {
+                        mix_bin(plan, sp, f0 + df, xr, xi, rows, nx, ny, adjoint, yr_f, yi_f);
+                    }
+                });
             }
-        }
+        });
         // inverse FFTs, two real outputs per complex transform
         let n_sig = rows * ny;
         let mut sig = 0;
@@ -371,6 +367,49 @@ fn ols<T: ConvFloat>(plan: &ConvPlan, x: &[T], t_len: usize, batch: usize, adjoi
         }
     }
     out
+}
+
+/// One frequency bin of the channel mixing: `Y_f = X_f · H_f` (forward) or `X_f · conj(H_f)ᵀ`
+/// (adjoint), complex, as four real GEMMs.
+#[allow(clippy::too_many_arguments)]
+fn mix_bin<T: ConvFloat>(
+    plan: &ConvPlan,
+    sp: &Spectra<T>,
+    f: usize,
+    xr: &[T],
+    xi: &[T],
+    rows: usize,
+    nx: usize,
+    ny: usize,
+    adjoint: bool,
+    yr_f: &mut [T],
+    yi_f: &mut [T],
+) {
+    let (zero, one) = (T::zero(), T::one());
+    let a_r =
+        ArrayView2::from_shape((rows, nx), &xr[f * rows * nx..(f + 1) * rows * nx]).expect("shape");
+    let a_i =
+        ArrayView2::from_shape((rows, nx), &xi[f * rows * nx..(f + 1) * rows * nx]).expect("shape");
+    let hsz = plan.n_in * plan.n_out;
+    let h_r = ArrayView2::from_shape((plan.n_in, plan.n_out), &sp.re[f * hsz..(f + 1) * hsz])
+        .expect("shape");
+    let h_i = ArrayView2::from_shape((plan.n_in, plan.n_out), &sp.im[f * hsz..(f + 1) * hsz])
+        .expect("shape");
+    let mut c_r = ArrayViewMut2::from_shape((rows, ny), yr_f).expect("shape");
+    let mut c_i = ArrayViewMut2::from_shape((rows, ny), yi_f).expect("shape");
+    if adjoint {
+        // Y = X · conj(H)ᵀ: Yr = Xr Hrᵀ + Xi Hiᵀ, Yi = Xi Hrᵀ − Xr Hiᵀ
+        general_mat_mul(one, &a_r, &h_r.t(), zero, &mut c_r);
+        general_mat_mul(one, &a_i, &h_i.t(), one, &mut c_r);
+        general_mat_mul(one, &a_i, &h_r.t(), zero, &mut c_i);
+        general_mat_mul(-one, &a_r, &h_i.t(), one, &mut c_i);
+    } else {
+        // Y = X · H: Yr = Xr Hr − Xi Hi, Yi = Xr Hi + Xi Hr
+        general_mat_mul(one, &a_r, &h_r, zero, &mut c_r);
+        general_mat_mul(-one, &a_i, &h_i, one, &mut c_r);
+        general_mat_mul(one, &a_r, &h_i, zero, &mut c_i);
+        general_mat_mul(one, &a_i, &h_r, one, &mut c_i);
+    }
 }
 
 /// Static settings of one `muap_conv` call (the frozen kernels and their spectra).
@@ -498,7 +537,8 @@ pub fn conv1d_reference(s: Tensor<3>, kernels: Tensor<3>, lead: usize) -> Result
     let x = s.permute([1, 2, 0]); // [B, U, T]
     // conv1d is a cross-correlation: out[c, n] = Σ_u Σ_j w[c, u, j] x[u, n + j − p_left]
     let w = kernels.permute([1, 0, 2]).flip([2]); // [C, U, K], w[j] = h[K−1−j]
-    let opts = burn::tensor::ops::ConvOptions::new_with_padding([1], [(k - 1 - lead, lead)], [1], 1);
+    let opts =
+        burn::tensor::ops::ConvOptions::new_with_padding([1], [(k - 1 - lead, lead)], [1], 1);
     let y = burn::tensor::module::conv1d(x, w, None, opts); // [B, C, T]
     debug_assert_eq!(y.dims()[2], t);
     let _ = c;
