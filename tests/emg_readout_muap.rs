@@ -316,7 +316,9 @@ fn bad_geometry_gives_typed_errors() {
     let mut u = unit(3e-3, 0.0, 0.0, 4.0);
     u.depth_m = f64::NAN;
     assert_eq!(
-        field_of(MuapTemplates::compute(&g, &[u.clone()], &model, DT, None).unwrap_err()),
+        field_of(
+            MuapTemplates::compute(&g, std::slice::from_ref(&u), &model, DT, None).unwrap_err()
+        ),
         "units[0].depth_m"
     );
     assert_eq!(
@@ -325,7 +327,9 @@ fn bad_geometry_gives_typed_errors() {
     );
     let u = unit(3e-3, 0.0, 0.0, 4.0);
     assert_eq!(
-        field_of(MuapTemplates::compute(&g, &[u.clone()], &model, 0.0, None).unwrap_err()),
+        field_of(
+            MuapTemplates::compute(&g, std::slice::from_ref(&u), &model, 0.0, None).unwrap_err()
+        ),
         "dt_s"
     );
     let mut bad = model.clone();
