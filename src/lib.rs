@@ -6,6 +6,7 @@
 //!
 //! Layers: [`kernel`] (no physiology), then the physiological stages.
 
+pub mod calibrate;
 pub mod drive;
 pub mod emg;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod gradcheck;
 pub mod io;
 pub mod kernel;
 pub mod muscle;
+pub mod network;
 pub mod neuron;
 
 pub use error::{Error, Result};

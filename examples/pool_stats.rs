@@ -1,0 +1,56 @@
+//! Faithful pool under constant Poisson drive vs MyoGen's pool statistics (fixture 3).
+//! `cargo run --release --example pool_stats -- [dc_hz] [duration_s]`
+use myodiff::drive::rate::{DriveParams, NoiseKind};
+use myodiff::kernel::{Ctx, ExecPath, to_vec_f64};
+use myodiff::muscle::force::GainMode;
+use myodiff::network::{MYOGEN_WEIGHT_S, MembraneModel, MuscleParams, NetworkConfig, build};
+
+fn main() -> myodiff::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let dc: f64 = args.get(1).map(|s| s.parse().unwrap()).unwrap_or(40.0);
+    let dur: f64 = args.get(2).map(|s| s.parse().unwrap()).unwrap_or(2.0);
+    let path = if args.get(3).map(|s| s == "fused").unwrap_or(false) {
+        ExecPath::Fused
+    } else {
+        ExecPath::Tape
+    };
+    let ctx = Ctx::cpu();
+    let cfg = NetworkConfig {
+        model: MembraneModel::Faithful,
+        duration_s: dur,
+        drive_noise: NoiseKind::Rectified,
+        gain: GainMode::MyogenCompat,
+        ..Default::default()
+    };
+    let drive = DriveParams::constant(&ctx, dc);
+    let muscle = MuscleParams::from_config(&cfg, &ctx)?;
+    let t0 = std::time::Instant::now();
+    let mut sim = build(
+        &cfg,
+        &ctx,
+        1,
+        drive,
+        ctx.tensor(vec![MYOGEN_WEIGHT_S], [1, 1]),
+        &muscle,
+    )?;
+    let r = sim.run_path(path)?;
+    let el = t0.elapsed().as_secs_f64();
+    let res = r.result(0)?;
+    let active = res.spike_times_s.iter().filter(|s| s.len() > 1).count();
+    let rates: Vec<f64> = res
+        .spike_times_s
+        .iter()
+        .filter(|s| s.len() >= 2)
+        .map(|s| (s.len() - 1) as f64 / (s[s.len() - 1] - s[0]))
+        .filter(|r| *r >= 0.5)
+        .collect();
+    let mean = rates.iter().sum::<f64>() / rates.len().max(1) as f64;
+    let f = to_vec_f64(r.trace("force_n")?);
+    let half = f.len() / 2;
+    let fmean = f[half..].iter().sum::<f64>() / (f.len() - half) as f64;
+    println!(
+        "dc {dc} Hz, {dur} s, {path:?}: {el:.2} s wall; active(>1 spike) {active}; FR mean {mean:.2} Hz (n {}); force mean 2nd half {fmean:.3} (raw units)",
+        rates.len()
+    );
+    Ok(())
+}

@@ -1,0 +1,264 @@
+//! The assembled network: descending drive → Poisson/gamma inputs → synapses → motor-neuron pool
+//! → twitch force, at MyoGen's Watanabe sizes by default (800 motor neurons, 400 inputs,
+//! p = 0.3, w = 0.05 µS, dt = 0.1 ms). One builder serves both membrane models and both
+//! execution paths; the batch axis carries candidate parameter sets.
+//!
+//! Units at this API: s, Hz, S (siemens), N.
+
+use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+
+use crate::drive::generator::{
+    GeneratorMode, InputPopulation, InputPopulationConfig, SpikeProcess,
+};
+use crate::drive::rate::{DriveNoise, DriveParams, DriveRate, NoiseKind, RateClip};
+use crate::drive::synapse::{ConnectivityRule, Synapse, SynapseConfig, SynapseKinetics};
+use crate::error::{Error, Result, check};
+use crate::kernel::{Ctx, Simulation};
+use crate::muscle::force::{GainMode, TwitchForce};
+use crate::muscle::twitch::fuglevand_twitches;
+use crate::neuron::nerlab::NerlabPool;
+use crate::neuron::nerlab_params::{NerlabConstants, NerlabParams};
+use crate::neuron::recruitment::{RecruitmentMode, RecruitmentThresholds};
+use crate::neuron::spike::SpikeMode;
+
+/// Which membrane model the pool uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MembraneModel {
+    /// MyoGen's NERLab two-compartment conductance-based motoneuron (matches MyoGen unit by unit).
+    Faithful,
+    /// The reduced leaky integrate-and-fire pool with AHP, calibrated against the faithful model.
+    #[default]
+    Fast,
+}
+
+impl std::str::FromStr for MembraneModel {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "faithful" | "nerlab" => Ok(Self::Faithful),
+            "fast" | "lif" => Ok(Self::Fast),
+            _ => Err(Error::invalid("model", s, "faithful or fast")),
+        }
+    }
+}
+
+/// Everything fixed about a network (sizes, seeds, modes); the differentiable parameters are
+/// passed separately as tensors ([`DriveParams`], [`MuscleParams`], the synaptic weight).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Number of motor neurons.
+    pub n_mn: usize,
+    /// Number of descending-drive input neurons.
+    pub n_dd: usize,
+    /// Connection probability DD → MN.
+    pub p_connect: f64,
+    /// Recruitment range RR (ratio of largest to smallest threshold).
+    pub recruitment_range: f64,
+    /// De Luca slope of the recruitment thresholds.
+    pub deluca_slope: f64,
+    /// Recruitment-threshold law.
+    pub recruitment_mode: RecruitmentMode,
+    /// Time step (s).
+    pub dt_s: f64,
+    /// Duration (s).
+    pub duration_s: f64,
+    /// Membrane model.
+    pub model: MembraneModel,
+    /// Spike mode of the motor neurons.
+    pub spike_mode: SpikeMode,
+    /// Mode of the input generators.
+    pub generator_mode: GeneratorMode,
+    /// Poisson or gamma inputs.
+    pub process: SpikeProcess,
+    /// Distribution of the per-step drive noise.
+    pub drive_noise: NoiseKind,
+    /// How negative drive rates are clipped.
+    pub rate_clip: RateClip,
+    /// Synaptic kinetics.
+    pub kinetics: SynapseKinetics,
+    /// Transmission delay DD → MN (s).
+    pub synaptic_delay_s: f64,
+    /// Twitch gain law.
+    pub gain: GainMode,
+    /// Longest contraction time T_L (s).
+    pub t_l_s: f64,
+    /// Contraction-time range RT (> 1).
+    pub contraction_time_range: f64,
+    /// Force per unit of peak twitch amplitude (N).
+    pub f0_n: f64,
+    /// Apply the axonal conduction delays (0.6 m / cv, 9–12 ms) to the force.
+    pub axonal_delays: bool,
+    /// Seed of the network (connectivity), inputs and noise: fixed across evaluations (common
+    /// random numbers).
+    pub seed: u64,
+}
+
+impl Default for NetworkConfig {
+    /// MyoGen's Watanabe setup (fast model, hard spikes, Fuglevand gain, 5 s).
+    fn default() -> Self {
+        Self {
+            n_mn: 800,
+            n_dd: 400,
+            p_connect: 0.3,
+            recruitment_range: 100.0,
+            deluca_slope: 5.0,
+            recruitment_mode: RecruitmentMode::Combined,
+            dt_s: 1e-4,
+            duration_s: 5.0,
+            model: MembraneModel::Fast,
+            spike_mode: SpikeMode::Hard,
+            generator_mode: GeneratorMode::Hard,
+            process: SpikeProcess::Poisson,
+            drive_noise: NoiseKind::Gaussian,
+            rate_clip: RateClip::default(),
+            kinetics: SynapseKinetics::default(),
+            synaptic_delay_s: 1e-3,
+            gain: GainMode::Fuglevand,
+            t_l_s: 0.09,
+            contraction_time_range: 3.0,
+            f0_n: 1.0,
+            axonal_delays: true,
+            seed: 42,
+        }
+    }
+}
+
+/// MyoGen's synaptic weight DD → MN, 0.05 µS.
+pub const MYOGEN_WEIGHT_S: f64 = 5e-8;
+
+impl NetworkConfig {
+    /// Number of steps `round(duration / dt)`.
+    pub fn n_steps(&self) -> usize {
+        (self.duration_s / self.dt_s).round() as usize
+    }
+
+    /// Checks every field (typed errors naming it).
+    pub fn validate(&self) -> Result<()> {
+        check::count_at_least("n_mn", self.n_mn, 2)?;
+        check::count_at_least("n_dd", self.n_dd, 1)?;
+        check::in_range("p_connect", self.p_connect, 0.0, 1.0)?;
+        check::positive("dt_s", self.dt_s)?;
+        check::positive("duration_s", self.duration_s)?;
+        if self.n_steps() == 0 {
+            return Err(Error::invalid(
+                "duration_s",
+                self.duration_s,
+                format!(">= dt_s = {}", self.dt_s),
+            ));
+        }
+        check::positive("t_l_s", self.t_l_s)?;
+        if self.contraction_time_range.is_nan() || self.contraction_time_range <= 1.0 {
+            return Err(Error::invalid(
+                "contraction_time_range",
+                self.contraction_time_range,
+                "> 1",
+            ));
+        }
+        check::non_negative("f0_n", self.f0_n)?;
+        check::non_negative("synaptic_delay_s", self.synaptic_delay_s)?;
+        Ok(())
+    }
+
+    /// Recruitment thresholds of the pool.
+    pub fn thresholds(&self) -> Result<RecruitmentThresholds> {
+        RecruitmentThresholds::new(
+            self.n_mn,
+            self.recruitment_range,
+            self.deluca_slope,
+            1.0,
+            self.recruitment_mode,
+        )
+    }
+}
+
+/// Differentiable muscle parameters, each `[batch or 1, 1]`.
+#[derive(Clone, Debug)]
+pub struct MuscleParams {
+    /// Peak-twitch range RP (> 1).
+    pub rp: Tensor<2>,
+    /// Longest contraction time T_L (s).
+    pub t_l_s: Tensor<2>,
+    /// Contraction-time range RT (> 1).
+    pub rt: Tensor<2>,
+    /// Force per unit of peak twitch amplitude (N).
+    pub f0_n: Tensor<2>,
+}
+
+impl MuscleParams {
+    /// MyoGen's values: RP = rt_N / rt_1 of the pool, T_L and RT and F0 from the config.
+    pub fn from_config(cfg: &NetworkConfig, ctx: &Ctx) -> Result<Self> {
+        let rt = cfg.thresholds()?;
+        let rp = rt.rt[rt.rt.len() - 1] / rt.rt[0];
+        Ok(Self {
+            rp: ctx.tensor(vec![rp], [1, 1]),
+            t_l_s: ctx.tensor(vec![cfg.t_l_s], [1, 1]),
+            rt: ctx.tensor(vec![cfg.contraction_time_range], [1, 1]),
+            f0_n: ctx.tensor(vec![cfg.f0_n], [1, 1]),
+        })
+    }
+}
+
+/// Builds the lockstep simulation: `drive_rate` → `inputs` → `synapse` → pool → `twitch_force`.
+///
+/// `weight_s` is the synaptic weight (S), `[batch or 1, 1]` (differentiable).
+pub fn build(
+    cfg: &NetworkConfig,
+    ctx: &Ctx,
+    batch: usize,
+    drive: DriveParams,
+    weight_s: Tensor<2>,
+    muscle: &MuscleParams,
+) -> Result<Simulation> {
+    cfg.validate()?;
+    drive.validate(batch)?;
+    let n_steps = cfg.n_steps();
+    let mut sim = Simulation::new(ctx.clone(), batch, cfg.dt_s, n_steps)?;
+    let noise = DriveNoise {
+        seed: cfg.seed,
+        kind: cfg.drive_noise,
+        shared_across_batch: true,
+    };
+    sim.add_stage(DriveRate::new(drive, noise, cfg.rate_clip));
+    sim.add_stage(InputPopulation::new(InputPopulationConfig {
+        n_dd: cfg.n_dd,
+        process: cfg.process,
+        mode: cfg.generator_mode,
+        seed: cfg.seed.wrapping_add(1),
+        ..Default::default()
+    })?);
+    sim.add_stage(Synapse::new(
+        SynapseConfig {
+            n_dd: cfg.n_dd,
+            n_mn: cfg.n_mn,
+            rule: ConnectivityRule::Bernoulli { p: cfg.p_connect },
+            seed: cfg.seed.wrapping_add(2),
+            kinetics: cfg.kinetics,
+            delay_s: cfg.synaptic_delay_s,
+        },
+        weight_s,
+    )?);
+    let rt = cfg.thresholds()?;
+    let params = NerlabParams::from_thresholds(&rt.rt, NerlabConstants::default())?;
+    let delays = params.axon_delay_s.clone();
+    match cfg.model {
+        MembraneModel::Faithful => {
+            sim.add_stage(NerlabPool::from_recruitment(ctx, &rt, cfg.spike_mode)?);
+        }
+        MembraneModel::Fast => {
+            return Err(Error::config(
+                "model",
+                "the fast model is not available yet",
+            ));
+        }
+    }
+    let tw = fuglevand_twitches(&muscle.rp, &muscle.t_l_s, &muscle.rt, cfg.n_mn)?;
+    let mut force = TwitchForce::new(tw, muscle.f0_n.clone())?.with_gain(cfg.gain);
+    if cfg.axonal_delays {
+        force = force.with_delays_s(delays)?;
+    }
+    sim.add_stage(force);
+    Ok(sim)
+}
