@@ -262,6 +262,15 @@ fn gr08mm1305_reuses_the_recording_geometry() {
     let rec = myodiff::io::recording::ElectrodeGrid::gr08mm1305();
     assert_eq!((g.rows, g.cols, g.ied_m), (rec.rows, rec.cols, rec.ied_m));
     assert_eq!(g.n_outputs(), 65);
+    let u = PoolGeometry::default().units(2, 0).unwrap();
+    let tp = MuapTemplates::compute(&g, &u, &MuapModel::default(), DT, Some(40)).unwrap();
+    let t = tp.to_tensor(&Ctx::cpu().f64());
+    assert_eq!(t.dims(), [2, 13, 5, 40]);
+    let v = to_vec_f64(t);
+    assert_eq!(
+        &v[(65 + 2 * 5 + 3) * 40..(65 + 2 * 5 + 4) * 40],
+        tp.channel(1, 2 * 5 + 3)
+    );
     assert_eq!(g.recording_channel(0, 0), None);
     assert_eq!(g.recording_channel(1, 0), Some(0));
     let (z0, _) = g.electrode_zx_m(0, 0);

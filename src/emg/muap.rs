@@ -557,11 +557,11 @@ impl MuapTemplates {
         mx - mn
     }
 
-    /// As a tensor `[n_units, rows·cols, n_taps]` (V).
-    pub fn to_tensor(&self, ctx: &Ctx) -> Tensor<3> {
+    /// As a tensor `[n_units, rows, cols, n_taps]` (V).
+    pub fn to_tensor(&self, ctx: &Ctx) -> Tensor<4> {
         ctx.tensor(
             self.data.clone(),
-            [self.n_units, self.n_channels(), self.n_taps],
+            [self.n_units, self.rows, self.cols, self.n_taps],
         )
     }
 }
