@@ -165,6 +165,10 @@ fn gradient_of_emg_energy_wrt_rate_spikes_matches_finite_differences() {
             let h = vec![1e-3; s0.len()];
             let num = central_differences(&mut f, &s0, &h).unwrap();
             let gc = GradCheck::compare(g, num).unwrap();
+            eprintln!(
+                "{align:?} {method:?}: rel err {:.2e}, cosine {:.12}",
+                gc.max_rel_err, gc.cosine
+            );
             gc.check(1e-4, 0.9999)
                 .unwrap_or_else(|e| panic!("{align:?} {method:?}: {e}"));
             // the check can fail: a wrong gradient (scaled by 1.001) is rejected
@@ -358,6 +362,7 @@ fn gradient_flows_from_emg_back_to_the_drive_in_a_rollout() {
     };
     let num = central_differences(&mut f, &[g0], &[1e-5]).unwrap();
     let gc = GradCheck::compare(g, num).unwrap();
+    eprintln!("rollout d E/d gain: rel err {:.2e}", gc.max_rel_err);
     gc.check(1e-4, 0.9999).unwrap();
     assert!(gc.analytic[0].abs() > 0.0);
     // surrogate mode: hard forward, finite non-zero surrogate gradient
