@@ -5,6 +5,7 @@ pub mod noise;
 pub mod objective;
 pub mod optimize;
 pub mod params;
+pub mod watanabe;
 
 pub use objective::{Evaluation, Objective, Tracked};
 pub use optimize::{FitReport, Method, minimize};

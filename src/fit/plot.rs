@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 
 static FONT: Once = Once::new();
 
-fn register_font() {
+pub(crate) fn register_font() {
     FONT.call_once(|| {
         let bytes: &'static [u8] = include_bytes!("../../assets/DejaVuSans.ttf");
         // The embedded font is known-good; a failure would only lose the labels.
