@@ -18,7 +18,9 @@ fn main() {
     match myodiff::fit::watanabe::run_watanabe_calibration(&spec, &out) {
         Ok(summary) => {
             println!("{}\n", summary.description);
-            println!("| method | dc (Hz) | |error| | evaluations | gradients | rollouts | wall (s) | end to end (s) |");
+            println!(
+                "| method | dc (Hz) | |error| | evaluations | gradients | rollouts | wall (s) | end to end (s) |"
+            );
             println!("|---|---|---|---|---|---|---|---|");
             if let Some(ms) = summary.extra.get("methods").and_then(|m| m.as_array()) {
                 for m in ms {

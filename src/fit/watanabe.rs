@@ -480,12 +480,7 @@ impl WatanabeModel {
             drive.dc_hz = ctx.tensor(chunk.to_vec(), [b, 1]);
             let f = self.run_batch(cfg, drive, b, &ctx)?;
             let n = f.dims()[0];
-            out.extend(second_half_means(
-                &to_vec_f64(f),
-                n,
-                b,
-                self.normalisation,
-            ));
+            out.extend(second_half_means(&to_vec_f64(f), n, b, self.normalisation));
         }
         Ok(out)
     }
@@ -586,7 +581,8 @@ impl Objective for WatanabeObjective<'_> {
     fn values(&mut self, xs: &[Vec<f64>]) -> Result<Vec<f64>> {
         let dcs: Vec<f64> = xs.iter().map(|x| x[0]).collect();
         let f = self.model.mean_forces(&dcs)?;
-        self.evaluated.extend(dcs.iter().copied().zip(f.iter().copied()));
+        self.evaluated
+            .extend(dcs.iter().copied().zip(f.iter().copied()));
         Ok(f.iter()
             .map(|v| (v - self.f_ref).abs() / self.f_ref)
             .collect())
