@@ -19,8 +19,9 @@
 //! - `newton_fd`: safeguarded Newton on the residual `F̄(dc) − F_ref` whose slope is a *batched
 //!   central difference* — one rollout of the batch `{dc − h, dc, dc + h}` (the batch axis as the
 //!   derivative device; this is NOT autodiff);
-//! - `secant`: the same safeguarded root-finder with the slope from one batched central
-//!   difference at the start and secant slopes from consecutive hard evaluations afterwards;
+//! - `secant`: the same safeguarded root-finder with the slope from one batched forward
+//!   difference `{dc, dc + h}` at the start and secant slopes from consecutive hard evaluations
+//!   afterwards;
 //! - `newton_autodiff`: the slope model is the EXACT autodiff derivative of the smooth
 //!   (`spike_mode = rate`) network at the current iterate (one smooth forward + backward), applied
 //!   to the hard objective, with a bracket (bisection) safeguard;
@@ -198,7 +199,7 @@ pub enum WatanabeMethod {
         /// Stop when `L ≤ tol`.
         tol: f64,
     },
-    /// Safeguarded secant: first slope from one batched central difference, then secant slopes.
+    /// Safeguarded secant: first slope from one batched forward difference, then secant slopes.
     Secant {
         /// Loss evaluations.
         budget: usize,
@@ -673,7 +674,7 @@ pub enum SlopeSource {
         /// Step (Hz).
         h_hz: f64,
     },
-    /// One batched central difference at the start, then secant slopes.
+    /// One batched forward difference `{dc, dc + h}` at the start, then secant slopes.
     Secant {
         /// Step (Hz).
         h_hz: f64,
@@ -722,21 +723,44 @@ pub fn root_find(
                 for (xi, fi) in xs.iter().zip(&fs) {
                     evaluated.push((*xi, *fi));
                     rec.record(*xi, loss(*fi), false);
+                    if *fi < f_ref {
+                        a = a.max(*xi);
+                    } else {
+                        b = b.min(*xi);
+                    }
+                }
+                if fs.iter().any(|f| loss(*f) <= tol) {
+                    stop = format!("converged (L ≤ {tol})");
+                    break;
                 }
                 (fs[1], (fs[2] - fs[0]) / (2.0 * h_hz))
             }
             SlopeSource::Secant { h_hz } => match prev {
                 None => {
-                    if rec.evaluations + 3 > budget {
+                    // One batched forward difference {dc, dc + h} (or {dc, dc − h} at the
+                    // upper bound).
+                    if rec.evaluations + 2 > budget {
                         break;
                     }
-                    let xs = [x - h_hz, x, x + h_hz];
+                    let x2 = if x + h_hz <= hi { x + h_hz } else { x - h_hz };
+                    let xs = [x, x2];
                     let fs = model.mean_forces(&xs)?;
                     for (xi, fi) in xs.iter().zip(&fs) {
                         evaluated.push((*xi, *fi));
                         rec.record(*xi, loss(*fi), false);
                     }
-                    (fs[1], (fs[2] - fs[0]) / (2.0 * h_hz))
+                    if loss(fs[1]) < loss(fs[0]) {
+                        // Continue from the better of the two.
+                        x = x2;
+                    }
+                    let (f_other, x_other) = if x == x2 { (fs[0], xs[0]) } else { (fs[1], x2) };
+                    let f_here = if x == x2 { fs[1] } else { fs[0] };
+                    if f_other < f_ref {
+                        a = a.max(x_other);
+                    } else {
+                        b = b.min(x_other);
+                    }
+                    (f_here, (fs[1] - fs[0]) / (x2 - xs[0]))
                 }
                 Some((xp, fp)) => {
                     if rec.evaluations >= budget {
@@ -783,7 +807,7 @@ pub fn root_find(
         };
         iter_note.push(format!("{x:.3}→{next:.3} ({kind}, slope {s:.3} N/Hz)"));
         prev = Some((x, f));
-        if (b - a).abs() < 1e-6 {
+        if (b - a).abs() < 1e-6 || a >= b {
             stop = "bracket collapsed".into();
             break;
         }
