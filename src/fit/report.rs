@@ -106,7 +106,7 @@ pub fn write_report(dir: &Path, summary: &RunSummary) -> Result<Vec<PathBuf>> {
             .names
             .iter()
             .zip(&f.x_best)
-            .map(|(n, v)| format!("{n} = {v:.6}"))
+            .map(|(n, v)| format!("{n} = {}", fmt_value(*v)))
             .collect();
         md.push_str(&format!(
             "| {} | {:.6e} | {} | {} | {:.3} | {} | {} |\n",
