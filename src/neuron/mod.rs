@@ -1,6 +1,7 @@
 //! Motor-neuron pool: recruitment thresholds, membrane models, spike functions.
 
 pub mod nerlab;
+pub mod nerlab_fused;
 pub mod nerlab_params;
 pub mod recruitment;
 pub mod spike;
