@@ -70,7 +70,7 @@ use burn::backend::{
 use burn::tensor::{DType, Tensor, TensorData};
 
 use crate::error::{Error, Result};
-use crate::neuron::spike::{SpikeMode, surrogate_slope};
+use crate::neuron::spike::SpikeMode;
 
 /// Rows of the coefficient tensor `[N_COEF, B, N]` of [`nerlab_scan`] (NEURON units).
 pub mod row {
@@ -884,16 +884,23 @@ fn forward_host<R: Real, const FAST: bool, const RATE: bool>(
 // ================================================================================================
 // adjoint
 
-/// `vtrap(x, y)` and `d vtrap/dx` in f64 (the tape's branches: series below |x/y| < 1e-3).
+/// `vtrap(x, y)` and `d vtrap/dx` in f64, branch-free (the tape's branches: series below
+/// `|x/y| < 1e-3`).
 #[inline(always)]
 fn vtrap_d(x: f64, y: f64) -> (f64, f64) {
-    let z = x / y;
-    if z.abs() < 1e-3 {
-        (((z / 12.0 - 0.5) * z + 1.0) * y, z / 6.0 - 0.5)
+    let z = x * (1.0 / y);
+    let small = z.abs() < 1e-3;
+    let zs = if small { 1.0 } else { z };
+    let e = exp_f64(zs);
+    let em1 = e - 1.0;
+    let v_direct = zs / em1 * y;
+    let d_direct = 1.0 / em1 - zs * e / (em1 * em1);
+    let v_series = ((z * (1.0 / 12.0) - 0.5) * z + 1.0) * y;
+    let d_series = z * (1.0 / 6.0) - 0.5;
+    if small {
+        (v_series, d_series)
     } else {
-        let e = exp_f64(z);
-        let em1 = e - 1.0;
-        (z / em1 * y, 1.0 / em1 - z * e / (em1 * em1))
+        (v_direct, d_direct)
     }
 }
 
@@ -902,43 +909,35 @@ fn vtrap_d(x: f64, y: f64) -> (f64, f64) {
 fn rates_d(v2: f64) -> ([[f64; 4]; 4], [f64; 2]) {
     let (am, dam) = vtrap_d(15.0 - v2, 4.0);
     let (bm, dbm) = vtrap_d(v2 - 40.0, 5.0);
-    let ah = exp_f64((17.0 - v2) / 18.0) * 0.928;
-    let qh = 1.0 / (exp_f64((40.0 - v2) / 5.0) + 1.0);
+    let ah = exp_f64((17.0 - v2) * (1.0 / 18.0)) * 0.928;
+    let qh = 1.0 / (exp_f64((40.0 - v2) * 0.2) + 1.0);
     let (ap, dap) = vtrap_d(5.0 - v2, 4.0);
     let (bp, dbp) = vtrap_d(v2 - 30.0, 5.0);
     let (an, dan) = vtrap_d(15.0 - v2, 7.0);
-    let bn = exp_f64((10.0 - v2) / 40.0) * 2.0;
-    let qr = 1.0 / (exp_f64((55.0 - v2) / 4.0) + 1.0);
+    let bn = exp_f64((10.0 - v2) * (1.0 / 40.0)) * 2.0;
+    let qr = 1.0 / (exp_f64((55.0 - v2) * 0.25) + 1.0);
     (
         [
             [am * 0.64, bm * 0.56, -dam * 0.64, dbm * 0.56],
-            [ah, qh * 9.0, -ah / 18.0, 9.0 * qh * (1.0 - qh) / 5.0],
+            [
+                ah,
+                qh * 9.0,
+                -ah * (1.0 / 18.0),
+                9.0 * qh * (1.0 - qh) * 0.2,
+            ],
             [ap * 0.64, bp * 0.56, -dap * 0.64, dbp * 0.56],
-            [an * 0.08, bn, -dan * 0.08, -bn / 40.0],
+            [an * 0.08, bn, -dan * 0.08, -bn * (1.0 / 40.0)],
         ],
-        [qr * 3.5, 3.5 * qr * (1.0 - qr) / 4.0],
+        [qr * 3.5, 3.5 * qr * (1.0 - qr) * 0.25],
     )
 }
 
-/// `σ(x)` in f64.
+/// `σ(x)` in f64, branch-free.
 #[inline(always)]
 fn sig64(x: f64) -> f64 {
-    if x >= 0.0 {
-        1.0 / (1.0 + exp_f64(-x))
-    } else {
-        let e = exp_f64(x);
-        e / (1.0 + e)
-    }
-}
-
-/// Incoming gradients and outputs of one adjoint step.
-struct AdjIn<'a> {
-    s: &'a [f64; N_STATE],
-    s1: &'a [f64; N_STATE],
-    c: &'a [f64; N_COEF],
-    gsyn: f64,
-    gspk: f64,
-    gv: f64,
+    let e = exp_f64(-x.abs());
+    let r = 1.0 / (1.0 + e);
+    if x >= 0.0 { r } else { e * r }
 }
 
 /// Constants of the adjoint (f64).
@@ -948,65 +947,74 @@ struct AdjK {
     rev: [f64; 6],
     esyn: f64,
     beta: f64,
-    mode: SpikeMode,
 }
 
-/// One step of the adjoint for one unit: updates `lam` (adjoint of the state after the step →
-/// before it) and the coefficient gradients `gc`; returns `∂L/∂g_syn` (µS) of the step.
+/// Spike-gradient modes of the adjoint (const generic): hard, surrogate, rate.
+const M_HARD: u8 = 0;
+const M_SURR: u8 = 1;
+const M_RATE: u8 = 2;
+
+/// One step of the adjoint for one unit (module docs): from the pre-step state `s`, the new
+/// voltages `(vs1, vd1)`, the coefficients `c`, the step's synaptic conductance (µS) and the
+/// incoming gradients of its spike and voltage outputs, maps the adjoint `lam` of the state after
+/// the step to the one before it, adds the coefficient gradients to `gc` and returns
+/// `∂L/∂g_syn` (per µS).
 #[inline(always)]
-fn adj_unit(a: &AdjIn<'_>, k: &AdjK, lam: &mut [f64; N_STATE], gc: &mut [f64; N_COEF]) -> f64 {
+#[allow(clippy::too_many_arguments)]
+fn adj_unit<const MODE: u8>(
+    s: [f64; N_STATE],
+    vs1: f64,
+    vd1: f64,
+    c: [f64; N_COEF],
+    gsyn: f64,
+    gspk: f64,
+    gv: f64,
+    k: &AdjK,
+    lam: &mut [f64; N_STATE],
+    gc: &mut [f64; N_COEF],
+) -> f64 {
     use row::*;
     let [ena, ek, els, ecal, eld, vtraub] = k.rev;
-    let (s, s1, c) = (a.s, a.s1, a.c);
     let (vs, vd) = (s[VS], s[VD]);
-    let (vs1, vd1) = (s1[VS], s1[VD]);
-    let mut lvs1 = lam[VS] + a.gv;
+    let mut lvs1 = lam[VS] + gv;
     let mut lvd1 = lam[VD];
     // 1. spike
     let m_new = vs1 - super::nerlab::SPIKE_THRESHOLD_MV;
     let m_old = vs - super::nerlab::SPIKE_THRESHOLD_MV;
     let mut lvs_extra = 0.0;
-    match k.mode {
-        SpikeMode::Hard => {}
-        SpikeMode::Surrogate => {
-            let h_old = if m_old > 0.0 { 1.0 } else { 0.0 };
-            lvs1 += a.gspk * surrogate_slope(m_new, k.beta) * (1.0 - h_old);
-        }
-        SpikeMode::Rate => {
-            let sn = sig64(m_new * k.beta);
-            let so = sig64(m_old * k.beta);
-            lvs1 += a.gspk * k.beta * sn * (1.0 - sn) * (1.0 - so);
-            lvs_extra = -a.gspk * sn * k.beta * so * (1.0 - so);
-        }
+    if MODE == M_SURR {
+        let not_old = if m_old > 0.0 { 0.0 } else { 1.0 };
+        let d = 1.0 + k.beta * m_new.abs();
+        lvs1 += gspk * (k.beta / (d * d)) * not_old;
+    } else if MODE == M_RATE {
+        let sn = sig64(m_new * k.beta);
+        let so = sig64(m_old * k.beta);
+        lvs1 += gspk * k.beta * sn * (1.0 - sn) * (1.0 - so);
+        lvs_extra = -gspk * sn * k.beta * so * (1.0 - so);
     }
     // 2. gates at the new voltage
     let v2 = vs1 - vtraub;
     let (rt, [ar, dar]) = rates_d(v2);
     let mut lg = [0.0f64; N_STATE];
+    let gate = |x: f64, a: f64, b: f64| {
+        let kk = a + b;
+        let e = exp_f64(-k.dt * kk);
+        let f = 1.0 - e;
+        let fpq = k.dt * e * (a / kk - x);
+        let ik2 = f / (kk * kk);
+        (fpq + b * ik2, fpq - a * ik2, 1.0 - f)
+    };
     for (gi, v) in [GM, GH, GP, GN].into_iter().enumerate() {
         let [ga, gb, da, db] = rt[gi];
-        let kk = ga + gb;
-        let e = exp_f64(-k.dt * kk);
-        let f = 1.0 - e;
-        let q = ga / kk - s[v];
-        let fpq = k.dt * e * q;
-        let dxa = fpq + f * gb / (kk * kk);
-        let dxb = fpq - f * ga / (kk * kk);
+        let (dxa, dxb, keep) = gate(s[v], ga, gb);
         lvs1 += lam[v] * (dxa * da + dxb * db);
-        lg[v] = lam[v] * (1.0 - f);
+        lg[v] = lam[v] * keep;
     }
     {
-        let gb = c[RINACT];
-        let kk = ar + gb;
-        let e = exp_f64(-k.dt * kk);
-        let f = 1.0 - e;
-        let q = ar / kk - s[GR];
-        let fpq = k.dt * e * q;
-        let dxa = fpq + f * gb / (kk * kk);
-        let dxb = fpq - f * ar / (kk * kk);
+        let (dxa, dxb, keep) = gate(s[GR], ar, c[RINACT]);
         lvs1 += lam[GR] * dxa * dar;
         gc[RINACT] += lam[GR] * dxb;
-        lg[GR] = lam[GR] * (1.0 - f);
+        lg[GR] = lam[GR] * keep;
     }
     {
         let lf = c[L_FACTOR];
@@ -1019,10 +1027,12 @@ fn adj_unit(a: &AdjIn<'_>, k: &AdjK, lam: &mut [f64; N_STATE], gc: &mut [f64; N_
     }
     // 3. Crank–Nicolson solve
     let gax = c[G_AX];
-    let gsyn = a.gsyn;
-    let m3h = s[GM] * s[GM] * s[GM] * s[GH];
-    let p3 = s[GP] * s[GP] * s[GP];
-    let n4 = s[GN] * s[GN] * s[GN] * s[GN];
+    let m2 = s[GM] * s[GM];
+    let m3h = m2 * s[GM] * s[GH];
+    let p2 = s[GP] * s[GP];
+    let p3 = p2 * s[GP];
+    let n3 = s[GN] * s[GN] * s[GN];
+    let n4 = n3 * s[GN];
     let r2 = s[GR] * s[GR];
     let g_na_all = c[G_NA] * m3h + c[G_NAP] * p3;
     let g_k = c[G_KF] * n4 + c[G_KS] * r2;
@@ -1036,142 +1046,260 @@ fn adj_unit(a: &AdjIn<'_>, k: &AdjK, lam: &mut [f64; N_STATE], gc: &mut [f64; N_
     let rhs_d = -axial - i_dend;
     let a11 = c[C_SOMA] * k.two_dt + g_soma + gax;
     let a22 = c[C_DEND] * k.two_dt + g_dend + gax;
-    let det = a11 * a22 - gax * gax;
-    let d_s = (rhs_s * a22 + gax * rhs_d) / det;
-    let d_d = (a11 * rhs_d + gax * rhs_s) / det;
+    let idet = 1.0 / (a11 * a22 - gax * gax);
+    let d_s = (rhs_s * a22 + gax * rhs_d) * idet;
+    let d_d = (a11 * rhs_d + gax * rhs_s) * idet;
     let (ls, ld) = (2.0 * lvs1, 2.0 * lvd1);
-    let mu_s = (a22 * ls + gax * ld) / det;
-    let mu_d = (gax * ls + a11 * ld) / det;
+    let mu_s = (a22 * ls + gax * ld) * idet;
+    let mu_d = (gax * ls + a11 * ld) * idet;
     let da11 = -mu_s * d_s;
     let da22 = -mu_d * d_d;
-    let lvs = lvs1 + mu_s * (-g_soma - gax) + mu_d * gax + lvs_extra;
-    let lvd = lvd1 + mu_s * gax + mu_d * (-gax - g_dend);
     let g_naall_bar = -mu_s * (vs - ena) + da11;
     let g_k_bar = -mu_s * (vs - ek) + da11;
-    let g_ls_bar = -mu_s * (vs - els) + da11;
     let g_cal_bar = -mu_d * (vd - ecal) + da22;
-    let g_ld_bar = -mu_d * (vd - eld) + da22;
-    let g_syn_bar = -mu_d * (vd - k.esyn) + da22;
-    lg[GM] += g_naall_bar * c[G_NA] * 3.0 * s[GM] * s[GM] * s[GH];
-    lg[GH] += g_naall_bar * c[G_NA] * s[GM] * s[GM] * s[GM];
-    lg[GP] += g_naall_bar * c[G_NAP] * 3.0 * s[GP] * s[GP];
-    lg[GN] += g_k_bar * c[G_KF] * 4.0 * s[GN] * s[GN] * s[GN];
+    lg[GM] += g_naall_bar * c[G_NA] * 3.0 * m2 * s[GH];
+    lg[GH] += g_naall_bar * c[G_NA] * m2 * s[GM];
+    lg[GP] += g_naall_bar * c[G_NAP] * 3.0 * p2;
+    lg[GN] += g_k_bar * c[G_KF] * 4.0 * n3;
     lg[GR] += g_k_bar * c[G_KS] * 2.0 * s[GR];
     lg[GL] += g_cal_bar * c[G_CAL];
     gc[G_NA] += g_naall_bar * m3h;
     gc[G_NAP] += g_naall_bar * p3;
     gc[G_KF] += g_k_bar * n4;
     gc[G_KS] += g_k_bar * r2;
-    gc[G_L_SOMA] += g_ls_bar;
+    gc[G_L_SOMA] += -mu_s * (vs - els) + da11;
     gc[G_CAL] += g_cal_bar * s[GL];
-    gc[G_L_DEND] += g_ld_bar;
+    gc[G_L_DEND] += -mu_d * (vd - eld) + da22;
     gc[C_SOMA] += da11 * k.two_dt;
     gc[C_DEND] += da22 * k.two_dt;
     gc[G_AX] += da11 + da22 + mu_s * d_d + mu_d * d_s + (mu_s - mu_d) * (vd - vs);
     gc[I_INJ] += mu_s;
-    lg[VS] = lvs;
-    lg[VD] = lvd;
+    lg[VS] = lvs1 + mu_s * (-g_soma - gax) + mu_d * gax + lvs_extra;
+    lg[VD] = lvd1 + mu_s * gax + mu_d * (-gax - g_dend);
     *lam = lg;
-    g_syn_bar
+    -mu_d * (vd - k.esyn) + da22
+}
+
+/// Per-block adjoint buffers (structure of arrays, f64).
+struct AdjBlock {
+    lam: [[f64; BLOCK]; N_STATE],
+    gc: [[f64; BLOCK]; N_COEF],
+    coef: [[f64; BLOCK]; N_COEF],
+}
+
+/// Inputs of one adjoint step of a block: states before and after (working precision, SoA),
+/// the step's conductance (µS) and incoming gradients; writes `∂L/∂g_syn` into `dg`.
+struct AdjStep<'a, R> {
+    s: &'a [Arr<R>; N_STATE],
+    s1: &'a [Arr<R>; N_STATE],
+    gsyn: &'a [f64; BLOCK],
+    gspk: &'a [f64; BLOCK],
+    gv: &'a [f64; BLOCK],
+}
+
+#[inline(always)]
+fn adj_block_step<R: Real, const MODE: u8>(
+    a: &AdjStep<'_, R>,
+    k: &AdjK,
+    ab: &mut AdjBlock,
+    dg: &mut [f64; BLOCK],
+) {
+    for jj in 0..BLOCK {
+        let s: [f64; N_STATE] = std::array::from_fn(|v| a.s[v][jj].f());
+        let c: [f64; N_COEF] = std::array::from_fn(|r| ab.coef[r][jj]);
+        let mut lam: [f64; N_STATE] = std::array::from_fn(|v| ab.lam[v][jj]);
+        let mut gc = [0.0f64; N_COEF];
+        dg[jj] = adj_unit::<MODE>(
+            s,
+            a.s1[VS][jj].f(),
+            a.s1[VD][jj].f(),
+            c,
+            a.gsyn[jj],
+            a.gspk[jj],
+            a.gv[jj],
+            k,
+            &mut lam,
+            &mut gc,
+        );
+        for v in 0..N_STATE {
+            ab.lam[v][jj] = lam[v];
+        }
+        for r in 0..N_COEF {
+            ab.gc[r][jj] += gc[r];
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+fn adj_block_step_avx512<R: Real, const MODE: u8>(
+    a: &AdjStep<'_, R>,
+    k: &AdjK,
+    ab: &mut AdjBlock,
+    dg: &mut [f64; BLOCK],
+) {
+    adj_block_step::<R, MODE>(a, k, ab, dg)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn adj_block_step_avx2<R: Real, const MODE: u8>(
+    a: &AdjStep<'_, R>,
+    k: &AdjK,
+    ab: &mut AdjBlock,
+    dg: &mut [f64; BLOCK],
+) {
+    adj_block_step::<R, MODE>(a, k, ab, dg)
+}
+
+/// Which SIMD path the CPU supports: 2 = AVX-512, 1 = AVX2 + FMA, 0 = baseline.
+fn simd_level() -> u8 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            return 2;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return 1;
+        }
+    }
+    0
+}
+
+fn adj_block_step_dispatch<R: Real, const MODE: u8>(
+    level: u8,
+    a: &AdjStep<'_, R>,
+    k: &AdjK,
+    ab: &mut AdjBlock,
+    dg: &mut [f64; BLOCK],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if level == 2 {
+            // SAFETY: the CPU supports the enabled features (simd_level).
+            return unsafe { adj_block_step_avx512::<R, MODE>(a, k, ab, dg) };
+        }
+        if level == 1 {
+            // SAFETY: as above.
+            return unsafe { adj_block_step_avx2::<R, MODE>(a, k, ab, dg) };
+        }
+    }
+    let _ = level;
+    adj_block_step::<R, MODE>(a, k, ab, dg)
 }
 
 /// Adjoint of all units. `gout`: incoming gradient `[T, B, W]`. Returns `(∂L/∂g [T, B, N] if
-/// wanted, ∂L/∂coef [N_COEF, B, N])` in f64.
+/// wanted (working precision), ∂L/∂coef [N_COEF, B, N] (f64))`.
 fn adjoint_host<R: Real, const FAST: bool, const RATE: bool>(
     p: &Problem<'_, R>,
     ckpts: &[Vec<R>],
     gout: &[R],
     want_g: bool,
-) -> (Vec<f64>, Vec<f64>) {
+) -> (Vec<R>, Vec<f64>) {
+    match p.spec.mode {
+        SpikeMode::Hard => adjoint_mode::<R, FAST, RATE, M_HARD>(p, ckpts, gout, want_g),
+        SpikeMode::Surrogate => adjoint_mode::<R, FAST, RATE, M_SURR>(p, ckpts, gout, want_g),
+        SpikeMode::Rate => adjoint_mode::<R, FAST, RATE, M_RATE>(p, ckpts, gout, want_g),
+    }
+}
+
+fn adjoint_mode<R: Real, const FAST: bool, const RATE: bool, const MODE: u8>(
+    p: &Problem<'_, R>,
+    ckpts: &[Vec<R>],
+    gout: &[R],
+    want_g: bool,
+) -> (Vec<R>, Vec<f64>) {
     let w = p.out_width();
     let stride = p.bn / p.n * w;
     let kk = p.spec.checkpoint_every.max(1);
     let n_seg = p.t_steps.div_ceil(kk);
     let mut gg = if want_g {
-        vec![0.0f64; p.t_steps * p.bn]
+        vec![R::default(); p.t_steps * p.bn]
     } else {
         Vec::new()
     };
     let mut gcoef = vec![0.0f64; N_COEF * p.bn];
     let gg_ptr = SendPtr(gg.as_mut_ptr());
     let gc_ptr = SendPtr(gcoef.as_mut_ptr());
-    let [ena, ek, els, ecal, eld, vtraub] = p.spec.reversal_mv;
     let ak = AdjK {
         dt: p.spec.dt_ms,
         two_dt: 2.0 / p.spec.dt_ms,
-        rev: [ena, ek, els, ecal, eld, vtraub],
+        rev: p.spec.reversal_mv,
         esyn: p.spec.e_syn_mv,
         beta: p.spec.beta,
-        mode: p.spec.mode,
     };
+    let level = simd_level();
     par_blocks(p.n_blocks(), p.spec.threads, |bi| {
         let mut b = Block::new(p, bi * BLOCK);
         let len = b.len;
         let offs: Vec<(usize, usize)> = (0..len).map(|jj| p.out_off(b.j0 + jj)).collect();
-        let coefs: Vec<[f64; N_COEF]> = (0..len)
-            .map(|jj| std::array::from_fn(|r| b.coef[r][jj].f()))
-            .collect();
+        let mut ab = Box::new(AdjBlock {
+            lam: [[0.0; BLOCK]; N_STATE],
+            gc: [[0.0; BLOCK]; N_COEF],
+            coef: std::array::from_fn(|r| std::array::from_fn(|jj| b.coef[r][jj].f())),
+        });
         let ck = &ckpts[bi];
-        // states of one segment: [τ][unit] (τ = 0..=len of the segment)
-        let mut seg_states: Vec<[f64; N_STATE]> = vec![[0.0; N_STATE]; (kk + 1) * len];
-        let mut lam = vec![[0.0f64; N_STATE]; len];
-        let mut gc = vec![[0.0f64; N_COEF]; len];
-        for seg in (0..n_seg).rev() {
-            let (t0, t1) = (seg * kk, ((seg + 1) * kk).min(p.t_steps));
-            let base = seg * N_STATE * BLOCK;
+        // states of one segment: [τ] (τ = 0..=segment length), each [var][unit]
+        let mut seg: Vec<[Arr<R>; N_STATE]> = vec![[[R::default(); BLOCK]; N_STATE]; kk + 1];
+        let mut gsyn = [0.0f64; BLOCK];
+        let mut gspk = [0.0f64; BLOCK];
+        let mut gv = [0.0f64; BLOCK];
+        let mut dg = [0.0f64; BLOCK];
+        for si in (0..n_seg).rev() {
+            let (t0, t1) = (si * kk, ((si + 1) * kk).min(p.t_steps));
+            let base = si * N_STATE * BLOCK;
             for v in 0..N_STATE {
                 b.state[v].copy_from_slice(&ck[base + v * BLOCK..base + (v + 1) * BLOCK]);
             }
-            for jj in 0..len {
-                seg_states[jj] = std::array::from_fn(|v| b.state[v][jj].f());
-            }
+            seg[0] = b.state;
             run_steps::<R, FAST, RATE>(p, &mut b, t0, t1, &mut |t, b, _| {
-                let tau = t + 1 - t0;
-                for jj in 0..len {
-                    seg_states[tau * len + jj] = std::array::from_fn(|v| b.state[v][jj].f());
-                }
+                seg[t + 1 - t0] = b.state;
                 true
             });
             for t in (t0..t1).rev() {
                 let tau = t - t0;
                 for jj in 0..len {
-                    let j = b.j0 + jj;
                     let (os, ov) = offs[jj];
-                    let gspk = gout[t * stride + os].f();
-                    let gv = if p.spec.record_voltage {
+                    gspk[jj] = gout[t * stride + os].f();
+                    gv[jj] = if p.spec.record_voltage {
                         gout[t * stride + ov].f()
                     } else {
                         0.0
                     };
-                    let gsyn = (p.g[t * p.bn + j] * p.k.g_scale).f();
-                    let a = AdjIn {
-                        s: &seg_states[tau * len + jj],
-                        s1: &seg_states[(tau + 1) * len + jj],
-                        c: &coefs[jj],
-                        gsyn,
-                        gspk,
-                        gv,
-                    };
-                    let dg = adj_unit(&a, &ak, &mut lam[jj], &mut gc[jj]);
-                    if want_g {
-                        // SAFETY: unit j belongs to this block only; index in bounds.
-                        unsafe { gg_ptr.write(t * p.bn + j, dg * p.spec.g_scale) };
+                    gsyn[jj] = (p.g[t * p.bn + b.j0 + jj] * p.k.g_scale).f();
+                }
+                let a = AdjStep {
+                    s: &seg[tau],
+                    s1: &seg[tau + 1],
+                    gsyn: &gsyn,
+                    gspk: &gspk,
+                    gv: &gv,
+                };
+                adj_block_step_dispatch::<R, MODE>(level, &a, &ak, &mut ab, &mut dg);
+                if want_g {
+                    for (jj, d) in dg.iter().enumerate().take(len) {
+                        // SAFETY: unit j0+jj belongs to this block only; index in bounds.
+                        unsafe {
+                            gg_ptr.write(t * p.bn + b.j0 + jj, R::c(d * p.spec.g_scale));
+                        }
                     }
                 }
             }
         }
         // initial steady state: r0 = α_r/(α_r + rinact), L0 = σ(v0 − vtraub_caL + 30)
-        let v2 = p.v_init - vtraub;
-        let (_, [ar0, _]) = rates_d(v2);
+        let (_, [ar0, _]) = rates_d(p.v_init - p.spec.reversal_mv[5]);
         for jj in 0..len {
-            let c = &coefs[jj];
-            let rin = c[row::RINACT];
-            gc[jj][row::RINACT] += lam[jj][GR] * (-ar0 / ((ar0 + rin) * (ar0 + rin)));
-            let sg = sig64(p.v_init - c[row::VTRAUB_CAL] + 30.0);
-            gc[jj][row::VTRAUB_CAL] -= lam[jj][GL] * sg * (1.0 - sg);
+            let rin = ab.coef[row::RINACT][jj];
+            ab.gc[row::RINACT][jj] += ab.lam[GR][jj] * (-ar0 / ((ar0 + rin) * (ar0 + rin)));
+            let sg = sig64(p.v_init - ab.coef[row::VTRAUB_CAL][jj] + 30.0);
+            ab.gc[row::VTRAUB_CAL][jj] -= ab.lam[GL][jj] * sg * (1.0 - sg);
             for r in 0..N_COEF {
                 // SAFETY: as above.
-                unsafe { gc_ptr.write(r * p.bn + b.j0 + jj, gc[jj][r]) };
+                unsafe { gc_ptr.write(r * p.bn + b.j0 + jj, ab.gc[r][jj]) };
             }
         }
     });
@@ -1333,28 +1461,26 @@ impl std::fmt::Debug for ScanState {
     }
 }
 
+/// Adjoint on host data of dtype R → (`∂L/∂g` data if wanted, `∂L/∂coef` data).
 fn adjoint_typed<R: Real>(
     st: &ScanState,
     ck: &[Vec<R>],
-    gout: &TensorData,
+    gout: TensorData,
     want_g: bool,
-) -> (Vec<f64>, Vec<f64>) {
+) -> (Option<TensorData>, TensorData) {
     let p = problem::<R>(slice_of(&st.g), slice_of(&st.coef), st.dims, &st.spec);
-    let gout: Vec<R> = gout.clone().convert::<R>().to_vec::<R>().expect("gradient");
-    dispatch!(R, st.spec, adjoint_host, &p, ck, &gout, want_g)
-}
-
-fn write_as<B: Backend>(
-    v: Vec<f64>,
-    shape: Vec<usize>,
-    dtype: DType,
-    device: &burn::backend::tensor::Device<B>,
-) -> FloatTensor<B> {
-    let data = match dtype {
-        DType::F64 => TensorData::new(v, shape),
-        _ => TensorData::new(v.into_iter().map(|x| x as f32).collect::<Vec<_>>(), shape),
+    let gout = if gout.dtype() == st.g.dtype() {
+        gout
+    } else {
+        gout.convert::<R>()
     };
-    B::float_from_data(data, device)
+    let (gg, gc) = dispatch!(R, st.spec, adjoint_host, &p, ck, slice_of(&gout), want_g);
+    let (t_steps, b, n) = st.dims;
+    let gc: Vec<R> = gc.into_iter().map(R::c).collect();
+    (
+        want_g.then(|| TensorData::new(gg, vec![t_steps, b, n])),
+        TensorData::new(gc, vec![N_COEF, b, n]),
+    )
 }
 
 #[derive(Debug)]
@@ -1371,22 +1497,14 @@ impl<B: Backend> Backward<B, 2> for NerlabScanBackward {
         let st = ops.state;
         let want_g = node_g.is_some();
         let (gg, gc) = match &st.ckpts {
-            Checkpoints::F64(ck) => adjoint_typed::<f64>(&st, ck, &gout, want_g),
-            Checkpoints::F32(ck) => adjoint_typed::<f32>(&st, ck, &gout, want_g),
+            Checkpoints::F64(ck) => adjoint_typed::<f64>(&st, ck, gout, want_g),
+            Checkpoints::F32(ck) => adjoint_typed::<f32>(&st, ck, gout, want_g),
         };
-        let (t_steps, b, n) = st.dims;
-        let dtype = st.g.dtype();
-        if let Some(node) = node_g {
-            grads.register::<B>(
-                node.id,
-                write_as::<B>(gg, vec![t_steps, b, n], dtype, &device),
-            );
+        if let (Some(node), Some(gg)) = (node_g, gg) {
+            grads.register::<B>(node.id, B::float_from_data(gg, &device));
         }
         if let Some(node) = node_c {
-            grads.register::<B>(
-                node.id,
-                write_as::<B>(gc, vec![N_COEF, b, n], dtype, &device),
-            );
+            grads.register::<B>(node.id, B::float_from_data(gc, &device));
         }
     }
 }
