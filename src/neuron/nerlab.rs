@@ -449,10 +449,13 @@ impl Nerlab {
         let dt = self.dt_ms;
         let (vs, vd) = (s.v_soma_mv.clone(), s.v_dend_mv.clone());
         // channel conductances with the gates of step n (µS)
-        let g_na = c.g_na_us.clone() * s.m.clone().powi_scalar(3) * s.h.clone();
-        let g_nap = c.g_nap_us.clone() * s.p.clone().powi_scalar(3);
-        let g_k = c.g_kf_us.clone() * s.n.clone().powi_scalar(4)
-            + c.g_ks_us.clone() * s.r.clone().square();
+        // powers by multiplication ((x·x)·x, (x·x)·(x·x)): burn's powi_scalar(3|4) calls libm
+        // powf, which is slower and which the fused path could not reproduce bit for bit
+        let cube = |x: &Tensor<2>| x.clone().square() * x.clone();
+        let n2 = s.n.clone().square();
+        let g_na = c.g_na_us.clone() * cube(&s.m) * s.h.clone();
+        let g_nap = c.g_nap_us.clone() * cube(&s.p);
+        let g_k = c.g_kf_us.clone() * (n2.clone() * n2) + c.g_ks_us.clone() * s.r.clone().square();
         let g_na_all = g_na + g_nap;
         let g_soma = g_na_all.clone() + g_k.clone() + c.g_l_soma_us.clone();
         let i_soma = g_na_all * (vs.clone() - k.ena_mv)
