@@ -17,6 +17,7 @@ use crate::error::{Error, Result, check};
 use crate::kernel::{Ctx, Simulation};
 use crate::muscle::force::{GainMode, TwitchForce};
 use crate::muscle::twitch::fuglevand_twitches;
+use crate::neuron::lif::{LifConfig, LifParams, LifPool};
 use crate::neuron::nerlab::NerlabPool;
 use crate::neuron::nerlab_params::{NerlabConstants, NerlabParams};
 use crate::neuron::recruitment::{RecruitmentMode, RecruitmentThresholds};
@@ -69,6 +70,9 @@ pub struct NetworkConfig {
     pub model: MembraneModel,
     /// Spike mode of the motor neurons.
     pub spike_mode: SpikeMode,
+    /// Sharpness β of the motor neurons' surrogate / rate spike function (per mV above
+    /// threshold; fast model).
+    pub spike_beta: f64,
     /// Mode of the input generators.
     pub generator_mode: GeneratorMode,
     /// Poisson or gamma inputs.
@@ -87,8 +91,10 @@ pub struct NetworkConfig {
     pub t_l_s: f64,
     /// Contraction-time range RT (> 1).
     pub contraction_time_range: f64,
-    /// Force per unit of peak twitch amplitude (N).
-    pub f0_n: f64,
+    /// Maximal voluntary force of the muscle (N): the force of the whole pool firing at a high
+    /// rate with Fuglevand's gain; sets the twitch scale `F0 = mvc_n / (Σ_i P_i · e/(Sf(0.4)/0.4))`.
+    /// Default 100 N (MyoGen's Watanabe example normalises to 100 N).
+    pub mvc_n: f64,
     /// Apply the axonal conduction delays (0.6 m / cv, 9–12 ms) to the force.
     pub axonal_delays: bool,
     /// Seed of the network (connectivity), inputs and noise: fixed across evaluations (common
@@ -110,6 +116,7 @@ impl Default for NetworkConfig {
             duration_s: 5.0,
             model: MembraneModel::Fast,
             spike_mode: SpikeMode::Hard,
+            spike_beta: crate::neuron::spike::SURROGATE_BETA,
             generator_mode: GeneratorMode::Hard,
             process: SpikeProcess::Poisson,
             drive_noise: NoiseKind::Gaussian,
@@ -119,7 +126,7 @@ impl Default for NetworkConfig {
             gain: GainMode::Fuglevand,
             t_l_s: 0.09,
             contraction_time_range: 3.0,
-            f0_n: 1.0,
+            mvc_n: 100.0,
             axonal_delays: true,
             seed: 42,
         }
@@ -150,14 +157,15 @@ impl NetworkConfig {
             ));
         }
         check::positive("t_l_s", self.t_l_s)?;
-        if !(self.contraction_time_range > 1.0) {
+        if self.contraction_time_range.is_nan() || self.contraction_time_range <= 1.0 {
             return Err(Error::invalid(
                 "contraction_time_range",
                 self.contraction_time_range,
                 "> 1",
             ));
         }
-        check::non_negative("f0_n", self.f0_n)?;
+        check::positive("mvc_n", self.mvc_n)?;
+        check::positive("spike_beta", self.spike_beta)?;
         check::non_negative("synaptic_delay_s", self.synaptic_delay_s)?;
         Ok(())
     }
@@ -188,15 +196,21 @@ pub struct MuscleParams {
 }
 
 impl MuscleParams {
-    /// MyoGen's values: RP = rt_N / rt_1 of the pool, T_L and RT and F0 from the config.
+    /// MyoGen's values: RP = rt_N / rt_1 of the pool, T_L and RT from the config, and
+    /// `F0 = mvc_n / (Σ_i P_i · e/(Sf(0.4)/0.4))` — the high-rate limit of the pool's mean force
+    /// with Fuglevand's gain (see `muscle::twitch::mean_force_at_rate_n`) equals `mvc_n`.
     pub fn from_config(cfg: &NetworkConfig, ctx: &Ctx) -> Result<Self> {
         let rt = cfg.thresholds()?;
         let rp = rt.rt[rt.rt.len() - 1] / rt.rt[0];
+        let n = cfg.n_mn as f64;
+        let sum_p: f64 = (1..=cfg.n_mn).map(|i| (rp.ln() / n * i as f64).exp()).sum();
+        let limit_gain = std::f64::consts::E / (crate::muscle::twitch::sf(0.4) / 0.4);
+        let f0 = cfg.mvc_n / (sum_p * limit_gain);
         Ok(Self {
             rp: ctx.tensor(vec![rp], [1, 1]),
             t_l_s: ctx.tensor(vec![cfg.t_l_s], [1, 1]),
             rt: ctx.tensor(vec![cfg.contraction_time_range], [1, 1]),
-            f0_n: ctx.tensor(vec![cfg.f0_n], [1, 1]),
+            f0_n: ctx.tensor(vec![f0], [1, 1]),
         })
     }
 }
@@ -248,10 +262,19 @@ pub fn build(
             sim.add_stage(NerlabPool::from_recruitment(ctx, &rt, cfg.spike_mode)?);
         }
         MembraneModel::Fast => {
-            return Err(Error::config(
-                "model",
-                "the fast model is not available yet",
-            ));
+            // The smooth (Rate) forward gets its exact derivative; hard/surrogate spikes cut the
+            // gradient through the reset (see `LifConfig::detach_spike_state`).
+            let lif_cfg = LifConfig {
+                mode: cfg.spike_mode,
+                detach_spike_state: cfg.spike_mode != SpikeMode::Rate,
+                beta: cfg.spike_beta,
+                ..Default::default()
+            };
+            sim.add_stage(LifPool::new(
+                "lif_pool",
+                LifParams::calibrated(ctx, &rt.rt)?,
+                lif_cfg,
+            )?);
         }
     }
     let tw = fuglevand_twitches(&muscle.rp, &muscle.t_l_s, &muscle.rt, cfg.n_mn)?;

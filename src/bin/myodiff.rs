@@ -1,1 +1,228 @@
-fn main() {}
+//! The `myodiff` command-line tool.
+//!
+//! - `myodiff rollout`: one forward (and optionally gradient) evaluation of the Watanabe-size
+//!   network, printed as a table.
+//! - `myodiff calibrate <problem.toml>`: runs a calibration problem (gradient method and
+//!   derivative-free baselines on the same objective) and writes a report directory.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use myodiff::drive::rate::DriveParams;
+use myodiff::kernel::{BackendKind, Ctx, ExecPath, scalar_f64, to_vec_f64};
+use myodiff::network::{MYOGEN_WEIGHT_S, MembraneModel, MuscleParams, NetworkConfig, build};
+use myodiff::neuron::SpikeMode;
+
+#[derive(Parser)]
+#[command(
+    name = "myodiff",
+    version,
+    about = "Differentiable neuromuscular simulator (SI units: s, Hz, N, V)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Forward (and gradient) rollout of drive → inputs → motor-neuron pool → force.
+    Rollout {
+        /// Membrane model: fast (LIF+AHP) or faithful (NERLab two-compartment).
+        #[arg(long, default_value = "fast")]
+        model: String,
+        /// Execution path: tape or fused.
+        #[arg(long, default_value = "fused")]
+        path: String,
+        /// Backend: flex, ndarray or wgpu.
+        #[arg(long, default_value = "flex")]
+        backend: String,
+        /// Batch size (candidate parameter sets evaluated at once; DC spread over 30–60 Hz).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Simulated duration (s).
+        #[arg(long, default_value_t = 5.0)]
+        duration_s: f64,
+        /// Drive DC (Hz) for batch 1.
+        #[arg(long, default_value_t = 40.0)]
+        dc_hz: f64,
+        /// Oscillation amplitude (Hz) at 20 Hz.
+        #[arg(long, default_value_t = 20.0)]
+        amp_hz: f64,
+        /// Number of motor neurons.
+        #[arg(long, default_value_t = 800)]
+        n_mn: usize,
+        /// Motor-neuron spike mode: hard, surrogate or rate (default: hard, or surrogate with --grad).
+        #[arg(long)]
+        spike_mode: Option<String>,
+        /// Sharpness of the motor neurons' surrogate/rate spike function (per mV).
+        #[arg(long, default_value_t = 10.0)]
+        spike_beta: f64,
+        /// Input generator mode: hard, pathwise, rate or expected (default: hard, or expected with --grad).
+        #[arg(long)]
+        generator_mode: Option<String>,
+        /// Also compute d(mean force)/d(DC) (surrogate motor-neuron spikes, expected-count input gradients).
+        #[arg(long)]
+        grad: bool,
+    },
+    /// Runs a calibration problem from a TOML spec and writes a report directory.
+    Calibrate {
+        /// Problem spec (see calibration/*.toml).
+        problem: PathBuf,
+        /// Output directory (default: reports/<problem name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> myodiff::Result<()> {
+    match cli.cmd {
+        Cmd::Rollout {
+            model,
+            path,
+            backend,
+            batch,
+            duration_s,
+            dc_hz,
+            amp_hz,
+            n_mn,
+            spike_mode,
+            generator_mode,
+            spike_beta,
+            grad,
+        } => rollout(
+            &model,
+            &path,
+            &backend,
+            batch,
+            duration_s,
+            dc_hz,
+            amp_hz,
+            n_mn,
+            spike_mode.as_deref(),
+            generator_mode.as_deref(),
+            spike_beta,
+            grad,
+        ),
+        Cmd::Calibrate { problem, out } => {
+            myodiff::calibrate::run_problem(&problem, out.as_deref()).map(|_| ())
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn rollout(
+    model: &str,
+    path: &str,
+    backend: &str,
+    batch: usize,
+    duration_s: f64,
+    dc_hz: f64,
+    amp_hz: f64,
+    n_mn: usize,
+    spike_mode: Option<&str>,
+    generator_mode: Option<&str>,
+    spike_beta: f64,
+    grad: bool,
+) -> myodiff::Result<()> {
+    let model: MembraneModel = model.parse()?;
+    let path = match path {
+        "tape" => ExecPath::Tape,
+        "fused" => ExecPath::Fused,
+        other => return Err(myodiff::Error::invalid("path", other, "tape or fused")),
+    };
+    let backend: BackendKind = backend.parse()?;
+    let mut ctx = Ctx::new(backend)?;
+    if grad {
+        ctx = ctx.autodiff();
+    }
+    let mut cfg = NetworkConfig {
+        model,
+        duration_s,
+        n_mn,
+        n_dd: (n_mn / 2).max(1),
+        spike_beta,
+        ..Default::default()
+    };
+    if grad {
+        cfg.spike_mode = SpikeMode::Surrogate;
+        cfg.generator_mode = myodiff::drive::generator::GeneratorMode::Expected;
+    }
+    if let Some(m) = spike_mode {
+        cfg.spike_mode = m.parse()?;
+    }
+    if let Some(m) = generator_mode {
+        cfg.generator_mode = m.parse()?;
+    }
+    let dcs: Vec<f64> = if batch == 1 {
+        vec![dc_hz]
+    } else {
+        (0..batch)
+            .map(|b| 30.0 + 30.0 * b as f64 / (batch - 1) as f64)
+            .collect()
+    };
+    let dc = ctx.tensor(dcs.clone(), [batch, 1]);
+    let dc = if grad { dc.require_grad() } else { dc };
+    let mut drive = DriveParams::watanabe_oscillating(&ctx, dc_hz);
+    drive.dc_hz = dc.clone();
+    drive.amp_hz = ctx.full([1, 1], amp_hz);
+    let muscle = MuscleParams::from_config(&cfg, &ctx)?;
+    let t0 = Instant::now();
+    let mut sim = build(
+        &cfg,
+        &ctx,
+        batch,
+        drive,
+        ctx.tensor(vec![MYOGEN_WEIGHT_S], [1, 1]),
+        &muscle,
+    )?;
+    let r = sim.run_path(path)?;
+    let force = r.trace("force_n")?;
+    let [n_t, _, _] = force.dims();
+    let half = n_t / 2;
+    let mean_force = force.slice(half..n_t).mean_dim(0).reshape([batch]);
+    let fwd_s = t0.elapsed().as_secs_f64();
+    let (g, bwd_s) = if grad {
+        let t1 = Instant::now();
+        let grads = mean_force.clone().sum().backward();
+        let g = dc.grad(&grads).map(to_vec_f64).unwrap_or_default();
+        (Some(g), t1.elapsed().as_secs_f64())
+    } else {
+        (None, 0.0)
+    };
+    let means = to_vec_f64(mean_force);
+    println!("| model | path | backend | batch | steps | forward (s) | backward (s) |");
+    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| {model:?} | {path:?} | {backend:?} | {batch} | {} | {fwd_s:.3} | {bwd_s:.3} |",
+        cfg.n_steps()
+    );
+    println!();
+    println!(
+        "| batch row | DC (Hz) | mean force 2nd half (N) | d mean force / d DC (N/Hz) | spikes |"
+    );
+    println!("|---|---|---|---|---|");
+    for b in 0..batch {
+        let res = r.result(b)?;
+        let spikes: usize = res.spike_times_s.iter().map(|s| s.len()).sum();
+        let gs = g
+            .as_ref()
+            .map(|g| format!("{:.5}", g[b]))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "| {b} | {:.2} | {:.4} | {gs} | {spikes} |",
+            dcs[b], means[b]
+        );
+    }
+    let _ = scalar_f64::<1>;
+    Ok(())
+}

@@ -71,6 +71,12 @@ pub enum GeneratorMode {
     Pathwise,
     /// Expected count `r·dt` per step (smooth).
     Rate,
+    /// Hard forward (bit-identical to `Hard`); backward uses the derivative of the expected count,
+    /// `∂s/∂r := dt` per neuron and step (a straight-through expected-value estimator). Unlike the
+    /// per-step surrogate of `Pathwise`, whose slope is applied at every step between spikes and
+    /// so overstates `∂count/∂r` by a factor of order 1/(r·dt), its gradient of any linear
+    /// function of the spikes is exactly the gradient of that function's expectation.
+    Expected,
 }
 
 impl std::str::FromStr for GeneratorMode {
@@ -80,10 +86,11 @@ impl std::str::FromStr for GeneratorMode {
             "hard" => Ok(Self::Hard),
             "pathwise" | "surrogate" => Ok(Self::Pathwise),
             "rate" => Ok(Self::Rate),
+            "expected" => Ok(Self::Expected),
             _ => Err(Error::invalid(
                 "generator_mode",
                 s,
-                "one of hard, pathwise, rate",
+                "one of hard, pathwise, rate, expected",
             )),
         }
     }
@@ -329,12 +336,18 @@ impl Stage for InputPopulation {
             return io.write(DD_SPIKES, s);
         }
         let mode = self.cfg.mode;
+        let expected_grad = if mode == GeneratorMode::Expected {
+            let rdt = r.clone().clamp_min(0.0).mul_scalar(dt).repeat_dim(1, n);
+            Some(rdt.clone() - rdt.detach())
+        } else {
+            None
+        };
         let beta = self.cfg.surrogate_beta;
         let st = self
             .state
             .as_mut()
             .ok_or_else(|| Error::config("input_population", "step before init"))?;
-        let r = if mode == GeneratorMode::Hard {
+        let r = if matches!(mode, GeneratorMode::Hard | GeneratorMode::Expected) {
             r.detach()
         } else {
             r
@@ -349,6 +362,7 @@ impl Stage for InputPopulation {
                 let g = m.clone().mul_scalar(beta) / (m.abs().mul_scalar(beta) + 1.0);
                 h.clone() + (g.clone() - g.detach())
             }
+            GeneratorMode::Expected => h.clone() + expected_grad.expect("set for Expected"),
             _ => h.clone(),
         };
         st.yi = y * (h.clone().neg() + 1.0);
@@ -399,7 +413,13 @@ impl Stage for InputPopulation {
             let s = match self.cfg.mode {
                 GeneratorMode::Rate => r.clamp_min(0.0).mul_scalar(dt_s).repeat_dim(2, n),
                 mode => {
-                    let r = if mode == GeneratorMode::Hard {
+                    let expected_grad = if mode == GeneratorMode::Expected {
+                        let rdt = r.clone().clamp_min(0.0).mul_scalar(dt_s).repeat_dim(2, n);
+                        Some(rdt.clone() - rdt.detach())
+                    } else {
+                        None
+                    };
+                    let r = if matches!(mode, GeneratorMode::Hard | GeneratorMode::Expected) {
                         r.detach()
                     } else {
                         r
@@ -411,7 +431,10 @@ impl Stage for InputPopulation {
                     if flag.load(Ordering::Relaxed) {
                         return Err(self.exhausted_error());
                     }
-                    s
+                    match expected_grad {
+                        Some(g) => s + g,
+                        None => s,
+                    }
                 }
             };
             Ok([(DD_SPIKES.to_string(), s)].into_iter().collect())

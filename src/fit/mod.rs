@@ -1,6 +1,7 @@
 //! Calibration: bounded parameters with an unconstrained representation, one objective shared by
 //! every optimiser, gradient and derivative-free methods, and run reports.
 
+pub mod noise;
 pub mod objective;
 pub mod optimize;
 pub mod params;

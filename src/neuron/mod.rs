@@ -1,5 +1,7 @@
 //! Motor-neuron pool: recruitment thresholds, membrane models, spike functions.
 
+pub mod fused;
+pub mod lif;
 pub mod nerlab;
 pub mod nerlab_fused;
 pub mod nerlab_params;
