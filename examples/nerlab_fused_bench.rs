@@ -5,7 +5,9 @@
 //! with the unit index + 20 Hz modulation + noise), so most units fire.
 //!
 //! `cargo run --release --example nerlab_fused_bench -- [n_steps] [batch] [cases…]`
-//! cases: fwd grad exact_fwd tape_fwd (default: fwd grad). Env `NERLAB_THREADS` sets the threads.
+//! cases: fwd grad exact_fwd tape_fwd network (default: fwd grad). `network` = the whole assembled
+//! faithful Watanabe network (drive → 400 Poisson inputs → synapses → pool → force, `n_steps`
+//! steps, constant 40 Hz drive) forward on the fused path. Env `NERLAB_THREADS` sets the threads.
 
 use std::time::Instant;
 
@@ -107,6 +109,32 @@ fn run(
     Ok((t_fwd, 0.0, n_spk))
 }
 
+fn network(t_steps: usize, batch: usize) -> myodiff::Result<(f64, f64)> {
+    use myodiff::drive::rate::{DriveParams, NoiseKind};
+    use myodiff::network::{MYOGEN_WEIGHT_S, MembraneModel, MuscleParams, NetworkConfig, build};
+    let ctx = Ctx::cpu();
+    let cfg = NetworkConfig {
+        model: MembraneModel::Faithful,
+        duration_s: t_steps as f64 * DT_S,
+        drive_noise: NoiseKind::Rectified,
+        ..Default::default()
+    };
+    let t0 = Instant::now();
+    let muscle = MuscleParams::from_config(&cfg, &ctx)?;
+    let w = ctx.tensor(vec![MYOGEN_WEIGHT_S], [1, 1]);
+    let mut sim = build(
+        &cfg,
+        &ctx,
+        batch,
+        DriveParams::constant(&ctx, 40.0),
+        w,
+        &muscle,
+    )?;
+    let r = sim.run_path(ExecPath::Fused)?;
+    let n_spk = scalar_f64(r.trace(nerlab::SPIKES)?.sum());
+    Ok((t0.elapsed().as_secs_f64(), n_spk))
+}
+
 fn main() -> myodiff::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let t_steps: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(50_000);
@@ -122,6 +150,14 @@ fn main() -> myodiff::Result<()> {
             .unwrap_or(1)
     );
     for case in cases {
+        if case == "network" {
+            let (t, n_spk) = network(t_steps, batch)?;
+            println!(
+                "   network: build + forward {t:7.3} s; {n_spk} spikes; peak RSS {:.0} MB",
+                peak_rss_mb()
+            );
+            continue;
+        }
         let (path, grad, exact) = match case {
             "fwd" => (ExecPath::Fused, false, false),
             "exact_fwd" => (ExecPath::Fused, false, true),

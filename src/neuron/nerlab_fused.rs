@@ -1,4 +1,7 @@
-#![allow(deprecated)] // burn 0.22 marks its NdArray backend deprecated; myodiff keeps it selectable
+#![allow(deprecated)]
+// burn 0.22 marks its NdArray backend deprecated; myodiff keeps it selectable
+// Index loops over the units of a block (structure of arrays) are what the compiler vectorises.
+#![allow(clippy::needless_range_loop)]
 
 //! The fused path of [`super::nerlab::NerlabPool`]: ONE custom burn op runs every step of the
 //! NERLab pool in a host loop and supplies a hand-written adjoint (backpropagation through time),
@@ -287,15 +290,9 @@ impl Real for f64 {
 fn exp_f64(x: f64) -> f64 {
     const SHIFT: f64 = 6_755_399_441_055_744.0; // 1.5·2^52: adding it rounds to an integer
     const LOG2E: f64 = std::f64::consts::LOG2_E;
-    const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
-    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
-    let x = if x < -708.0 {
-        -708.0
-    } else if x > 709.0 {
-        709.0
-    } else {
-        x
-    };
+    const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000); // fdlibm ln2_hi
+    const LN2_LO: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76); // fdlibm ln2_lo
+    let x = x.clamp(-708.0, 709.0);
     let t = x * LOG2E + SHIFT;
     let n = t - SHIFT;
     let ni = (t.to_bits() as i64).wrapping_sub(SHIFT.to_bits() as i64);
@@ -331,7 +328,7 @@ fn expf_glibc(x: f32) -> f32 {
     const C2: f64 = f64::from_bits(0x3FE6_2E42_FF0C_52D6) / 32.0; // 0x1.62e42ff0c52d6p-1 / N
     let over = x > f32::from_bits(0x42b1_7217); // 0x1.62e42ep6: overflow to +inf
     let under = x < -f32::from_bits(0x42cf_f1b4); // -0x1.9fe368p6: underflow to 0
-    let nan = x != x;
+    let nan = x.is_nan();
     let xd = if over || under || nan { 0.0 } else { x as f64 };
     let kd = INVLN2N.mul_add(xd, SHIFT);
     let ki = kd.to_bits();
@@ -671,6 +668,9 @@ impl<R: Real> Block<R> {
     }
 }
 
+/// Called after every step with `(t, block, spikes)`; `false` stops the loop.
+type StepVisit<'a, R> = dyn FnMut(usize, &Block<R>, &Arr<R>) -> bool + 'a;
+
 /// One step of a whole block (the loop that gets vectorised).
 #[inline(always)]
 fn block_step<R: Real, const FAST: bool, const RATE: bool>(
@@ -698,7 +698,7 @@ fn run_steps_generic<R: Real, const FAST: bool, const RATE: bool>(
     b: &mut Block<R>,
     t0: usize,
     t1: usize,
-    each: &mut dyn FnMut(usize, &Block<R>, &Arr<R>) -> bool,
+    each: &mut StepVisit<'_, R>,
 ) {
     let mut g = [R::default(); BLOCK];
     let mut spk = [R::default(); BLOCK];
@@ -724,7 +724,7 @@ fn run_steps_avx512<R: Real, const FAST: bool, const RATE: bool>(
     b: &mut Block<R>,
     t0: usize,
     t1: usize,
-    each: &mut dyn FnMut(usize, &Block<R>, &Arr<R>) -> bool,
+    each: &mut StepVisit<'_, R>,
 ) {
     run_steps_generic::<R, FAST, RATE>(p, b, t0, t1, each)
 }
@@ -736,7 +736,7 @@ fn run_steps_avx2<R: Real, const FAST: bool, const RATE: bool>(
     b: &mut Block<R>,
     t0: usize,
     t1: usize,
-    each: &mut dyn FnMut(usize, &Block<R>, &Arr<R>) -> bool,
+    each: &mut StepVisit<'_, R>,
 ) {
     run_steps_generic::<R, FAST, RATE>(p, b, t0, t1, each)
 }
@@ -748,7 +748,7 @@ fn run_steps<R: Real, const FAST: bool, const RATE: bool>(
     b: &mut Block<R>,
     t0: usize,
     t1: usize,
-    each: &mut dyn FnMut(usize, &Block<R>, &Arr<R>) -> bool,
+    each: &mut StepVisit<'_, R>,
 ) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -895,15 +895,16 @@ fn forward_host<R: Real, const FAST: bool, const RATE: bool>(
                         }
                     }
                 }
-                if !fault && ((t + 1).is_multiple_of(check_every) || t + 1 == p.t_steps) {
-                    if let Some((v, j)) = b.non_finite() {
-                        p.report(ScanFault::NonFinite {
-                            var: STATE_NAMES[v],
-                            step: t,
-                            unit: j,
-                        });
-                        fault = true;
-                    }
+                if !fault
+                    && ((t + 1).is_multiple_of(check_every) || t + 1 == p.t_steps)
+                    && let Some((v, j)) = b.non_finite()
+                {
+                    p.report(ScanFault::NonFinite {
+                        var: STATE_NAMES[v],
+                        step: t,
+                        unit: j,
+                    });
+                    fault = true;
                 }
                 true
             });
