@@ -1,5 +1,5 @@
 //! Faithful pool under constant Poisson drive vs MyoGen's pool statistics (fixture 3).
-//! `cargo run --release --example pool_stats -- [dc_hz] [duration_s]`
+//! `cargo run --release --example pool_stats -- [dc_hz] [duration_s] [tape|fused] [faithful|fast]`
 use myodiff::drive::rate::{DriveParams, NoiseKind};
 use myodiff::kernel::{Ctx, ExecPath, to_vec_f64};
 use myodiff::muscle::force::GainMode;
@@ -14,12 +14,20 @@ fn main() -> myodiff::Result<()> {
     } else {
         ExecPath::Tape
     };
+    let model: MembraneModel = args
+        .get(4)
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(MembraneModel::Faithful);
     let ctx = Ctx::cpu();
     let cfg = NetworkConfig {
-        model: MembraneModel::Faithful,
+        model,
         duration_s: dur,
         drive_noise: NoiseKind::Rectified,
         gain: GainMode::MyogenCompat,
+        fast_synaptic_gain: std::env::var("FAST_GAIN")
+            .ok()
+            .map(|v| v.parse().unwrap())
+            .unwrap_or(myodiff::network::FAST_SYNAPTIC_GAIN),
         ..Default::default()
     };
     let drive = DriveParams::constant(&ctx, dc);

@@ -48,3 +48,50 @@ fn faithful_pool_matches_myogen_pool_statistics_at_40_and_50_hz() {
         );
     }
 }
+
+fn stats_of(model: MembraneModel, dc: f64) -> (usize, f64) {
+    let ctx = Ctx::cpu();
+    let cfg = NetworkConfig {
+        model,
+        duration_s: 2.0,
+        drive_noise: NoiseKind::Rectified,
+        ..Default::default()
+    };
+    let muscle = MuscleParams::from_config(&cfg, &ctx).unwrap();
+    let w = ctx.tensor(vec![MYOGEN_WEIGHT_S], [1, 1]);
+    let mut sim = build(&cfg, &ctx, 1, DriveParams::constant(&ctx, dc), w, &muscle).unwrap();
+    let res = sim
+        .run_path(myodiff::kernel::ExecPath::Fused)
+        .unwrap()
+        .result(0)
+        .unwrap();
+    let rates: Vec<f64> = res
+        .spike_times_s
+        .iter()
+        .filter(|s| s.len() >= 2)
+        .map(|s| (s.len() - 1) as f64 / (s[s.len() - 1] - s[0]))
+        .filter(|r| *r >= 0.5)
+        .collect();
+    (
+        rates.len(),
+        rates.iter().sum::<f64>() / rates.len().max(1) as f64,
+    )
+}
+
+#[test]
+fn fast_pool_follows_the_faithful_pool_under_descending_drive() {
+    // The fast model's synaptic gain is calibrated on the faithful pool's rate-vs-drive curve.
+    for dc in [40.0, 50.0] {
+        let (n_fast, fr_fast) = stats_of(MembraneModel::Fast, dc);
+        let (n_faith, fr_faith) = stats_of(MembraneModel::Faithful, dc);
+        assert!(
+            (fr_fast - fr_faith).abs() <= 1.0,
+            "dc {dc}: fast {fr_fast:.2} Hz vs faithful {fr_faith:.2} Hz"
+        );
+        let rel = (n_fast as f64 - n_faith as f64).abs() / n_faith as f64;
+        assert!(
+            rel <= 0.25,
+            "dc {dc}: fast {n_fast} vs faithful {n_faith} active units"
+        );
+    }
+}

@@ -32,10 +32,8 @@ pub fn run_problem(spec: &Path, out: Option<&Path>) -> Result<RunSummary> {
     let out: PathBuf = out
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("reports").join(&name));
-    let _ = &out;
-    Err(Error::invalid(
-        "kind",
-        &header.kind,
-        "a known calibration problem kind",
-    ))
+    match header.kind.as_str() {
+        "noise" => crate::fit::noise::run_noise_calibration(spec, &out),
+        other => Err(Error::invalid("kind", other, "one of: noise")),
+    }
 }

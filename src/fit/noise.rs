@@ -262,6 +262,9 @@ fn four() -> usize {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NoiseCalibrationSpec {
+    /// Problem kind for `myodiff calibrate` (must be "noise" when given).
+    #[serde(default)]
+    pub kind: Option<String>,
     /// Problem name (report title).
     #[serde(default = "default_name")]
     pub name: String,

@@ -30,6 +30,15 @@ fn io_err(path: &Path, e: std::io::Error) -> Error {
     }
 }
 
+/// A number with 6 significant digits, in scientific notation when small or large.
+fn fmt_value(v: f64) -> String {
+    if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e6) {
+        format!("{v:.5e}")
+    } else {
+        format!("{v:.6}")
+    }
+}
+
 /// Writes `summary.json`, `report.md`, `loss_vs_evaluations.png` and `loss_vs_time.png` into
 /// `dir` (created if missing). Returns the paths written.
 pub fn write_report(dir: &Path, summary: &RunSummary) -> Result<Vec<PathBuf>> {
@@ -97,7 +106,7 @@ pub fn write_report(dir: &Path, summary: &RunSummary) -> Result<Vec<PathBuf>> {
             .names
             .iter()
             .zip(&f.x_best)
-            .map(|(n, v)| format!("{n} = {v:.6}"))
+            .map(|(n, v)| format!("{n} = {}", fmt_value(*v)))
             .collect();
         md.push_str(&format!(
             "| {} | {:.6e} | {} | {} | {:.3} | {} | {} |\n",

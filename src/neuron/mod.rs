@@ -3,6 +3,7 @@
 pub mod fused;
 pub mod lif;
 pub mod nerlab;
+pub mod nerlab_fused;
 pub mod nerlab_params;
 pub mod recruitment;
 pub mod spike;

@@ -42,7 +42,8 @@
 use burn::tensor::{Tensor, activation::sigmoid};
 
 use crate::error::{Error, Result, check};
-use crate::kernel::{BufferSpec, Ctx, ReadSpec, Stage, StageDecl, StageIo, to_vec_f64};
+use crate::kernel::{BufferSpec, Ctx, ReadSpec, Stage, StageDecl, StageIo, Traces, to_vec_f64};
+use crate::neuron::nerlab_fused;
 use crate::neuron::nerlab_params::{NerlabConstants, NerlabParams};
 use crate::neuron::recruitment::RecruitmentThresholds;
 use crate::neuron::spike::{SURROGATE_BETA, SpikeMode};
@@ -263,8 +264,10 @@ impl NerlabState {
 /// `vtrap(x, y) = x/(e^{x/y} − 1)`, with the series `y·(1 − z/2 + z²/12)` (`z = x/y`) where
 /// `|z| < 1e-3` (NEURON uses `y·(1 − z/2)` below 1e-6; the difference is < 1e-12 relative).
 /// The removable singularity is masked on both branches so no NaN reaches the gradient.
+/// (Divisions by constants are written `* (1/k)`: burn 0.22's `tensor / scalar` backward rounds
+/// the scalar to f32, which would cost f64 gradients ~1e-8 relative per use.)
 fn vtrap(x: Tensor<2>, y: f64) -> Tensor<2> {
-    let z = x / y;
+    let z = x * (1.0 / y);
     let small = z.clone().abs().lower_elem(1e-3);
     let z_safe = z.clone().mask_fill(small.clone(), 1.0);
     let direct = z_safe.clone() / (z_safe.exp() - 1.0);
@@ -281,8 +284,8 @@ fn napp_rates(v2: &Tensor<2>) -> [(Tensor<2>, Tensor<2>); 4] {
             vtrap(v() - 40.0, 5.0) * 0.56,
         ),
         (
-            ((v().neg() + 17.0) / 18.0).exp() * 0.928,
-            (((v().neg() + 40.0) / 5.0).exp() + 1.0).recip() * 9.0,
+            ((v().neg() + 17.0) * (1.0 / 18.0)).exp() * 0.928,
+            (((v().neg() + 40.0) * (1.0 / 5.0)).exp() + 1.0).recip() * 9.0,
         ),
         (
             vtrap(v().neg() + 5.0, 4.0) * 0.64,
@@ -290,14 +293,14 @@ fn napp_rates(v2: &Tensor<2>) -> [(Tensor<2>, Tensor<2>); 4] {
         ),
         (
             vtrap(v().neg() + 15.0, 7.0) * 0.08,
-            ((v().neg() + 10.0) / 40.0).exp() * 2.0,
+            ((v().neg() + 10.0) * (1.0 / 40.0)).exp() * 2.0,
         ),
     ]
 }
 
 /// `α_r = 3.5/(e^{(55 − v2)/4} + 1)`, 1/ms.
 fn alpha_r(v2: &Tensor<2>) -> Tensor<2> {
-    (((v2.clone().neg() + 55.0) / 4.0).exp() + 1.0).recip() * 3.5
+    (((v2.clone().neg() + 55.0) * (1.0 / 4.0)).exp() + 1.0).recip() * 3.5
 }
 
 /// `L∞ = 1/(1 + e^{−(v − vtraub_caL + 30)})`.
@@ -396,6 +399,11 @@ impl Nerlab {
         self.coeffs.g_na_us.dims()[1]
     }
 
+    /// The L-gate relaxation factor per step, `1 − e^{−dt/Ltau}` (`[1, n]` or `[batch, n]`).
+    pub fn l_factor(&self) -> &Tensor<2> {
+        &self.l_factor
+    }
+
     /// The state of `batch` copies at a uniform potential `v0_mv` (mV) in soma and dendrite with
     /// every gate at its steady state there (`x = α/(α+β)`, `L = L∞`) — NEURON's `finitialize()`
     /// after writing `v` (MyoGen: −67 mV, [`V_INIT_MV`]).
@@ -441,10 +449,13 @@ impl Nerlab {
         let dt = self.dt_ms;
         let (vs, vd) = (s.v_soma_mv.clone(), s.v_dend_mv.clone());
         // channel conductances with the gates of step n (µS)
-        let g_na = c.g_na_us.clone() * s.m.clone().powi_scalar(3) * s.h.clone();
-        let g_nap = c.g_nap_us.clone() * s.p.clone().powi_scalar(3);
-        let g_k = c.g_kf_us.clone() * s.n.clone().powi_scalar(4)
-            + c.g_ks_us.clone() * s.r.clone().square();
+        // powers by multiplication ((x·x)·x, (x·x)·(x·x)): burn's powi_scalar(3|4) calls libm
+        // powf, which is slower and which the fused path could not reproduce bit for bit
+        let cube = |x: &Tensor<2>| x.clone().square() * x.clone();
+        let n2 = s.n.clone().square();
+        let g_na = c.g_na_us.clone() * cube(&s.m) * s.h.clone();
+        let g_nap = c.g_nap_us.clone() * cube(&s.p);
+        let g_k = c.g_kf_us.clone() * (n2.clone() * n2) + c.g_ks_us.clone() * s.r.clone().square();
         let g_na_all = g_na + g_nap;
         let g_soma = g_na_all.clone() + g_k.clone() + c.g_l_soma_us.clone();
         let i_soma = g_na_all * (vs.clone() - k.ena_mv)
@@ -522,6 +533,15 @@ pub struct NerlabPool {
     model: Option<Nerlab>,
     state: Option<NerlabState>,
     g_min: Option<Tensor<2>>,
+    fused: FusedSettings,
+}
+
+/// Settings of the fused path of [`NerlabPool`] (see [`crate::neuron::nerlab_fused`]).
+#[derive(Clone, Debug)]
+struct FusedSettings {
+    exact: bool,
+    threads: Option<usize>,
+    checkpoint_every: usize,
 }
 
 impl NerlabPool {
@@ -539,6 +559,11 @@ impl NerlabPool {
             model: None,
             state: None,
             g_min: None,
+            fused: FusedSettings {
+                exact: false,
+                threads: None,
+                checkpoint_every: nerlab_fused::DEFAULT_CHECKPOINT_EVERY,
+            },
         }
     }
 
@@ -584,6 +609,25 @@ impl NerlabPool {
         self.check_every = check::count_at_least("check_every", steps, 1)?;
         Ok(self)
     }
+    /// Fused path: use the standard-library `exp`/`powf` (bit-identical to the tape on flex)
+    /// instead of the vectorised fast arithmetic (default `false`; see
+    /// [`crate::neuron::nerlab_fused`]).
+    pub fn with_fused_exact(mut self, exact: bool) -> Self {
+        self.fused.exact = exact;
+        self
+    }
+    /// Fused path: worker threads (default: all available cores).
+    pub fn with_fused_threads(mut self, threads: usize) -> Result<Self> {
+        self.fused.threads = Some(check::count_at_least("fused_threads", threads, 1)?);
+        Ok(self)
+    }
+    /// Fused path: steps between the states the adjoint stores (default
+    /// [`nerlab_fused::DEFAULT_CHECKPOINT_EVERY`]; memory `8·T/K` states per unit, plus one
+    /// segment of `K` steps per thread during the backward pass).
+    pub fn with_checkpoint_every(mut self, steps: usize) -> Result<Self> {
+        self.fused.checkpoint_every = check::count_at_least("checkpoint_every", steps, 1)?;
+        Ok(self)
+    }
     /// Number of units.
     pub fn n_units(&self) -> usize {
         self.params.n_units()
@@ -592,9 +636,130 @@ impl NerlabPool {
     pub fn params(&self) -> &NerlabTensors {
         &self.params
     }
-    /// The state after the last step (None before `init`).
+    /// The state after the last step (None before `init` and after a fused run, which keeps no
+    /// per-step state).
     pub fn state(&self) -> Option<&NerlabState> {
         self.state.as_ref()
+    }
+
+    /// The fused whole-trace run ([`Stage::scan`]): one [`nerlab_fused::nerlab_scan`] op over the
+    /// conductance trace `[T, batch, n]` (siemens); returns `spikes` (and `v_soma_v`) traces.
+    fn fused_scan(
+        &mut self,
+        inputs: &Traces,
+        ctx: &Ctx,
+        batch: usize,
+        dt_s: f64,
+    ) -> Result<Traces> {
+        let n = self.n_units();
+        let g = inputs
+            .get(SYN_CONDUCTANCE_S)
+            .cloned()
+            .ok_or_else(|| Error::MissingBuffer {
+                stage: self.name.clone(),
+                buffer: SYN_CONDUCTANCE_S.into(),
+            })?;
+        let [t_steps, b, w] = g.dims();
+        if b != batch || w != n {
+            return Err(Error::shape(
+                SYN_CONDUCTANCE_S,
+                format!("[{t_steps}, {batch}, {n}]"),
+                format!("[{t_steps}, {b}, {w}]"),
+            ));
+        }
+        let model = match self.model.take() {
+            Some(m) => m,
+            None => Nerlab::new(&self.params, dt_s, self.mode)?,
+        };
+        let c = &model.coeffs;
+        let bias = match &self.i_bias_na {
+            Some(i) => i.clone(),
+            None => ctx.zeros([1, 1]),
+        };
+        let rows = [
+            &c.c_soma_nf,
+            &c.c_dend_nf,
+            &c.g_na_us,
+            &c.g_nap_us,
+            &c.g_kf_us,
+            &c.g_ks_us,
+            &c.g_l_soma_us,
+            &c.rinact_per_ms,
+            &c.g_cal_us,
+            &c.g_l_dend_us,
+            &c.vtraub_cal_mv,
+            &c.g_ax_us,
+            model.l_factor(),
+            &bias,
+        ];
+        let mut expanded = Vec::with_capacity(rows.len());
+        for (k, r) in rows.into_iter().enumerate() {
+            let [rb, rn] = r.dims();
+            if !((rb == 1 || rb == batch) && (rn == 1 || rn == n)) {
+                return Err(Error::shape(
+                    format!("nerlab coefficient row {k}"),
+                    format!("[1 or {batch}, 1 or {n}]"),
+                    format!("[{rb}, {rn}]"),
+                ));
+            }
+            expanded.push(r.clone().expand([batch, n]));
+        }
+        let coef = Tensor::stack::<3>(expanded, 0);
+        let k = &c.constants;
+        let mut spec = nerlab_fused::NerlabScanSpec::new(
+            model.dt_ms,
+            model.mode,
+            model.beta,
+            [
+                k.ena_mv,
+                k.ek_mv,
+                k.el_soma_mv,
+                k.ecal_mv,
+                k.el_dend_mv,
+                k.vtraub_napp_mv,
+            ],
+        );
+        spec.e_syn_mv = self.e_syn_mv;
+        spec.v_init_mv = self.v_init_mv;
+        spec.record_voltage = self.record_voltage;
+        spec.exact = self.fused.exact;
+        spec.check_every = self.check_every;
+        spec.checkpoint_every = self.fused.checkpoint_every;
+        if let Some(th) = self.fused.threads {
+            spec.threads = th;
+        }
+        self.model = Some(model);
+        self.state = None;
+        let out = nerlab_fused::nerlab_scan(g, coef, &spec)?;
+        if let Some(f) = spec.take_fault() {
+            return Err(match f {
+                nerlab_fused::ScanFault::BadConductance { step, unit, value } => Error::invalid(
+                    format!(
+                        "{SYN_CONDUCTANCE_S}[batch {}, unit {}] (step {step})",
+                        unit / n,
+                        unit % n
+                    ),
+                    value,
+                    "finite and >= 0 siemens",
+                ),
+                nerlab_fused::ScanFault::NonFinite { var, step, unit } => Error::NonFinite {
+                    buffer: format!("nerlab.{var}"),
+                    step,
+                    batch: unit / n,
+                    unit: unit % n,
+                },
+            });
+        }
+        let mut traces = Traces::new();
+        if self.record_voltage {
+            let spikes = out.clone().slice([0..t_steps, 0..batch, 0..n]);
+            let v = out.slice([0..t_steps, 0..batch, n..2 * n]) * 1e-3;
+            traces.insert(SPIKES.to_string(), spikes);
+            traces.insert(V_SOMA_V.to_string(), v);
+        } else {
+            traces.insert(SPIKES.to_string(), out);
+        }
+        Ok(traces)
     }
 }
 
@@ -676,6 +841,19 @@ impl Stage for NerlabPool {
         }
         self.state = Some(next);
         Ok(())
+    }
+
+    fn scan(
+        &mut self,
+        inputs: &Traces,
+        ctx: &Ctx,
+        batch: usize,
+        dt_s: f64,
+    ) -> Option<Result<Traces>> {
+        if !nerlab_fused::fused_supported(&ctx.device) {
+            return None;
+        }
+        Some(self.fused_scan(inputs, ctx, batch, dt_s))
     }
 }
 

@@ -1,0 +1,199 @@
+//! Rollout benchmark at MyoGen's Watanabe size: 800 motor neurons, 400 Poisson inputs, p = 0.3,
+//! dt = 0.1 ms, 5 s (50,000 steps), oscillating drive (DC 40 Hz + 20 Hz × sin(2π·20 t) + noise).
+//! Forward time, forward+backward time (d mean force / d DC) and peak memory (VmHWM) for both
+//! membrane models, both paths and batch 1 / 16. Each case runs in its own process so that
+//! VmHWM belongs to that case.
+//!
+//! `cargo bench --bench rollout` runs the default table; `cargo bench --bench rollout -- <case>…`
+//! runs chosen cases, e.g. `fast-fused-grad-16-50000`. A case is
+//! `<fast|faithful>-<tape|fused>-<fwd|grad>-<batch>-<steps>`.
+
+use std::process::Command;
+use std::time::Instant;
+
+use myodiff::drive::generator::GeneratorMode;
+use myodiff::drive::rate::DriveParams;
+use myodiff::kernel::{Ctx, ExecPath, to_vec_f64};
+use myodiff::network::{MYOGEN_WEIGHT_S, MembraneModel, MuscleParams, NetworkConfig, build};
+use myodiff::neuron::SpikeMode;
+
+fn vm_hwm_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+struct Case {
+    model: MembraneModel,
+    path: ExecPath,
+    grad: bool,
+    batch: usize,
+    steps: usize,
+}
+
+fn parse(s: &str) -> Option<Case> {
+    let p: Vec<&str> = s.split('-').collect();
+    if p.len() != 5 {
+        return None;
+    }
+    Some(Case {
+        model: p[0].parse().ok()?,
+        path: match p[1] {
+            "tape" => ExecPath::Tape,
+            "fused" => ExecPath::Fused,
+            _ => return None,
+        },
+        grad: p[2] == "grad",
+        batch: p[3].parse().ok()?,
+        steps: p[4].parse().ok()?,
+    })
+}
+
+/// Runs one case in this process; prints `RESULT <forward s> <backward s> <peak MB> <mean force>`.
+fn run_one(c: &Case) -> myodiff::Result<()> {
+    let ctx = if c.grad {
+        Ctx::cpu().autodiff()
+    } else {
+        Ctx::cpu()
+    };
+    let cfg = NetworkConfig {
+        model: c.model,
+        duration_s: c.steps as f64 * 1e-4,
+        spike_mode: if c.grad {
+            SpikeMode::Surrogate
+        } else {
+            SpikeMode::Hard
+        },
+        generator_mode: if c.grad {
+            GeneratorMode::Expected
+        } else {
+            GeneratorMode::Hard
+        },
+        ..Default::default()
+    };
+    let dcs: Vec<f64> = (0..c.batch).map(|b| 40.0 + b as f64).collect();
+    let dc = ctx.tensor(dcs, [c.batch, 1]);
+    let dc = if c.grad { dc.require_grad() } else { dc };
+    let mut drive = DriveParams::watanabe_oscillating(&ctx, 40.0);
+    drive.dc_hz = dc.clone();
+    let muscle = MuscleParams::from_config(&cfg, &ctx)?;
+    let w = ctx.tensor(vec![MYOGEN_WEIGHT_S], [1, 1]);
+    let t0 = Instant::now();
+    let mut sim = build(&cfg, &ctx, c.batch, drive, w, &muscle)?;
+    sim.check_finite(false);
+    let r = sim.run_path(c.path)?;
+    let f = r.trace("force_n")?;
+    let [n_t, _, _] = f.dims();
+    let mean = f.slice(n_t / 2..n_t).mean();
+    let mean_v = to_vec_f64(mean.clone())[0];
+    let fwd = t0.elapsed().as_secs_f64();
+    let mut bwd = 0.0;
+    let mut finite = true;
+    if c.grad {
+        let t1 = Instant::now();
+        let g = mean.backward();
+        let gd = dc.grad(&g).map(to_vec_f64).unwrap_or_default();
+        bwd = t1.elapsed().as_secs_f64();
+        finite = gd.iter().all(|v| v.is_finite());
+    }
+    println!(
+        "RESULT {fwd:.4} {bwd:.4} {:.1} {mean_v:.4} {}",
+        vm_hwm_mb(),
+        finite as u8
+    );
+    Ok(())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    if args.first().map(String::as_str) == Some("--one") {
+        let c = parse(&args[1]).expect("case");
+        if let Err(e) = run_one(&c) {
+            println!("ERROR {e}");
+        }
+        return;
+    }
+    let cases: Vec<String> = if args.is_empty() {
+        [
+            "fast-fused-fwd-1-50000",
+            "fast-fused-grad-1-50000",
+            "fast-fused-fwd-16-50000",
+            "fast-fused-grad-16-50000",
+            "fast-tape-fwd-1-50000",
+            "fast-tape-grad-1-5000",
+            "faithful-fused-fwd-1-50000",
+            "faithful-tape-fwd-1-50000",
+            "faithful-tape-grad-1-2000",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    } else {
+        args
+    };
+    let exe = std::env::current_exe().expect("own path");
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "load average at start: {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!(
+        "| case | model | path | batch | steps | forward (s) | backward (s) | fwd+bwd (s) | peak RSS (MB) | mean force (N) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for name in cases {
+        let Some(c) = parse(&name) else {
+            println!("| {name} | (unparsable case) |");
+            continue;
+        };
+        let out = Command::new(&exe)
+            .args(["--one", &name])
+            .output()
+            .expect("spawn");
+        let text = String::from_utf8_lossy(&out.stdout);
+        match text.lines().find(|l| l.starts_with("RESULT")) {
+            Some(l) => {
+                let v: Vec<f64> = l
+                    .split_whitespace()
+                    .skip(1)
+                    .map(|x| x.parse().unwrap_or(f64::NAN))
+                    .collect();
+                let bwd = if c.grad {
+                    format!("{:.3}", v[1])
+                } else {
+                    "-".into()
+                };
+                let tot = if c.grad {
+                    format!("{:.3}", v[0] + v[1])
+                } else {
+                    "-".into()
+                };
+                println!(
+                    "| {name} | {:?} | {:?} | {} | {} | {:.3} | {bwd} | {tot} | {:.0} | {:.3} |",
+                    c.model, c.path, c.batch, c.steps, v[0], v[2], v[3]
+                );
+            }
+            None => {
+                let err = text
+                    .lines()
+                    .find(|l| l.starts_with("ERROR"))
+                    .unwrap_or("crashed");
+                println!(
+                    "| {name} | {:?} | {:?} | {} | {} | {err} | | | | |",
+                    c.model, c.path, c.batch, c.steps
+                );
+            }
+        }
+    }
+}
