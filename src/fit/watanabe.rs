@@ -22,6 +22,8 @@
 //! - `secant`: the same safeguarded root-finder with the slope from one batched forward
 //!   difference `{dc, dc + h}` at the start and secant slopes from consecutive hard evaluations
 //!   afterwards;
+//! - `secant_chord`: the same, but the first slope is the chord from `(lower, 0)` (no motor
+//!   unit fires at the lower bound) to the first point, so no evaluation is spent on it;
 //! - `newton_autodiff`: the slope model is the EXACT autodiff derivative of the smooth
 //!   (`spike_mode = rate`) network at the current iterate (one smooth forward + backward), applied
 //!   to the hard objective, with a bracket (bisection) safeguard;
@@ -208,6 +210,14 @@ pub enum WatanabeMethod {
         /// Stop when `L ≤ tol`.
         tol: f64,
     },
+    /// Safeguarded secant whose first slope is the chord from `(lower, 0)` (no unit fires at the
+    /// lower bound) to the first point — no extra evaluation — then secant slopes.
+    SecantChord {
+        /// Loss evaluations.
+        budget: usize,
+        /// Stop when `L ≤ tol`.
+        tol: f64,
+    },
     /// Safeguarded Newton on the hard objective with the smooth model's exact autodiff slope.
     NewtonAutodiff {
         /// Hard loss evaluations.
@@ -234,6 +244,7 @@ impl WatanabeMethod {
             Self::RandomSearch { .. } => "random_search",
             Self::NewtonFd { .. } => "newton_fd",
             Self::Secant { .. } => "secant",
+            Self::SecantChord { .. } => "secant_chord",
             Self::NewtonAutodiff { .. } => "newton_autodiff",
             Self::SmoothLbfgs { .. } => "smooth_lbfgs",
         }
@@ -358,7 +369,8 @@ impl WatanabeSpec {
                     check::positive(&f("h_hz"), *h_hz)?;
                     check::positive(&f("tol"), *tol)?;
                 }
-                WatanabeMethod::NewtonAutodiff { budget, tol } => {
+                WatanabeMethod::NewtonAutodiff { budget, tol }
+                | WatanabeMethod::SecantChord { budget, tol } => {
                     check::count_at_least(&f("budget"), *budget, 1)?;
                     check::positive(&f("tol"), *tol)?;
                 }
@@ -679,6 +691,8 @@ pub enum SlopeSource {
         /// Step (Hz).
         h_hz: f64,
     },
+    /// First slope = chord from `(lo, 0)` to the first point, then secant slopes.
+    SecantChord,
     /// The smooth model's exact autodiff slope at every iterate (sharpness β per mV).
     SmoothAutodiff {
         /// β (per mV).
@@ -777,6 +791,21 @@ pub fn root_find(
                     (f, s)
                 }
             },
+            SlopeSource::SecantChord => {
+                if rec.evaluations >= budget {
+                    break;
+                }
+                let f = model.mean_forces(&[x])?[0];
+                evaluated.push((x, f));
+                rec.record(x, loss(f), false);
+                let (xp, fp) = prev.unwrap_or((lo, 0.0));
+                let s = if (x - xp).abs() > 1e-9 {
+                    (f - fp) / (x - xp)
+                } else {
+                    f64::NAN
+                };
+                (f, s)
+            }
             SlopeSource::SmoothAutodiff { beta } => {
                 if rec.evaluations >= budget {
                     break;
@@ -933,6 +962,18 @@ pub fn run_watanabe_spec(spec: &WatanabeSpec, out_dir: &Path) -> Result<RunSumma
                     lo,
                     hi,
                     SlopeSource::Secant { h_hz: *h_hz },
+                    *budget,
+                    *tol,
+                    &mut evaluated,
+                    m.name(),
+                )?,
+                WatanabeMethod::SecantChord { budget, tol } => root_find(
+                    &mut model,
+                    f_ref,
+                    x0,
+                    lo,
+                    hi,
+                    SlopeSource::SecantChord,
                     *budget,
                     *tol,
                     &mut evaluated,
