@@ -1008,7 +1008,7 @@ pub fn run_watanabe_spec(spec: &WatanabeSpec, out_dir: &Path) -> Result<RunSumma
                         }
                     };
                     let ref_s = t0.elapsed().as_secs_f64();
-                    if !(fr > 0.0) {
+                    if fr.is_nan() || fr <= 0.0 {
                         return Err(Error::invalid(
                             "network.n_mn",
                             spec.network.n_mn,
