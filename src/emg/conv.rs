@@ -33,7 +33,7 @@ use burn::backend::autodiff::{
     ops::{Backward, Ops, OpsKind},
 };
 use burn::backend::{
-    Autodiff, Backend, Dispatch, DispatchDevice, Flex, NdArray, TensorMetadata, backend_extension,
+    Autodiff, Backend, Dispatch, Flex, NdArray, TensorMetadata, backend_extension,
     tensor::FloatTensor, try_read_sync,
 };
 use burn::tensor::{DType, Tensor, TensorData};
@@ -497,10 +497,7 @@ impl<B: MuapConvOps, C: CheckpointStrategy> MuapConvOps for Autodiff<B, C> {
 
 /// Whether the FFT op runs on this device (flex or ndarray, with or without autodiff).
 pub fn fft_supported(device: &burn::tensor::Device) -> bool {
-    matches!(
-        device.clone().without_autodiff().as_dispatch(),
-        DispatchDevice::Flex(_) | DispatchDevice::NdArray(_)
-    )
+    crate::kernel::ctx::host_ops_supported(device)
 }
 
 /// The FFT convolution (module docs): `s [T, B, U]` → `[T, B, C]`, differentiable w.r.t. `s`.

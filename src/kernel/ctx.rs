@@ -202,3 +202,15 @@ pub fn to_vec_f32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 pub fn scalar_f64<const D: usize>(t: Tensor<D>) -> f64 {
     to_vec_f64(t)[0]
 }
+
+/// Whether the fused custom ops (host loops with hand-written adjoints) run on `device`: the CPU
+/// backends `flex` and `ndarray`, with or without autodiff. Elsewhere (e.g. wgpu) stages fall back
+/// to their tape path.
+pub fn host_ops_supported(device: &burn::tensor::Device) -> bool {
+    #[allow(deprecated)]
+    let ok = matches!(
+        device.clone().without_autodiff().as_dispatch(),
+        burn::backend::DispatchDevice::Flex(_) | burn::backend::DispatchDevice::NdArray(_)
+    );
+    ok
+}

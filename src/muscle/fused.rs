@@ -32,7 +32,7 @@ use burn::backend::autodiff::{
     ops::{Backward, Ops, OpsKind},
 };
 use burn::backend::{
-    Autodiff, Backend, Dispatch, DispatchDevice, Flex, NdArray, TensorMetadata, backend_extension,
+    Autodiff, Backend, Dispatch, Flex, NdArray, TensorMetadata, backend_extension,
     tensor::FloatTensor, try_read_sync,
 };
 use burn::tensor::{DType, Tensor, TensorData};
@@ -423,10 +423,7 @@ impl<B: TwitchScanOps, C: CheckpointStrategy> TwitchScanOps for Autodiff<B, C> {
 
 /// Whether the fused op runs on this device (flex or ndarray, with or without autodiff).
 pub fn fused_supported(device: &burn::tensor::Device) -> bool {
-    matches!(
-        device.clone().without_autodiff().as_dispatch(),
-        DispatchDevice::Flex(_) | DispatchDevice::NdArray(_)
-    )
+    crate::kernel::ctx::host_ops_supported(device)
 }
 
 /// The fused twitch-force scan (module docs): spikes `s [T, B, N]`, coefficients

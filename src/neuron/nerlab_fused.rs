@@ -67,7 +67,7 @@ use burn::backend::autodiff::{
     ops::{Backward, Ops, OpsKind},
 };
 use burn::backend::{
-    Autodiff, Backend, Dispatch, DispatchDevice, Flex, NdArray, TensorMetadata, backend_extension,
+    Autodiff, Backend, Dispatch, Flex, NdArray, TensorMetadata, backend_extension,
     tensor::FloatTensor, try_read_sync,
 };
 use burn::tensor::{DType, Tensor, TensorData};
@@ -1586,10 +1586,7 @@ impl<B: NerlabScanOps, C: CheckpointStrategy> NerlabScanOps for Autodiff<B, C> {
 
 /// Whether the fused op runs on this device (flex or ndarray, with or without autodiff).
 pub fn fused_supported(device: &burn::tensor::Device) -> bool {
-    matches!(
-        device.clone().without_autodiff().as_dispatch(),
-        DispatchDevice::Flex(_) | DispatchDevice::NdArray(_)
-    )
+    crate::kernel::ctx::host_ops_supported(device)
 }
 
 /// The fused NERLab pool scan (module docs): synaptic conductance `g [T, B, N]` (unit of
