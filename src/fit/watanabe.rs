@@ -1076,7 +1076,8 @@ pub fn run_watanabe_spec(spec: &WatanabeSpec, out_dir: &Path) -> Result<RunSumma
          matches F_ref = {f_ref:.4} N ({}); loss |F̄ − F_ref| / F_ref. Network: {} {:?} motor neurons \
          ({:?} spikes), {} Poisson inputs, p = {}, w = {} S, dt = {} s, fixed seed {} (common random \
          numbers); normalisation {:?}; path {:?}. Reference run {ref_wall_s:.2} s. Evaluations count \
-         every batch row; `newton_fd`/`secant` slopes are batched central differences (not autodiff); \
+         every batch row; `newton_fd` slopes are batched central differences and `secant` starts from \
+         a batched forward difference (not autodiff); `secant_chord` starts from the chord to (lower, 0); \
          `newton_autodiff` uses the exact autodiff slope of the smooth rate-mode model (β = {}/mV) as \
          the Newton slope on the hard objective; `smooth_lbfgs` fits the smooth model to its own \
          reference with exact autodiff gradients.",
