@@ -34,6 +34,7 @@ pub fn run_problem(spec: &Path, out: Option<&Path>) -> Result<RunSummary> {
         .unwrap_or_else(|| PathBuf::from("reports").join(&name));
     match header.kind.as_str() {
         "noise" => crate::fit::noise::run_noise_calibration(spec, &out),
-        other => Err(Error::invalid("kind", other, "one of: noise")),
+        "watanabe" => crate::fit::watanabe::run_watanabe_calibration(spec, &out),
+        other => Err(Error::invalid("kind", other, "one of: noise, watanabe")),
     }
 }
