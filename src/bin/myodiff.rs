@@ -200,6 +200,18 @@ fn rollout(
         (None, 0.0)
     };
     let means = to_vec_f64(mean_force);
+    if !r.stage_wall_s.is_empty() {
+        let parts: Vec<String> = r
+            .stage_wall_s
+            .iter()
+            .map(|(n, t)| format!("{n} {t:.3} s"))
+            .collect();
+        println!(
+            "stage wall times (fused path, forward): {}",
+            parts.join(", ")
+        );
+        println!();
+    }
     println!("| model | path | backend | batch | steps | forward (s) | backward (s) |");
     println!("|---|---|---|---|---|---|---|");
     println!(

@@ -56,6 +56,10 @@ pub struct Rollout {
     pub batch: usize,
     /// Number of steps.
     pub n_steps: usize,
+    /// Wall time of each stage (s) on the fused (stage-major) path, in execution order; empty on
+    /// the tape path, where stages interleave every tick. Backends that execute lazily may
+    /// attribute time to a later stage.
+    pub stage_wall_s: Vec<(String, f64)>,
 }
 
 impl Rollout {
@@ -208,9 +212,10 @@ impl Simulation {
             let mut io = StageIo::new(&mut state, &name, &decls[i]);
             self.stages[i].init(&mut io)?;
         }
+        let mut stage_wall_s = Vec::new();
         let mut traces = match path {
             ExecPath::Tape => self.run_tape(&graph, &decls, state)?,
-            ExecPath::Fused => self.run_stagewise(&graph, &decls, state)?,
+            ExecPath::Fused => self.run_stagewise(&graph, &decls, state, &mut stage_wall_s)?,
         };
         let mut specs = specs;
         for r in &self.readouts {
@@ -253,6 +258,7 @@ impl Simulation {
             dt_s: self.dt_s,
             batch: self.batch,
             n_steps: self.n_steps,
+            stage_wall_s,
         })
     }
 
@@ -325,6 +331,7 @@ impl Simulation {
         graph: &Graph,
         decls: &[StageDecl],
         mut state: SimState,
+        stage_wall_s: &mut Vec<(String, f64)>,
     ) -> Result<Traces> {
         if !self.callbacks.is_empty() {
             return Err(Error::config(
@@ -378,10 +385,12 @@ impl Simulation {
                 .iter()
                 .filter_map(|r| traces.get(&r.name).map(|t| (r.name.clone(), t.clone())))
                 .collect();
+            let t0 = std::time::Instant::now();
             let out = match self.stages[i].scan(&inputs, &self.ctx, self.batch, self.dt_s) {
                 Some(res) => res?,
                 None => self.step_alone(i, &decls[i], &mut state, &traces, &init)?,
             };
+            stage_wall_s.push((name.clone(), t0.elapsed().as_secs_f64()));
             for w in &decls[i].writes {
                 let t = out.get(&w.name).ok_or_else(|| {
                     Error::config(

@@ -115,8 +115,8 @@ const BLOCK: usize = 64;
 /// Runs the units `j0..j1` (flat `b·N + i`) time-major; calls `visit(t, jj, f_t, tau_t, g_t, sd_t)`
 /// for every step and unit of the block (`g_t` is only computed where `sd_t ≠ 0`, else 0).
 #[allow(clippy::too_many_arguments)]
-fn run_block(
-    s: &[f64],
+fn run_block<S: Copy + Into<f64>>(
+    s: &[S],
     p: &[f64],
     dims: (usize, usize, usize),
     spec: &TwitchScanSpec,
@@ -138,8 +138,8 @@ fn run_block(
         for jj in 0..m {
             let k = ks[jj];
             let d = ds[jj];
-            let sd = if t >= d {
-                s[(t - d) * bn + j0 + jj]
+            let sd: f64 = if t >= d {
+                s[(t - d) * bn + j0 + jj].into()
             } else {
                 0.0
             };
@@ -160,8 +160,8 @@ fn run_block(
 }
 
 /// Forward: `s` `[T, B, N]`, `p` `[7, B, N]` (f64) → force `[T, B]`.
-fn forward_host(
-    s: &[f64],
+fn forward_host<S: Copy + Into<f64>>(
+    s: &[S],
     p: &[f64],
     dims: (usize, usize, usize),
     spec: &TwitchScanSpec,
@@ -181,8 +181,8 @@ fn forward_host(
 }
 
 /// Adjoint: given `∂L/∂force` `[T, B]`, returns `(∂L/∂s [T, B, N], ∂L/∂p [7, B, N])`.
-fn adjoint_host(
-    s: &[f64],
+fn adjoint_host<S: Copy + Into<f64>>(
+    s: &[S],
     p: &[f64],
     gout: &[f64],
     dims: (usize, usize, usize),
@@ -271,6 +271,45 @@ pub trait TwitchScanOps: Backend {
     ) -> FloatTensor<Self>;
 }
 
+/// The spike trace on the host in its own precision (f32 traces are not widened to f64: at
+/// `[T, B, N]` = 50,000 × 800 that copy alone cost ≈0.7 s of page faults).
+#[derive(Clone)]
+enum HostTrace {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+/// Host copy of a trace in its own precision (other float dtypes are widened to f64).
+fn read_trace<B: Backend>(t: FloatTensor<B>) -> (HostTrace, DType) {
+    let data = try_read_sync(B::float_into_data(t))
+        .expect("CPU backend reads synchronously")
+        .expect("tensor read");
+    let dtype = data.dtype();
+    let v = match dtype {
+        DType::F32 => HostTrace::F32(data.into_vec::<f32>().expect("f32 data")),
+        DType::F64 => HostTrace::F64(data.into_vec::<f64>().expect("f64 data")),
+        _ => HostTrace::F64(
+            data.convert::<f64>()
+                .into_vec::<f64>()
+                .expect("convertible to f64"),
+        ),
+    };
+    (v, dtype)
+}
+
+/// `forward_host` on a trace of either precision.
+fn forward_trace(
+    s: &HostTrace,
+    p: &[f64],
+    dims: (usize, usize, usize),
+    spec: &TwitchScanSpec,
+) -> Vec<f64> {
+    match s {
+        HostTrace::F32(v) => forward_host(v, p, dims, spec),
+        HostTrace::F64(v) => forward_host(v, p, dims, spec),
+    }
+}
+
 /// Host copy of a primitive as f64, with its original dtype.
 fn read_f64<B: Backend>(t: FloatTensor<B>) -> (Vec<f64>, DType) {
     let data = try_read_sync(B::float_into_data(t))
@@ -311,9 +350,9 @@ fn forward_only<B: Backend>(
 ) -> FloatTensor<B> {
     let device = s.device();
     let dims = dims3(&s.shape());
-    let (sv, dtype) = read_f64::<B>(s);
+    let (sv, dtype) = read_trace::<B>(s);
     let (pv, _) = read_f64::<B>(coef);
-    let out = forward_host(&sv, &pv, dims, spec);
+    let out = forward_trace(&sv, &pv, dims, spec);
     write::<B>(out, vec![dims.0, dims.1, 1], dtype, &device)
 }
 
@@ -339,7 +378,7 @@ impl TwitchScanOps for NdArray {
 /// What the adjoint keeps: the input trace and the coefficients (host, f64).
 #[derive(Clone)]
 struct ScanState {
-    s: Vec<f64>,
+    s: HostTrace,
     p: Vec<f64>,
     dims: (usize, usize, usize),
     dtype: DType,
@@ -369,7 +408,10 @@ impl<B: Backend> Backward<B, 2> for TwitchScanBackward {
         let (gout, _) = read_f64::<B>(g);
         let st = ops.state;
         let (t_steps, b, n) = st.dims;
-        let (gs, gp) = adjoint_host(&st.s, &st.p, &gout, st.dims, &st.spec);
+        let (gs, gp) = match &st.s {
+            HostTrace::F32(v) => adjoint_host(v, &st.p, &gout, st.dims, &st.spec),
+            HostTrace::F64(v) => adjoint_host(v, &st.p, &gout, st.dims, &st.spec),
+        };
         if let Some(node) = node_s {
             grads.register::<B>(
                 node.id,
@@ -401,9 +443,9 @@ impl<B: TwitchScanOps, C: CheckpointStrategy> TwitchScanOps for Autodiff<B, C> {
             OpsKind::Tracked(prep) => {
                 let device = s_prim.device();
                 let dims = dims3(&s_prim.shape());
-                let (sv, dtype) = read_f64::<B>(s_prim);
+                let (sv, dtype) = read_trace::<B>(s_prim);
                 let (pv, _) = read_f64::<B>(p_prim);
-                let out = forward_host(&sv, &pv, dims, &spec);
+                let out = forward_trace(&sv, &pv, dims, &spec);
                 let out = write::<B>(out, vec![dims.0, dims.1, 1], dtype, &device);
                 prep.finish(
                     ScanState {
