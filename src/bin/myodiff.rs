@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use myodiff::drive::rate::DriveParams;
-use myodiff::kernel::{BackendKind, Ctx, ExecPath, scalar_f64, to_vec_f64};
+use myodiff::kernel::{BackendKind, Ctx, ExecPath, to_vec_f64};
 use myodiff::network::{MYOGEN_WEIGHT_S, MembraneModel, MuscleParams, NetworkConfig, build};
 use myodiff::neuron::SpikeMode;
 
@@ -235,6 +235,38 @@ fn rollout(
             dcs[b], means[b]
         );
     }
-    let _ = scalar_f64::<1>;
+    if grad && batch == 1 {
+        // The same derivative by a batched central difference of the forward model (one batch-2
+        // rollout at DC ± 0.5 Hz, common random numbers), to show how far the autodiff gradient of
+        // this spike mode is from the forward model's actual slope.
+        let h = 0.5;
+        let ctx_fd = ctx.clone().inner();
+        let mut cfg_fd = cfg.clone();
+        if cfg_fd.spike_mode == SpikeMode::Surrogate {
+            cfg_fd.spike_mode = SpikeMode::Hard;
+        }
+        let mut drive = DriveParams::watanabe_oscillating(&ctx_fd, dc_hz);
+        drive.dc_hz = ctx_fd.tensor(vec![dc_hz - h, dc_hz + h], [2, 1]);
+        drive.amp_hz = ctx_fd.full([1, 1], amp_hz);
+        let muscle = MuscleParams::from_config(&cfg_fd, &ctx_fd)?;
+        let w = ctx_fd.tensor(vec![MYOGEN_WEIGHT_S], [1, 1]);
+        let mut sim = build(&cfg_fd, &ctx_fd, 2, drive, w, &muscle)?;
+        let f = sim.run_path(path)?.trace("force_n")?;
+        let [n_t, _, _] = f.dims();
+        let m = to_vec_f64(f.slice(n_t / 2..n_t).mean_dim(0).reshape([2]));
+        println!();
+        println!(
+            "gradient check: autodiff ({:?} spikes, {:?} inputs) {:.5} N/Hz vs batched central difference (±{h} Hz) {:.5} N/Hz",
+            cfg.spike_mode,
+            cfg.generator_mode,
+            g.as_ref().map(|g| g[0]).unwrap_or(f64::NAN),
+            (m[1] - m[0]) / (2.0 * h)
+        );
+        if cfg.spike_mode != SpikeMode::Rate {
+            println!(
+                "(surrogate gradients through hard spikes are biased; `--spike-mode rate --generator-mode rate` gives the smooth model's exact gradient — see BENCHMARKS.md)"
+            );
+        }
+    }
     Ok(())
 }
