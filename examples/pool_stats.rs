@@ -7,27 +7,37 @@ use myodiff::network::{MYOGEN_WEIGHT_S, MembraneModel, MuscleParams, NetworkConf
 
 fn main() -> myodiff::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let dc: f64 = args.get(1).map(|s| s.parse().unwrap()).unwrap_or(40.0);
-    let dur: f64 = args.get(2).map(|s| s.parse().unwrap()).unwrap_or(2.0);
+    let num = |i: usize, field: &str, default: f64| -> myodiff::Result<f64> {
+        match args.get(i) {
+            None => Ok(default),
+            Some(s) => s
+                .parse()
+                .map_err(|_| myodiff::Error::invalid(field, s, "a number")),
+        }
+    };
+    let dc = num(1, "dc_hz", 40.0)?;
+    let dur = num(2, "duration_s", 2.0)?;
     let path = if args.get(3).map(|s| s == "fused").unwrap_or(false) {
         ExecPath::Fused
     } else {
         ExecPath::Tape
     };
-    let model: MembraneModel = args
-        .get(4)
-        .map(|s| s.parse().unwrap())
-        .unwrap_or(MembraneModel::Faithful);
+    let model: MembraneModel = match args.get(4) {
+        Some(s) => s.parse()?,
+        None => MembraneModel::Faithful,
+    };
     let ctx = Ctx::cpu();
     let cfg = NetworkConfig {
         model,
         duration_s: dur,
         drive_noise: NoiseKind::Rectified,
         gain: GainMode::MyogenCompat,
-        fast_synaptic_gain: std::env::var("FAST_GAIN")
-            .ok()
-            .map(|v| v.parse().unwrap())
-            .unwrap_or(myodiff::network::FAST_SYNAPTIC_GAIN),
+        fast_synaptic_gain: match std::env::var("FAST_GAIN") {
+            Ok(v) => v
+                .parse()
+                .map_err(|_| myodiff::Error::invalid("FAST_GAIN", &v, "a positive number"))?,
+            Err(_) => myodiff::network::FAST_SYNAPTIC_GAIN,
+        },
         ..Default::default()
     };
     let drive = DriveParams::constant(&ctx, dc);
@@ -57,7 +67,7 @@ fn main() -> myodiff::Result<()> {
     let half = f.len() / 2;
     let fmean = f[half..].iter().sum::<f64>() / (f.len() - half) as f64;
     println!(
-        "dc {dc} Hz, {dur} s, {path:?}: {el:.2} s wall; active(>1 spike) {active}; FR mean {mean:.2} Hz (n {}); force mean 2nd half {fmean:.3} (raw units)",
+        "dc {dc} Hz, {dur} s, {path:?}: {el:.2} s wall; active(>1 spike) {active}; FR mean {mean:.2} Hz (n {}); force mean 2nd half {fmean:.3} N (MyoGen-compatible constant twitch gain)",
         rates.len()
     );
     Ok(())
