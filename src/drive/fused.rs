@@ -168,10 +168,10 @@ fn hazard_inner<B: Backend>(rate: FloatTensor<B>, cfg: &HazardCfg) -> FloatTenso
     let t_steps = h.shape[0];
     let shape = vec![t_steps, cfg.batch, cfg.n];
     if h.is_f64() {
-        let (s, _) = hazard_forward::<f64>(&h.values(), t_steps, cfg, false);
+        let (s, _) = hazard_forward::<f64>(&h.view(), t_steps, cfg, false);
         from_host::<B, f64>(s, shape, &h.device)
     } else {
-        let (s, _) = hazard_forward::<f32>(&h.values(), t_steps, cfg, false);
+        let (s, _) = hazard_forward::<f32>(&h.view(), t_steps, cfg, false);
         from_host::<B, f32>(s, shape, &h.device)
     }
 }
@@ -315,10 +315,10 @@ fn iir_inner<B: Backend>(x: FloatTensor<B>, w: FloatTensor<B>, cfg: &IirCfg) -> 
     let dims = [hx.shape[0], hx.shape[1], hx.shape[2]];
     let wdims = [hw.shape[0], hw.shape[1]];
     if hx.is_f64() {
-        let g = iir_forward::<f64>(&hx.values(), &hw.values(), dims, wdims, cfg.kind);
+        let g = iir_forward::<f64>(&hx.view(), &hw.view(), dims, wdims, cfg.kind);
         from_host::<B, f64>(g, hx.shape, &hx.device)
     } else {
-        let g = iir_forward::<f32>(&hx.values(), &hw.values(), dims, wdims, cfg.kind);
+        let g = iir_forward::<f32>(&hx.view(), &hw.view(), dims, wdims, cfg.kind);
         from_host::<B, f32>(g, hx.shape, &hx.device)
     }
 }
@@ -402,10 +402,10 @@ impl<B: DriveOps, C: CheckpointStrategy> DriveOps for Autodiff<B, C> {
                 let t_steps = h.shape[0];
                 let shape = vec![t_steps, cfg.batch, cfg.n];
                 let (out, ms) = if h.is_f64() {
-                    let (s, m) = hazard_forward::<f64>(&h.values(), t_steps, &cfg, true);
+                    let (s, m) = hazard_forward::<f64>(&h.view(), t_steps, &cfg, true);
                     (from_host::<B, f64>(s, shape, &h.device), MTrace::F64(m))
                 } else {
-                    let (s, m) = hazard_forward::<f32>(&h.values(), t_steps, &cfg, true);
+                    let (s, m) = hazard_forward::<f32>(&h.view(), t_steps, &cfg, true);
                     (from_host::<B, f32>(s, shape, &h.device), MTrace::F32(m))
                 };
                 prep.finish(HazardState { ms, t_steps, cfg }, out)
@@ -430,10 +430,10 @@ impl<B: DriveOps, C: CheckpointStrategy> DriveOps for Autodiff<B, C> {
                 let dims = [hx.shape[0], hx.shape[1], hx.shape[2]];
                 let wdims = [hw.shape[0], hw.shape[1]];
                 let out = if hx.is_f64() {
-                    let g = iir_forward::<f64>(&hx.values(), &hw.values(), dims, wdims, cfg.kind);
+                    let g = iir_forward::<f64>(&hx.view(), &hw.view(), dims, wdims, cfg.kind);
                     from_host::<B, f64>(g, hx.shape.clone(), &hx.device)
                 } else {
-                    let g = iir_forward::<f32>(&hx.values(), &hw.values(), dims, wdims, cfg.kind);
+                    let g = iir_forward::<f32>(&hx.view(), &hw.view(), dims, wdims, cfg.kind);
                     from_host::<B, f32>(g, hx.shape.clone(), &hx.device)
                 };
                 let state = IirState {

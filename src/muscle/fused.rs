@@ -172,9 +172,12 @@ fn forward_host<S: Copy + Into<f64>>(
     for j0 in (0..bn).step_by(BLOCK) {
         let j1 = (j0 + BLOCK).min(bn);
         let ks: Vec<Coef> = (j0..j1).map(|j| coef_at(p, bn, j)).collect();
+        // batch row of each unit, hoisted out of the time loop (an integer division per step and
+        // unit cost ≈0.3 s at 50,000 × 800)
+        let rows: Vec<usize> = (j0..j1).map(|j| j / n).collect();
         run_block(s, p, dims, spec, j0, j1, |t, jj, f, _, _, _| {
             let k = ks[jj];
-            out[t * b + (j0 + jj) / n] += k.w * sat(f, k.cs, spec.saturation).0;
+            out[t * b + rows[jj]] += k.w * sat(f, k.cs, spec.saturation).0;
         });
     }
     out
