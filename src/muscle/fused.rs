@@ -313,18 +313,13 @@ fn forward_trace(
     }
 }
 
-/// Host copy of a primitive as f64, with its original dtype.
+/// Host copy of a primitive as f64, with its original dtype (small tensors: coefficients and the
+/// incoming force gradient).
 fn read_f64<B: Backend>(t: FloatTensor<B>) -> (Vec<f64>, DType) {
-    let data = try_read_sync(B::float_into_data(t))
-        .expect("CPU backend reads synchronously")
-        .expect("tensor read");
-    let dtype = data.dtype();
-    let v = match dtype {
-        DType::F64 => data.into_vec::<f64>().expect("f64 data"),
-        _ => data
-            .convert::<f64>()
-            .into_vec::<f64>()
-            .expect("convertible to f64"),
+    let (v, dtype) = read_trace::<B>(t);
+    let v = match v {
+        HostTrace::F32(v) => v.into_iter().map(f64::from).collect(),
+        HostTrace::F64(v) => v,
     };
     (v, dtype)
 }
