@@ -14,7 +14,7 @@ use crate::drive::generator::{
 use crate::drive::rate::{DriveNoise, DriveParams, DriveRate, NoiseKind, RateClip};
 use crate::drive::synapse::{ConnectivityRule, Synapse, SynapseConfig, SynapseKinetics};
 use crate::error::{Error, Result, check};
-use crate::kernel::{Ctx, Simulation};
+use crate::kernel::{Ctx, Simulation, Stage};
 use crate::muscle::force::{GainMode, TwitchForce};
 use crate::muscle::twitch::fuglevand_twitches;
 use crate::neuron::lif::{LifConfig, LifParams, LifPool};
@@ -185,6 +185,16 @@ impl NetworkConfig {
         Ok(())
     }
 
+    /// The drive-noise settings every drive stage of this network uses: seed `seed`, distribution
+    /// `drive_noise`, one sequence shared by the batch (common random numbers).
+    pub fn drive_noise_spec(&self) -> DriveNoise {
+        DriveNoise {
+            seed: self.seed,
+            kind: self.drive_noise,
+            shared_across_batch: true,
+        }
+    }
+
     /// Recruitment thresholds of the pool.
     pub fn thresholds(&self) -> Result<RecruitmentThresholds> {
         RecruitmentThresholds::new(
@@ -241,16 +251,26 @@ pub fn build(
     weight_s: Tensor<2>,
     muscle: &MuscleParams,
 ) -> Result<Simulation> {
-    cfg.validate()?;
     drive.validate(batch)?;
+    let stage = DriveRate::new(drive, cfg.drive_noise_spec(), cfg.rate_clip);
+    build_with_drive(cfg, ctx, batch, Box::new(stage), weight_s, muscle)
+}
+
+/// Like [`build`], with any stage writing `drive_rate_hz` `[1]` (Hz) as the descending drive,
+/// e.g. a [`crate::drive::PiecewiseLinearDrive`] (use [`NetworkConfig::drive_noise_spec`] for its
+/// noise so it shares the network's seed).
+pub fn build_with_drive(
+    cfg: &NetworkConfig,
+    ctx: &Ctx,
+    batch: usize,
+    drive: Box<dyn Stage>,
+    weight_s: Tensor<2>,
+    muscle: &MuscleParams,
+) -> Result<Simulation> {
+    cfg.validate()?;
     let n_steps = cfg.n_steps();
     let mut sim = Simulation::new(ctx.clone(), batch, cfg.dt_s, n_steps)?;
-    let noise = DriveNoise {
-        seed: cfg.seed,
-        kind: cfg.drive_noise,
-        shared_across_batch: true,
-    };
-    sim.add_stage(DriveRate::new(drive, noise, cfg.rate_clip));
+    sim.add_boxed_stage(drive);
     sim.add_stage(InputPopulation::new(InputPopulationConfig {
         n_dd: cfg.n_dd,
         process: cfg.process,

@@ -35,6 +35,12 @@ pub fn run_problem(spec: &Path, out: Option<&Path>) -> Result<RunSummary> {
     match header.kind.as_str() {
         "noise" => crate::fit::noise::run_noise_calibration(spec, &out),
         "watanabe" => crate::fit::watanabe::run_watanabe_calibration(spec, &out),
-        other => Err(Error::invalid("kind", other, "one of: noise, watanabe")),
+        "recording" => crate::fit::recording::run_recording_calibration(spec, &out),
+        "joint" => crate::fit::joint::run_joint_calibration(spec, &out),
+        other => Err(Error::invalid(
+            "kind",
+            other,
+            "one of: noise, watanabe, recording, joint",
+        )),
     }
 }

@@ -8,12 +8,14 @@
 pub mod fused;
 pub mod generator;
 mod host;
+pub mod piecewise;
 pub mod rate;
 pub mod synapse;
 
 pub use generator::{
     DD_SPIKES, GeneratorMode, InputPopulation, InputPopulationConfig, SpikeProcess,
 };
+pub use piecewise::{KnotTimes, PiecewiseLinearDrive};
 pub use rate::{DRIVE_RATE_HZ, DriveNoise, DriveParams, DriveRate, NoiseKind, RateClip};
 pub use synapse::{
     ConnectivityMatrix, ConnectivityRule, SYN_CONDUCTANCE_S, Synapse, SynapseConfig,

@@ -1,10 +1,13 @@
 //! Calibration: bounded parameters with an unconstrained representation, one objective shared by
 //! every optimiser, gradient and derivative-free methods, and run reports.
 
+pub mod joint;
 pub mod noise;
 pub mod objective;
 pub mod optimize;
 pub mod params;
+pub mod recording;
+pub mod smooth;
 pub mod watanabe;
 
 pub use objective::{Evaluation, Objective, Tracked};

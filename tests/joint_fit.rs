@@ -1,0 +1,120 @@
+//! Joint fit of drive parameters to force and firing statistics (issue 5 item 2): gradient check
+//! of the loss, recovery of two parameters by L-BFGS, typed errors.
+
+use myodiff::fit::joint::{JointModel, JointObjective, JointSpec, param_set, targets};
+use myodiff::fit::{Method, Objective, minimize};
+
+fn spec_text(extra: &str) -> String {
+    format!(
+        r#"
+kind = "joint"
+time_budget_s = 30.0
+max_batch = 4
+dims = [2]
+{extra}
+[network]
+n_mn = 40
+n_dd = 400
+duration_s = 1.0
+dt_s = 2e-4
+seed = 3
+[truth]
+dc_hz = 45.0
+amp_hz = 20.0
+weight_us = 0.05
+noise_sd_hz = 3.0
+[start]
+dc_hz = 65.0
+amp_hz = 8.0
+weight_us = 0.05
+noise_sd_hz = 3.0
+[lower]
+dc_hz = 10.0
+amp_hz = 0.0
+weight_us = 0.01
+noise_sd_hz = 0.0
+[upper]
+dc_hz = 100.0
+amp_hz = 40.0
+weight_us = 0.2
+noise_sd_hz = 10.0
+[[methods]]
+method = "lbfgs"
+iters = 60
+memory = 6
+"#
+    )
+}
+
+#[test]
+fn joint_gradient_matches_central_differences() {
+    let spec = JointSpec::from_toml_str(&spec_text("")).unwrap();
+    let mut model = JointModel::new(&spec.network, spec.freq_hz, 4).unwrap();
+    let tgt = targets(&spec, &mut model).unwrap();
+    eprintln!("targets {tgt:?}");
+    assert!(tgt[2] > 2.0, "active pool at the truth: {tgt:?}");
+    let mut obj = JointObjective {
+        model: &mut model,
+        targets: tgt,
+        base: spec.truth.to_vec(),
+    };
+    let x = vec![55.0, 14.0, 0.06, 4.0];
+    let (_, g) = obj.value_and_grad(&x).unwrap();
+    for (i, h) in [(0usize, 0.5), (1, 0.5), (2, 0.002), (3, 0.5)] {
+        let mut xp = x.clone();
+        let mut xm = x.clone();
+        xp[i] += h;
+        xm[i] -= h;
+        let l = obj.values(&[xp, xm]).unwrap();
+        let fd = (l[0] - l[1]) / (2.0 * h);
+        let scale = g.iter().zip([1.0, 1.0, 0.01, 1.0]).fold(0.0f64, |a, (v, s)| a.max((v * s).abs()));
+        let rel = (g[i] - fd).abs() / fd.abs().max(1e-3 * scale);
+        eprintln!("param {i}: autodiff {:.6e} fd {fd:.6e} rel {rel:.2e}", g[i]);
+        assert!(rel < 0.05, "param {i}: autodiff {} vs fd {fd}", g[i]);
+    }
+}
+
+#[test]
+fn dc_and_amplitude_are_recovered() {
+    let spec = JointSpec::from_toml_str(&spec_text("")).unwrap();
+    let mut model = JointModel::new(&spec.network, spec.freq_hz, 4).unwrap();
+    let tgt = targets(&spec, &mut model).unwrap();
+    let ps = param_set(&spec, 2).unwrap();
+    let mut obj = JointObjective {
+        model: &mut model,
+        targets: tgt,
+        base: spec.truth.to_vec(),
+    };
+    let l0 = obj.value(&ps.init()).unwrap();
+    let rep = minimize(&mut obj, &ps, &spec.methods[0], None, None).unwrap();
+    eprintln!(
+        "L {l0:.3e} -> {:.3e} in {} evaluations: {:?}",
+        rep.loss_best, rep.evaluations, rep.x_best
+    );
+    assert!(l0 > 1e-2);
+    assert!((rep.x_best[0] - 45.0).abs() / 45.0 < 0.02, "dc {}", rep.x_best[0]);
+    assert!((rep.x_best[1] - 20.0).abs() / 20.0 < 0.05, "amp {}", rep.x_best[1]);
+    let _ = Method::Adam { lr: 0.1, iters: 1 };
+}
+
+#[test]
+fn joint_spec_errors_name_the_field() {
+    let e = JointSpec::from_toml_str(&spec_text("").replace("dims = [2]", "dims = [5]"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dims"), "{e}");
+    let e = JointSpec::from_toml_str(
+        &spec_text("").replace("dc_hz = 65.0", "dc_hz = 120.0"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("start.dc_hz"), "{e}");
+    let e = JointSpec::from_toml_str(&spec_text("[targets]\nrate_sd_hz = -1.0"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("targets.rate_sd_hz"), "{e}");
+    let e = JointSpec::from_toml_str(&spec_text("").replace("weight_us = 0.01", "weight_us = 0.0"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("lower.weight_us"), "{e}");
+}
