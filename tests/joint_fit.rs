@@ -60,14 +60,17 @@ fn joint_gradient_matches_central_differences() {
     };
     let x = vec![55.0, 14.0, 0.06, 4.0];
     let (_, g) = obj.value_and_grad(&x).unwrap();
-    for (i, h) in [(0usize, 0.5), (1, 0.5), (2, 0.002), (3, 0.5)] {
+    for (i, h) in [(0usize, 0.5), (1, 0.5), (2, 0.0005), (3, 0.5)] {
         let mut xp = x.clone();
         let mut xm = x.clone();
         xp[i] += h;
         xm[i] -= h;
         let l = obj.values(&[xp, xm]).unwrap();
         let fd = (l[0] - l[1]) / (2.0 * h);
-        let scale = g.iter().zip([1.0, 1.0, 0.01, 1.0]).fold(0.0f64, |a, (v, s)| a.max((v * s).abs()));
+        let scale = g
+            .iter()
+            .zip([1.0, 1.0, 0.01, 1.0])
+            .fold(0.0f64, |a, (v, s)| a.max((v * s).abs()));
         let rel = (g[i] - fd).abs() / fd.abs().max(1e-3 * scale);
         eprintln!("param {i}: autodiff {:.6e} fd {fd:.6e} rel {rel:.2e}", g[i]);
         assert!(rel < 0.05, "param {i}: autodiff {} vs fd {fd}", g[i]);
@@ -92,8 +95,16 @@ fn dc_and_amplitude_are_recovered() {
         rep.loss_best, rep.evaluations, rep.x_best
     );
     assert!(l0 > 1e-2);
-    assert!((rep.x_best[0] - 45.0).abs() / 45.0 < 0.02, "dc {}", rep.x_best[0]);
-    assert!((rep.x_best[1] - 20.0).abs() / 20.0 < 0.05, "amp {}", rep.x_best[1]);
+    assert!(
+        (rep.x_best[0] - 45.0).abs() / 45.0 < 0.02,
+        "dc {}",
+        rep.x_best[0]
+    );
+    assert!(
+        (rep.x_best[1] - 20.0).abs() / 20.0 < 0.05,
+        "amp {}",
+        rep.x_best[1]
+    );
     let _ = Method::Adam { lr: 0.1, iters: 1 };
 }
 
@@ -103,11 +114,9 @@ fn joint_spec_errors_name_the_field() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("dims"), "{e}");
-    let e = JointSpec::from_toml_str(
-        &spec_text("").replace("dc_hz = 65.0", "dc_hz = 120.0"),
-    )
-    .unwrap_err()
-    .to_string();
+    let e = JointSpec::from_toml_str(&spec_text("").replace("dc_hz = 65.0", "dc_hz = 120.0"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("start.dc_hz"), "{e}");
     let e = JointSpec::from_toml_str(&spec_text("[targets]\nrate_sd_hz = -1.0"))
         .unwrap_err()

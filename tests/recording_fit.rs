@@ -86,9 +86,7 @@ fn params(init: f64) -> ParamSet {
     let mut p: Vec<ParamSpec> = (0..8)
         .map(|j| ParamSpec::new(&format!("knot_{j}_hz"), 0.0, 150.0, init))
         .collect();
-    p.push(
-        ParamSpec::new("force_scale_pct_per_n", 1e-3, 1e3, 2.0).with_transform(Transform::Log),
-    );
+    p.push(ParamSpec::new("force_scale_pct_per_n", 1e-3, 1e3, 2.0).with_transform(Transform::Log));
     ParamSet::new(p).unwrap()
 }
 
@@ -145,7 +143,9 @@ fn gradient_matches_central_differences() {
         xm[i] -= h;
         let l = model.losses(&[xp, xm]).unwrap();
         let fd = (l[0] - l[1]) / (2.0 * h);
-        let rel = (g[i] - fd).abs() / fd.abs().max(1e-3 * g.iter().fold(0.0f64, |a, b| a.max(b.abs())));
+        let rel = (g[i] - fd).abs()
+            / fd.abs()
+                .max(1e-3 * g.iter().fold(0.0f64, |a, b| a.max(b.abs())));
         eprintln!("param {i}: autodiff {:.6e} fd {fd:.6e} rel {rel:.2e}", g[i]);
         assert!(rel < 0.05, "param {i}: autodiff {} vs fd {fd}", g[i]);
     }
@@ -174,9 +174,17 @@ fn bad_inputs_get_typed_errors() {
     .to_string();
     assert!(e.contains("targets.force_pct"), "{e}");
     // Empty window.
-    let e = Targets::new(BIN_S, N_BINS, 5..5, vec![1.0; N_BINS], vec![], vec![], vec![])
-        .unwrap_err()
-        .to_string();
+    let e = Targets::new(
+        BIN_S,
+        N_BINS,
+        5..5,
+        vec![1.0; N_BINS],
+        vec![],
+        vec![],
+        vec![],
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("data.window"), "{e}");
     // Pool too small for the matched units.
     let e = RecordingModel::new(
@@ -295,7 +303,12 @@ memory = 8
         fit.loss_best, fit.evaluations, fit.wall_s
     );
     assert!(fit.loss_best < l0 / 3.0, "loss {l0} -> {}", fit.loss_best);
-    for f in ["force_fit.png", "rates_fit.png", "drive_fit.png", "report.md"] {
+    for f in [
+        "force_fit.png",
+        "rates_fit.png",
+        "drive_fit.png",
+        "report.md",
+    ] {
         assert!(dir.join(f).exists(), "{f} written");
     }
 }

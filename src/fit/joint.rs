@@ -42,6 +42,8 @@ pub const PARAM_NAMES: [&str; 4] = ["dc_hz", "amp_hz", "weight_us", "noise_sd_hz
 pub const OBSERVABLES: [&str; 4] = ["mean_force_n", "amp_at_f_n", "rate_mean_hz", "rate_sd_hz"];
 /// Rate above which a unit counts as active (Hz).
 pub const ACTIVE_HZ: f64 = 2.0;
+/// Losses below this are drawn at it on the log-scale scaling plot (an exact 0 in f32).
+const PLOT_FLOOR: f64 = 1e-14;
 /// Width of the soft activity threshold (Hz).
 pub const ACTIVE_WIDTH_HZ: f64 = 0.5;
 
@@ -173,7 +175,7 @@ impl JointSpec {
         let (lo, hi) = (self.lower.to_vec(), self.upper.to_vec());
         for (i, name) in PARAM_NAMES.iter().enumerate() {
             check::finite(&format!("lower.{name}"), lo[i])?;
-            if !(hi[i] > lo[i]) {
+            if hi[i].is_nan() || hi[i] <= lo[i] {
                 return Err(Error::invalid(
                     format!("upper.{name}"),
                     hi[i],
@@ -192,7 +194,11 @@ impl JointSpec {
             }
         }
         if self.lower.weight_us <= 0.0 {
-            return Err(Error::invalid("lower.weight_us", self.lower.weight_us, "> 0"));
+            return Err(Error::invalid(
+                "lower.weight_us",
+                self.lower.weight_us,
+                "> 0",
+            ));
         }
         if self.lower.noise_sd_hz < 0.0 {
             return Err(Error::invalid(
@@ -244,11 +250,7 @@ impl JointModel {
 
     /// Observables `[B, 4]` (module docs) for full parameter rows `[B, 4]` given as tensors
     /// `dc, amp, weight_us, sd` (each `[B, 1]`).
-    fn observables(
-        &mut self,
-        ctx: &Ctx,
-        p: [Tensor<2>; 4],
-    ) -> Result<Tensor<2>> {
+    fn observables(&mut self, ctx: &Ctx, p: [Tensor<2>; 4]) -> Result<Tensor<2>> {
         let [dc, amp, w_us, sd] = p;
         let b = dc.dims()[0];
         let drive = DriveParams {
@@ -269,12 +271,8 @@ impl JointModel {
         let f = force.slice([h..t, 0..b, 0..1]).reshape([n, b]);
         let mean = f.clone().mean_dim(0); // [1, B]
         let omega = 2.0 * std::f64::consts::PI * self.freq_hz * dt;
-        let cos: Tensor<2> = ctx.tensor(
-            (h..t).map(|k| (omega * k as f64).cos()).collect(),
-            [1, n],
-        );
-        let sin: Tensor<2> =
-            ctx.tensor((h..t).map(|k| (omega * k as f64).sin()).collect(), [1, n]);
+        let cos: Tensor<2> = ctx.tensor((h..t).map(|k| (omega * k as f64).cos()).collect(), [1, n]);
+        let sin: Tensor<2> = ctx.tensor((h..t).map(|k| (omega * k as f64).sin()).collect(), [1, n]);
         let fc = f.clone() - mean.clone();
         let re = cos.matmul(fc.clone());
         let im = sin.matmul(fc);
@@ -392,7 +390,11 @@ pub fn targets(spec: &JointSpec, model: &mut JointModel) -> Result<[f64; 4]> {
 
 /// The parameter set of dimension d (logit transforms inside the bounds).
 pub fn param_set(spec: &JointSpec, d: usize) -> Result<ParamSet> {
-    let (lo, hi, s) = (spec.lower.to_vec(), spec.upper.to_vec(), spec.start.to_vec());
+    let (lo, hi, s) = (
+        spec.lower.to_vec(),
+        spec.upper.to_vec(),
+        spec.start.to_vec(),
+    );
     ParamSet::new(
         (0..d)
             .map(|i| ParamSpec::new(PARAM_NAMES[i], lo[i], hi[i], s[i]))
@@ -449,7 +451,7 @@ pub fn run_joint_spec(spec: &JointSpec, out_dir: &Path) -> Result<RunSummary> {
             .map(|r| {
                 (
                     r["dim"].as_f64().unwrap_or(0.0),
-                    r["loss"].as_f64().unwrap_or(f64::NAN),
+                    r["loss"].as_f64().unwrap_or(f64::NAN).max(PLOT_FLOOR),
                 )
             })
             .collect();
@@ -459,7 +461,10 @@ pub fn run_joint_spec(spec: &JointSpec, out_dir: &Path) -> Result<RunSummary> {
     }
     line_plot(
         &out_dir.join("scaling.png"),
-        &format!("Best loss after {} s per method vs dimension", spec.time_budget_s),
+        &format!(
+            "Best loss after {} s per method vs dimension (0 shown at 1e-14)",
+            spec.time_budget_s
+        ),
         "fitted parameters d",
         "loss",
         &series,
@@ -472,11 +477,7 @@ pub fn run_joint_spec(spec: &JointSpec, out_dir: &Path) -> Result<RunSummary> {
             "Joint fit of (dc, amplitude, weight, noise) to mean force, force amplitude at {} Hz, \
              pool mean rate and rate SD on the smooth network ({} MNs, {} s, dt {} s); d = first d \
              parameters free, the rest at the truth; {} s of wall time per method and d.",
-            spec.freq_hz,
-            model.cfg.n_mn,
-            model.cfg.duration_s,
-            model.cfg.dt_s,
-            spec.time_budget_s
+            spec.freq_hz, model.cfg.n_mn, model.cfg.duration_s, model.cfg.dt_s, spec.time_budget_s
         ),
         fits,
         extra: serde_json::json!({

@@ -271,6 +271,8 @@ fn finish_argmin(
     t: &Tracked,
 ) -> Result<String> {
     match res {
+        // argmin reports a budget stop inside a line search as a "termination reason".
+        Ok(_) if t.exhausted() => Ok("budget spent".into()),
         Ok(reason) => Ok(reason.unwrap_or_else(|| "max iterations".into())),
         Err(_) if t.exhausted() => Ok("budget spent".into()),
         Err(e) => Err(opt_err("argmin", e)),

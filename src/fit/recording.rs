@@ -247,7 +247,7 @@ impl RecordingFitSpec {
         check::count_at_least("methods", self.methods.len(), 1)?;
         check::count_at_least("drive.knots", self.drive.knots, 2)?;
         check::finite("drive.lower_hz", self.drive.lower_hz)?;
-        if !(self.drive.upper_hz > self.drive.lower_hz) {
+        if self.drive.upper_hz.is_nan() || self.drive.upper_hz <= self.drive.lower_hz {
             return Err(Error::invalid(
                 "drive.upper_hz",
                 self.drive.upper_hz,
@@ -258,7 +258,7 @@ impl RecordingFitSpec {
         check::positive("drive.noise_upper_hz", self.drive.noise_upper_hz)?;
         check::positive("drive.weight_s", self.drive.weight_s)?;
         check::positive("scale.lower", self.scale.lower)?;
-        if !(self.scale.upper > self.scale.lower) {
+        if self.scale.upper.is_nan() || self.scale.upper <= self.scale.lower {
             return Err(Error::invalid(
                 "scale.upper",
                 self.scale.upper,
@@ -315,7 +315,11 @@ pub struct Targets {
 pub fn hann_matrix(n: usize, len: usize) -> Vec<f64> {
     let len = len.max(1) | 1;
     let h: Vec<f64> = (0..len)
-        .map(|k| (std::f64::consts::PI * (k + 1) as f64 / (len + 1) as f64).sin().powi(2))
+        .map(|k| {
+            (std::f64::consts::PI * (k + 1) as f64 / (len + 1) as f64)
+                .sin()
+                .powi(2)
+        })
         .collect();
     let total: f64 = h.iter().sum();
     let half = len / 2;
@@ -674,10 +678,7 @@ impl RecordingModel {
         self.rollouts += 1;
         let (nb, spb) = (self.targets.n_bins, self.steps_per_bin);
         // Force: bin means × s → [nb, B] (%MVC).
-        let f_bins = force
-            .reshape([nb, spb, b])
-            .mean_dim(1)
-            .reshape([nb, b])
+        let f_bins = force.reshape([nb, spb, b]).mean_dim(1).reshape([nb, b])
             * scale.clone().reshape([1, b]);
         let lb = self.targets.loss_bins.clone();
         let nl = lb.len();
@@ -700,7 +701,10 @@ impl RecordingModel {
             &ctx.device,
         );
         let sel = spikes.reshape([nb * spb, b, n_mn]).select(2, idx);
-        let counts = sel.reshape([nb, spb, b * m]).sum_dim(1).reshape([nb, b * m]);
+        let counts = sel
+            .reshape([nb, spb, b * m])
+            .sum_dim(1)
+            .reshape([nb, b * m]);
         let h: Tensor<2> = ctx.tensor(self.hann.clone(), [nb, nb]);
         let rates = h.matmul(counts) * (1.0 / self.targets.bin_s);
         let tile = |v: &[Vec<f64>]| -> Tensor<2> {
@@ -728,11 +732,7 @@ impl RecordingModel {
         Ok((f_loss + r_loss, f_bins, rates))
     }
 
-    fn tensors(
-        &self,
-        ctx: &Ctx,
-        xs: &[Vec<f64>],
-    ) -> Result<(Tensor<2>, Tensor<2>, Tensor<2>)> {
+    fn tensors(&self, ctx: &Ctx, xs: &[Vec<f64>]) -> Result<(Tensor<2>, Tensor<2>, Tensor<2>)> {
         let (v, sd, s) = self.split(xs)?;
         let b = xs.len();
         Ok((
@@ -980,7 +980,7 @@ pub fn setup(spec: &RecordingFitSpec, targets: Targets) -> Result<(RecordingMode
         num += f_n[b] * model.targets.force_pct[b];
         den += f_n[b] * f_n[b];
     }
-    if !(den > 0.0) {
+    if den.is_nan() || den <= 0.0 {
         return Err(Error::invalid(
             "network.n_mn",
             model.cfg.n_mn,
@@ -1075,12 +1075,7 @@ pub fn run_recording_spec(
 }
 
 /// Force, rate and drive plots of the initial point and of each method's best point.
-fn plot_fit(
-    model: &mut RecordingModel,
-    x0: &[f64],
-    fits: &[FitReport],
-    dir: &Path,
-) -> Result<()> {
+fn plot_fit(model: &mut RecordingModel, x0: &[f64], fits: &[FitReport], dir: &Path) -> Result<()> {
     let tb = model.targets.bin_s;
     let lb = model.targets.loss_bins.clone();
     let series = |name: &str, v: &[f64]| {
@@ -1098,17 +1093,26 @@ fn plot_fit(
         .map(|(r, u)| series(&format!("recorded unit {u}"), r))
         .collect();
     let k = model.knots.len();
-    let t: Vec<f64> = (0..model.targets.n_bins).map(|b| (b as f64 + 0.5) * tb).collect();
+    let t: Vec<f64> = (0..model.targets.n_bins)
+        .map(|b| (b as f64 + 0.5) * tb)
+        .collect();
     let mut drive = Vec::new();
     let mut points: Vec<(String, Vec<f64>)> = vec![("initial".into(), x0.to_vec())];
-    if let Some(best) = fits.iter().min_by(|a, b| a.loss_best.total_cmp(&b.loss_best)) {
+    if let Some(best) = fits
+        .iter()
+        .min_by(|a, b| a.loss_best.total_cmp(&b.loss_best))
+    {
         points.push((format!("{} (best)", best.method), best.x_best.clone()));
     }
-    for (name, x) in &points {
+    let last = points.len() - 1;
+    for (p, (name, x)) in points.iter().enumerate() {
         let sim = model.simulate(x)?;
         force.push(series(&format!("simulated, {name}"), &sim.force_pct));
-        for (r, i) in sim.rates_hz.iter().zip(&model.matched) {
-            rates.push(series(&format!("sim unit {i}, {name}"), r));
+        // Rates of the best point only (the initial ones would double an already busy plot).
+        if p == last {
+            for (r, i) in sim.rates_hz.iter().zip(&model.matched) {
+                rates.push(series(&format!("sim MN {i}, {name}"), r));
+            }
         }
         let d = model.knots.eval(&x[..k], &t);
         drive.push(Series::new(
