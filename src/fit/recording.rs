@@ -527,6 +527,15 @@ pub struct RecordingModel {
     pub rollouts: usize,
 }
 
+/// Summary numbers of a fit (see [`RecordingModel::quality`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct Quality {
+    /// Force RMSE over the window (%MVC).
+    pub force_rmse_pct: f64,
+    /// Per matched unit: (simulated, recorded) mean rate over the last half of the window (Hz).
+    pub late_rates_hz: Vec<(f64, f64)>,
+}
+
 /// Simulated force (%MVC) and matched smoothed rates (Hz) of one parameter set, per bin.
 #[derive(Clone, Debug)]
 pub struct Simulated {
@@ -788,6 +797,44 @@ impl RecordingModel {
         })
     }
 
+    /// The same rollout on the hard spiking network (Heaviside spikes, Poisson inputs; no
+    /// gradient): how well a drive fitted on the smooth model transfers to the spiking one.
+    pub fn simulate_hard(&mut self, x: &[f64]) -> Result<Simulated> {
+        let smooth = self.cfg.clone();
+        self.cfg = NetworkConfig {
+            spike_mode: crate::neuron::spike::SpikeMode::Hard,
+            generator_mode: crate::drive::GeneratorMode::Hard,
+            ..smooth.clone()
+        };
+        let out = self.simulate(x);
+        self.cfg = smooth;
+        out
+    }
+
+    /// Fit quality of simulated bins against the targets: force RMSE over the window (%MVC) and,
+    /// per matched unit, the mean rate over the last half of the window (simulated, recorded; Hz).
+    pub fn quality(&self, sim: &Simulated) -> Quality {
+        let lb = self.targets.loss_bins.clone();
+        let n = lb.len() as f64;
+        let force_rmse_pct = (lb
+            .clone()
+            .map(|b| (sim.force_pct[b] - self.targets.force_pct[b]).powi(2))
+            .sum::<f64>()
+            / n)
+            .sqrt();
+        let late = lb.start + lb.len() / 2..lb.end;
+        let mean = |v: &[f64]| v[late.clone()].iter().sum::<f64>() / late.len() as f64;
+        Quality {
+            force_rmse_pct,
+            late_rates_hz: sim
+                .rates_hz
+                .iter()
+                .zip(&self.targets.rates_hz)
+                .map(|(s, r)| (mean(s), mean(r)))
+                .collect(),
+        }
+    }
+
     /// Smoothed rates of every simulated unit (Hz, `[n_mn][n_bins]`) and the force per bin (N)
     /// at knot values `v` (Hz) and σ (Hz): used to match units and initialise the scale.
     pub fn all_rates(&mut self, v: &[f64], sd: f64) -> Result<(Vec<Vec<f64>>, Vec<f64>)> {
@@ -1014,7 +1061,7 @@ pub fn run_recording_calibration(spec_path: &Path, out_dir: &Path) -> Result<Run
 
 /// Runs every method of `spec` on `targets` from the same initial point, each under the same
 /// wall-time budget, and writes the report (summary.json, report.md, loss plots, `force_fit.png`,
-/// `rates_fit.png`, `drive_fit.png`).
+/// `rates_fit.png`, `drive_fit.png`, `transfer_hard.png`).
 pub fn run_recording_spec(
     spec: &RecordingFitSpec,
     targets: Targets,
@@ -1040,7 +1087,7 @@ pub fn run_recording_spec(
         path: out_dir.display().to_string(),
         source: e,
     })?;
-    plot_fit(&mut model, &x0, &fits, out_dir)?;
+    let quality = plot_fit(&mut model, &x0, &fits, out_dir)?;
     let extra = serde_json::json!({
         "initial_loss": loss0,
         "initial_x": x0,
@@ -1049,6 +1096,8 @@ pub fn run_recording_spec(
         "recorded_units": model.targets.units,
         "knot_times_s": model.knots.times_s(),
         "setup_s": setup_s,
+        "quality": quality.iter().map(|(n, q)| serde_json::json!({"point": n, "force_rmse_pct": q.force_rmse_pct,
+            "late_rates_hz_sim_vs_recorded": q.late_rates_hz})).collect::<Vec<_>>(),
         "time_budget_s_per_method": spec.time_budget_s,
         "network": { "n_mn": model.cfg.n_mn, "n_dd": model.cfg.n_dd, "dt_s": model.cfg.dt_s,
                      "duration_s": model.cfg.duration_s, "model": "smooth (rate-mode) fast LIF pool" },
@@ -1075,7 +1124,12 @@ pub fn run_recording_spec(
 }
 
 /// Force, rate and drive plots of the initial point and of each method's best point.
-fn plot_fit(model: &mut RecordingModel, x0: &[f64], fits: &[FitReport], dir: &Path) -> Result<()> {
+fn plot_fit(
+    model: &mut RecordingModel,
+    x0: &[f64],
+    fits: &[FitReport],
+    dir: &Path,
+) -> Result<Vec<(String, Quality)>> {
     let tb = model.targets.bin_s;
     let lb = model.targets.loss_bins.clone();
     let series = |name: &str, v: &[f64]| {
@@ -1105,9 +1159,27 @@ fn plot_fit(model: &mut RecordingModel, x0: &[f64], fits: &[FitReport], dir: &Pa
         points.push((format!("{} (best)", best.method), best.x_best.clone()));
     }
     let last = points.len() - 1;
+    let mut quality = Vec::new();
+    let mut transfer = vec![series("recorded", &model.targets.force_pct)];
     for (p, (name, x)) in points.iter().enumerate() {
         let sim = model.simulate(x)?;
         force.push(series(&format!("simulated, {name}"), &sim.force_pct));
+        quality.push((format!("smooth model, {name}"), model.quality(&sim)));
+        if p == last && p > 0 {
+            let hard = model.simulate_hard(x)?;
+            transfer.push(series(
+                &format!("smooth model (fitted), {name}"),
+                &sim.force_pct,
+            ));
+            transfer.push(series(
+                "hard spiking model, same drive and scale",
+                &hard.force_pct,
+            ));
+            quality.push((
+                format!("hard spiking model, {name} drive"),
+                model.quality(&hard),
+            ));
+        }
         // Rates of the best point only (the initial ones would double an already busy plot).
         if p == last {
             for (r, i) in sim.rates_hz.iter().zip(&model.matched) {
@@ -1138,6 +1210,17 @@ fn plot_fit(model: &mut RecordingModel, x0: &[f64], fits: &[FitReport], dir: &Pa
         Scale::Linear,
         Scale::Linear,
     )?;
+    if transfer.len() > 1 {
+        line_plot(
+            &dir.join("transfer_hard.png"),
+            "Does the smooth-model fit transfer to the hard spiking model?",
+            "time (s)",
+            "force (%MVC)",
+            &transfer,
+            Scale::Linear,
+            Scale::Linear,
+        )?;
+    }
     line_plot(
         &dir.join("drive_fit.png"),
         "Fitted piecewise-linear drive (without noise)",
@@ -1146,5 +1229,6 @@ fn plot_fit(model: &mut RecordingModel, x0: &[f64], fits: &[FitReport], dir: &Pa
         &drive,
         Scale::Linear,
         Scale::Linear,
-    )
+    )?;
+    Ok(quality)
 }
