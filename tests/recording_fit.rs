@@ -186,45 +186,33 @@ fn bad_inputs_get_typed_errors() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("data.window"), "{e}");
-    // Pool too small for the matched units.
-    let e = RecordingModel::new(
-        &NetworkConfig {
-            n_mn: 4,
-            ..small_net()
-        },
-        knots(),
-        placeholder(),
-        UNITS.to_vec(),
-        false,
-        1.0,
-        MYOGEN_WEIGHT_S,
-        1.0,
-        0.5,
-        1,
-    )
-    .err()
-    .expect("pool too small")
-    .to_string();
+    // Pool too small for the matched units; a time step that does not tile a bin.
+    let model_err = |cfg: NetworkConfig| {
+        RecordingModel::new(
+            &cfg,
+            knots(),
+            placeholder(),
+            UNITS.to_vec(),
+            false,
+            1.0,
+            MYOGEN_WEIGHT_S,
+            1.0,
+            0.5,
+            1,
+        )
+        .err()
+        .expect("a typed error")
+        .to_string()
+    };
+    let e = model_err(NetworkConfig {
+        n_mn: 4,
+        ..small_net()
+    });
     assert!(e.contains("network.n_mn"), "{e}");
-    // Time step not tiling a bin.
-    let e = RecordingModel::new(
-        &NetworkConfig {
-            dt_s: 3e-4,
-            ..small_net()
-        },
-        knots(),
-        placeholder(),
-        UNITS.to_vec(),
-        false,
-        1.0,
-        MYOGEN_WEIGHT_S,
-        1.0,
-        0.5,
-        1,
-    )
-    .err()
-    .expect("dt")
-    .to_string();
+    let e = model_err(NetworkConfig {
+        dt_s: 3e-4,
+        ..small_net()
+    });
     assert!(e.contains("network.dt_s"), "{e}");
     // Spec: knots and matching.
     let base = "kind = \"recording\"\ntime_budget_s = 1.0\n[[methods]]\nmethod = \"lbfgs\"\niters = 2\nmemory = 2\n";

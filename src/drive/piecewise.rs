@@ -8,12 +8,12 @@
 //! where `w_kj` are the linear-interpolation ("hat") weights: for `τ_j ≤ t_k < τ_{j+1}`,
 //! `w_kj = (τ_{j+1} − t_k)/(τ_{j+1} − τ_j)`, `w_k,j+1 = 1 − w_kj`; the profile is held flat before
 //! the first knot (`w_k0 = 1`) and after the last (`w_k,K−1 = 1`). σ (Hz) scales the seeded noise ξ
-//! ([`super::rate::draw_noise`]), and the clip is a [`RateClip`]. The map `v ↦ r` is linear before
+//! ([`DriveNoise::draw`]), and the clip is a [`RateClip`]. The map `v ↦ r` is linear before
 //! the clip, so `∂r/∂v` is exact and cheap: the whole trace is one `[T, K] × [K, B]` product.
 
 use burn::tensor::Tensor;
 
-use super::rate::{DRIVE_RATE_HZ, DriveNoise, DriveRate, RateClip, draw_noise};
+use super::rate::{DRIVE_RATE_HZ, DriveNoise, DriveRate, RateClip};
 use crate::error::{Error, Result, check};
 use crate::kernel::{Ctx, ReadSpec, Stage, StageDecl, StageIo, Traces, to_vec_f64};
 
@@ -191,13 +191,7 @@ impl PiecewiseLinearDrive {
     pub fn trace(&self, ctx: &Ctx, batch: usize, n_steps: usize, dt_s: f64) -> Result<Tensor<3>> {
         check::positive("dt_s", dt_s)?;
         self.validate(batch)?;
-        let xi = draw_noise(
-            n_steps,
-            batch,
-            self.noise.seed,
-            self.noise.kind,
-            self.noise.shared_across_batch,
-        );
+        let xi = self.noise.draw(n_steps, batch);
         Ok(self.trace_from(ctx, batch, n_steps, dt_s, &xi))
     }
 
@@ -233,13 +227,7 @@ impl Stage for PiecewiseLinearDrive {
     fn init(&mut self, io: &mut StageIo<'_>) -> Result<()> {
         self.validate(io.batch())?;
         self.n_steps = io.n_steps();
-        self.xi = draw_noise(
-            self.n_steps,
-            io.batch(),
-            self.noise.seed,
-            self.noise.kind,
-            self.noise.shared_across_batch,
-        );
+        self.xi = self.noise.draw(self.n_steps, io.batch());
         Ok(())
     }
     fn step(&mut self, io: &mut StageIo<'_>, t: usize) -> Result<()> {

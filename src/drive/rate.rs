@@ -231,6 +231,19 @@ pub struct DriveNoise {
     pub shared_across_batch: bool,
 }
 
+impl DriveNoise {
+    /// ξ `[n_steps, batch, 1]` drawn with these settings ([`draw_noise`]).
+    pub fn draw(&self, n_steps: usize, batch: usize) -> Vec<f64> {
+        draw_noise(
+            n_steps,
+            batch,
+            self.seed,
+            self.kind,
+            self.shared_across_batch,
+        )
+    }
+}
+
 impl Default for DriveNoise {
     fn default() -> Self {
         Self {
@@ -270,13 +283,7 @@ impl DriveRate {
         check::positive("dt_s", dt_s)?;
         self.params.validate(batch)?;
         self.clip.validate()?;
-        let xi = draw_noise(
-            n_steps,
-            batch,
-            self.noise.seed,
-            self.noise.kind,
-            self.noise.shared_across_batch,
-        );
+        let xi = self.noise.draw(n_steps, batch);
         Ok(drive_rate_trace(
             ctx,
             &self.params,
@@ -306,13 +313,7 @@ impl Stage for DriveRate {
         self.params.validate(io.batch())?;
         self.clip.validate()?;
         self.n_steps = io.n_steps();
-        self.xi = draw_noise(
-            self.n_steps,
-            io.batch(),
-            self.noise.seed,
-            self.noise.kind,
-            self.noise.shared_across_batch,
-        );
+        self.xi = self.noise.draw(self.n_steps, io.batch());
         Ok(())
     }
     fn step(&mut self, io: &mut StageIo<'_>, t: usize) -> Result<()> {

@@ -141,18 +141,14 @@ pub struct JointSpec {
 impl JointSpec {
     /// Parses TOML and validates.
     pub fn from_toml_str(text: &str) -> Result<Self> {
-        let s: Self =
-            toml::from_str(text).map_err(|e| Error::format("joint problem spec", e.to_string()))?;
+        let s: Self = super::spec::parse_toml(text, "joint problem spec")?;
         s.validate()?;
         Ok(s)
     }
 
     /// Reads a spec file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
-            path: path.display().to_string(),
-            source: e,
-        })?;
+        let text = super::spec::read_text(path)?;
         Self::from_toml_str(&text)
     }
 

@@ -8,6 +8,7 @@ pub mod optimize;
 pub mod params;
 pub mod recording;
 pub mod smooth;
+pub mod spec;
 pub mod watanabe;
 
 pub use objective::{Evaluation, Objective, Tracked};

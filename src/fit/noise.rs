@@ -299,18 +299,14 @@ fn default_name() -> String {
 impl NoiseCalibrationSpec {
     /// Parses TOML (syntax/unknown-field errors are [`Error::Format`]) and validates it.
     pub fn from_toml_str(text: &str) -> Result<Self> {
-        let spec: Self = toml::from_str(text)
-            .map_err(|e| Error::format("noise calibration spec", e.to_string()))?;
+        let spec: Self = super::spec::parse_toml(text, "noise calibration spec")?;
         spec.validate()?;
         Ok(spec)
     }
 
     /// Reads and parses a spec file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
-            path: path.display().to_string(),
-            source: e,
-        })?;
+        let text = super::spec::read_text(path)?;
         Self::from_toml_str(&text)
     }
 

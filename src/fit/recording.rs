@@ -143,7 +143,7 @@ impl Default for DriveSpec {
             times_s: None,
             lower_hz: 0.0,
             upper_hz: 150.0,
-            init_peak_hz: 90.0,
+            init_peak_hz: 75.0,
             init_floor_hz: 20.0,
             init_hz: None,
             fit_noise: true,
@@ -181,6 +181,7 @@ fn default_network() -> NetworkConfig {
         n_mn: 200,
         n_dd: 400,
         dt_s: 2.5e-4,
+        smooth_synaptic_gain: 1.45,
         ..NetworkConfig::default()
     }
 }
@@ -222,18 +223,14 @@ fn default_max_batch() -> usize {
 impl RecordingFitSpec {
     /// Parses TOML and validates.
     pub fn from_toml_str(text: &str) -> Result<Self> {
-        let s: Self = toml::from_str(text)
-            .map_err(|e| Error::format("recording problem spec", e.to_string()))?;
+        let s: Self = super::spec::parse_toml(text, "recording problem spec")?;
         s.validate()?;
         Ok(s)
     }
 
     /// Reads a spec file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
-            path: path.display().to_string(),
-            source: e,
-        })?;
+        let text = super::spec::read_text(path)?;
         Self::from_toml_str(&text)
     }
 

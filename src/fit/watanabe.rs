@@ -311,18 +311,14 @@ fn default_max_batch() -> usize {
 impl WatanabeSpec {
     /// Parses and validates a TOML spec.
     pub fn from_toml_str(text: &str) -> Result<Self> {
-        let s: Self =
-            toml::from_str(text).map_err(|e| Error::format("watanabe spec", e.to_string()))?;
+        let s: Self = super::spec::parse_toml(text, "watanabe spec")?;
         s.validate()?;
         Ok(s)
     }
 
     /// Reads, parses and validates a TOML spec file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
-            path: path.display().to_string(),
-            source: e,
-        })?;
+        let text = super::spec::read_text(path)?;
         Self::from_toml_str(&text)
     }
 
