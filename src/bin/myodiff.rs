@@ -114,7 +114,23 @@ fn run(cli: Cli) -> myodiff::Result<()> {
             grad,
         ),
         Cmd::Calibrate { problem, out } => {
-            myodiff::calibrate::run_problem(&problem, out.as_deref()).map(|_| ())
+            let dir = myodiff::calibrate::report_dir(&problem, out.as_deref());
+            myodiff::calibrate::run_problem(&problem, out.as_deref()).map(|s| {
+                println!("{}: {}", s.problem, s.description);
+                println!(
+                    "{:<24} {:>12} {:>12} {:>10} {:>10}",
+                    "method", "best loss", "evaluations", "gradients", "wall (s)"
+                );
+                for f in &s.fits {
+                    println!(
+                        "{:<24} {:>12.4e} {:>12} {:>10} {:>10.2}",
+                        f.method, f.loss_best, f.evaluations, f.gradients, f.wall_s
+                    );
+                }
+                if let Ok(d) = dir {
+                    println!("report: {}", d.join("report.md").display());
+                }
+            })
         }
     }
 }

@@ -15,23 +15,31 @@ struct Header {
     name: Option<String>,
 }
 
-/// Reads the `kind` of a problem spec and runs it; writes the report into `out` (default
-/// `reports/<name>`). Returns the run summary.
-pub fn run_problem(spec: &Path, out: Option<&Path>) -> Result<RunSummary> {
-    let text = std::fs::read_to_string(spec).map_err(|e| Error::Io {
-        path: spec.display().to_string(),
-        source: e,
-    })?;
-    let header: Header = toml::from_str(&text)
-        .map_err(|e| Error::format(format!("problem spec {}", spec.display()), e.to_string()))?;
+/// The report directory of a problem spec: `out`, or `reports/<name>` (name from the spec, else
+/// the file stem).
+pub fn report_dir(spec: &Path, out: Option<&Path>) -> Result<PathBuf> {
+    if let Some(o) = out {
+        return Ok(o.to_path_buf());
+    }
+    let header = read_header(spec)?;
     let name = header.name.clone().unwrap_or_else(|| {
         spec.file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "problem".into())
     });
-    let out: PathBuf = out
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("reports").join(&name));
+    Ok(PathBuf::from("reports").join(name))
+}
+
+fn read_header(spec: &Path) -> Result<Header> {
+    let text = crate::fit::spec::read_text(spec)?;
+    crate::fit::spec::parse_toml(&text, &format!("problem spec {}", spec.display()))
+}
+
+/// Reads the `kind` of a problem spec and runs it; writes the report into
+/// [`report_dir`]`(spec, out)`. Returns the run summary.
+pub fn run_problem(spec: &Path, out: Option<&Path>) -> Result<RunSummary> {
+    let header = read_header(spec)?;
+    let out = report_dir(spec, out)?;
     match header.kind.as_str() {
         "noise" => crate::fit::noise::run_noise_calibration(spec, &out),
         "watanabe" => crate::fit::watanabe::run_watanabe_calibration(spec, &out),
