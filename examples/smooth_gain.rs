@@ -3,7 +3,8 @@
 //!
 //! For constant drives (Hz) it runs the hard network once and the smooth network at each gain,
 //! and prints the mean force over the second half (N) and the mean rate of active units (> 2 Hz)
-//! side by side. Pick the gain whose force/rate curve follows the hard one.
+//! side by side, then the gain `fit::smooth::calibrate_smooth_gain` picks (what
+//! `[surrogate] auto_gain = true` does before a recording fit).
 //!
 //! `cargo run --release --example smooth_gain -- [n_mn] [dt_s] [gains…]`
 //! (defaults: 200 MNs, dt 2.5e-4 s, gains 1.0 1.3 1.45 1.6; 400 inputs, 2 s per run).
@@ -86,5 +87,7 @@ fn main() -> myodiff::Result<()> {
         }
         println!();
     }
+    let (g, _) = myodiff::fit::smooth::calibrate_smooth_gain(&base, &[50.0, 70.0, 90.0], 2.0, 8)?;
+    println!("calibrate_smooth_gain (equal geometric-mean force ratio at 50/70/90 Hz): {g:.3}");
     Ok(())
 }

@@ -82,7 +82,8 @@ pub struct NetworkConfig {
     /// default 1). The smooth pool fires at roughly half the hard pool's rate under the same
     /// drive; this factor makes it a surrogate of the hard one (1.45 matches force and mean rate
     /// within ≈10 % at 200 MNs, dt 0.25 ms, drive 50–90 Hz: `examples/smooth_gain.rs`). It is
-    /// dt-dependent: calibrate it for the time step in use.
+    /// dt- and size-dependent: calibrate it for the network in use
+    /// (`fit::smooth::calibrate_smooth_gain`).
     pub smooth_synaptic_gain: f64,
     /// Mode of the input generators.
     pub generator_mode: GeneratorMode,

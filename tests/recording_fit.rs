@@ -300,3 +300,34 @@ memory = 8
         assert!(dir.join(f).exists(), "{f} written");
     }
 }
+
+/// The smooth-gain calibration makes the smooth network's force follow the hard one's.
+#[test]
+fn smooth_gain_calibration_matches_hard_force() {
+    let cfg = NetworkConfig {
+        n_mn: 40,
+        dt_s: DT,
+        ..small_net()
+    };
+    let (g, table) =
+        myodiff::fit::smooth::calibrate_smooth_gain(&cfg, &[60.0, 80.0, 100.0], 1.0, 8).unwrap();
+    eprintln!("gain {g:.3}: {table:?}");
+    assert!(g > 1.0 && g < 4.0, "gain {g}");
+    let ungained = myodiff::fit::smooth::constant_drive_forces(
+        &myodiff::fit::smooth::smooth_config(&NetworkConfig {
+            duration_s: 1.0,
+            ..cfg.clone()
+        }),
+        &[80.0],
+    )
+    .unwrap()[0];
+    let (_, hard, smooth) = table[1];
+    assert!(
+        (smooth / hard - 1.0).abs() < 0.3,
+        "80 Hz: smooth {smooth} N vs hard {hard} N at gain {g}"
+    );
+    assert!(
+        (smooth / hard - 1.0).abs() < (ungained / hard - 1.0).abs(),
+        "the gain must bring the smooth force closer to the hard one ({ungained} N at gain 1)"
+    );
+}

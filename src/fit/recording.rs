@@ -43,7 +43,9 @@ use super::optimize::{FitReport, Method, minimize};
 use super::params::{ParamSet, ParamSpec, Transform};
 use super::plot::{Scale, Series, line_plot};
 use super::report::{RunSummary, write_report};
-use super::smooth::{check_finite_values, gradients, run_network, smooth_config};
+use super::smooth::{
+    calibrate_smooth_gain, check_finite_values, gradients, run_network, smooth_config,
+};
 use crate::drive::{KnotTimes, PiecewiseLinearDrive};
 use crate::error::{Error, Result, check};
 use crate::io::recording::{DEV_SAMPLES, Recording, default_data_path};
@@ -176,6 +178,32 @@ impl Default for ScaleSpec {
     }
 }
 
+/// Optional calibration of the smooth model as a surrogate of the hard spiking one before the fit
+/// ([`super::smooth::calibrate_smooth_gain`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SurrogateSpec {
+    /// Calibrate `network.smooth_synaptic_gain` (overrides the configured value).
+    pub auto_gain: bool,
+    /// Constant drives of the calibration runs (Hz).
+    pub drives_hz: Vec<f64>,
+    /// Duration of each calibration run (s).
+    pub duration_s: f64,
+    /// Bisection steps on ln(gain).
+    pub iterations: usize,
+}
+
+impl Default for SurrogateSpec {
+    fn default() -> Self {
+        Self {
+            auto_gain: false,
+            drives_hz: vec![50.0, 70.0, 90.0],
+            duration_s: 2.0,
+            iterations: 8,
+        }
+    }
+}
+
 fn default_network() -> NetworkConfig {
     NetworkConfig {
         n_mn: 200,
@@ -207,6 +235,9 @@ pub struct RecordingFitSpec {
     /// Force scale.
     #[serde(default)]
     pub scale: ScaleSpec,
+    /// Smooth-surrogate calibration.
+    #[serde(default)]
+    pub surrogate: SurrogateSpec,
     /// Wall-time budget per method (s): every method gets the same.
     pub time_budget_s: f64,
     /// Largest batch of one population rollout.
@@ -262,6 +293,10 @@ impl RecordingFitSpec {
                 format!("> scale.lower = {}", self.scale.lower),
             ));
         }
+        check::count_at_least("surrogate.drives_hz", self.surrogate.drives_hz.len(), 1)?;
+        check::all_finite("surrogate.drives_hz", &self.surrogate.drives_hz)?;
+        check::positive("surrogate.duration_s", self.surrogate.duration_s)?;
+        check::count_at_least("surrogate.iterations", self.surrogate.iterations, 1)?;
         check::positive("data.smooth_s", self.data.smooth_s)?;
         check::non_negative("data.rate_weight", self.data.rate_weight)?;
         check::positive("data.recruit_hz", self.data.recruit_hz)?;
@@ -1065,8 +1100,22 @@ pub fn run_recording_spec(
     out_dir: &Path,
 ) -> Result<RunSummary> {
     let t0 = Instant::now();
+    let mut spec = spec.clone();
+    let mut gain_table = Vec::new();
+    if spec.surrogate.auto_gain {
+        let (g, table) = calibrate_smooth_gain(
+            &spec.network,
+            &spec.surrogate.drives_hz,
+            spec.surrogate.duration_s,
+            spec.surrogate.iterations,
+        )?;
+        spec.network.smooth_synaptic_gain = g;
+        gain_table = table;
+    }
+    let gain_s = t0.elapsed().as_secs_f64();
+    let spec = &spec;
     let (mut model, x0) = setup(spec, targets)?;
-    let setup_s = t0.elapsed().as_secs_f64();
+    let setup_s = t0.elapsed().as_secs_f64() - gain_s;
     let params = param_set(spec, &x0, spec.drive.fit_noise)?;
     let loss0 = model.losses(std::slice::from_ref(&x0))?[0];
     let mut fits: Vec<FitReport> = Vec::new();
@@ -1093,6 +1142,9 @@ pub fn run_recording_spec(
         "recorded_units": model.targets.units,
         "knot_times_s": model.knots.times_s(),
         "setup_s": setup_s,
+        "smooth_synaptic_gain": spec.network.smooth_synaptic_gain,
+        "gain_calibration": { "auto": spec.surrogate.auto_gain, "wall_s": gain_s,
+            "drive_hz_hard_n_smooth_n": gain_table },
         "quality": quality.iter().map(|(n, q)| serde_json::json!({"point": n, "force_rmse_pct": q.force_rmse_pct,
             "late_rates_hz_sim_vs_recorded": q.late_rates_hz})).collect::<Vec<_>>(),
         "time_budget_s_per_method": spec.time_budget_s,

@@ -10,10 +10,10 @@
 
 use burn::tensor::Tensor;
 
-use crate::drive::GeneratorMode;
+use crate::drive::{DriveParams, DriveRate, GeneratorMode, NoiseKind};
 use crate::error::{Error, Result};
 use crate::kernel::{Ctx, ExecPath, Stage, names, to_vec_f64};
-use crate::network::{MuscleParams, NetworkConfig, build_with_drive};
+use crate::network::{MYOGEN_WEIGHT_S, MuscleParams, NetworkConfig, build_with_drive};
 use crate::neuron::spike::SpikeMode;
 
 /// `cfg` turned into its smooth counterpart (rate spikes with sharpness `cfg.spike_beta`,
@@ -68,4 +68,96 @@ pub fn check_finite_values(what: &str, v: &[f64]) -> Result<()> {
         }),
         None => Ok(()),
     }
+}
+
+/// Mean force over the second half (N) of constant-drive runs `dc + max(0, N(0,1))` (Hz), one
+/// batch row per drive, of the network `cfg` as given (hard or smooth).
+pub fn constant_drive_forces(cfg: &NetworkConfig, drives_hz: &[f64]) -> Result<Vec<f64>> {
+    let ctx = Ctx::cpu();
+    let b = drives_hz.len();
+    let mut drive = DriveParams::constant(&ctx, 0.0);
+    drive.dc_hz = ctx.tensor(drives_hz.to_vec(), [b, 1]);
+    drive.validate(b)?;
+    let cfg = NetworkConfig {
+        drive_noise: NoiseKind::Rectified,
+        ..cfg.clone()
+    };
+    let stage = DriveRate::new(drive, cfg.drive_noise_spec(), cfg.rate_clip);
+    let w = ctx.tensor(vec![MYOGEN_WEIGHT_S], [1, 1]);
+    let (f, _) = run_network(&cfg, &ctx, b, Box::new(stage), w)?;
+    let n = f.dims()[0];
+    let f = to_vec_f64(f);
+    Ok((0..b)
+        .map(|r| (n / 2..n).map(|t| f[t * b + r]).sum::<f64>() / (n - n / 2) as f64)
+        .collect())
+}
+
+/// One row of the gain calibration: (constant drive Hz, hard force N, smooth force N).
+pub type GainPoint = (f64, f64, f64);
+
+/// Calibrates [`NetworkConfig::smooth_synaptic_gain`] so that the smooth network is a surrogate
+/// of the hard spiking one: the gain g with `Σ_d ln(F_smooth(d; g) / F_hard(d)) = 0` over the
+/// constant drives `d` (Hz), i.e. equal geometric-mean force ratio, found by bisection on ln g in
+/// [ln 0.5, ln 4] (the smooth force increases with g). `cfg` gives size, dt and seeds; each run
+/// lasts `duration_s`. Returns g and, per drive, (drive Hz, hard force N, smooth force N at g).
+/// Errors when the hard network produces no force at some drive (raise the drives).
+pub fn calibrate_smooth_gain(
+    cfg: &NetworkConfig,
+    drives_hz: &[f64],
+    duration_s: f64,
+    iterations: usize,
+) -> Result<(f64, Vec<GainPoint>)> {
+    crate::error::check::count_at_least("drives_hz", drives_hz.len(), 1)?;
+    crate::error::check::all_finite("drives_hz", drives_hz)?;
+    let base = NetworkConfig {
+        duration_s,
+        ..cfg.clone()
+    };
+    let hard = NetworkConfig {
+        spike_mode: SpikeMode::Hard,
+        generator_mode: GeneratorMode::Hard,
+        ..base.clone()
+    };
+    let f_hard = constant_drive_forces(&hard, drives_hz)?;
+    if let Some((d, _)) = drives_hz.iter().zip(&f_hard).find(|(_, f)| **f <= 0.0) {
+        return Err(Error::invalid(
+            "drives_hz",
+            d,
+            "a drive at which the hard network produces force",
+        ));
+    }
+    let smooth = |g: f64| -> Result<(f64, Vec<f64>)> {
+        let c = NetworkConfig {
+            smooth_synaptic_gain: g,
+            ..smooth_config(&base)
+        };
+        let f = constant_drive_forces(&c, drives_hz)?;
+        let mismatch = f
+            .iter()
+            .zip(&f_hard)
+            .map(|(s, h)| (s.max(1e-12) / h).ln())
+            .sum::<f64>();
+        Ok((mismatch, f))
+    };
+    let (mut lo, mut hi) = (0.5f64.ln(), 4.0f64.ln());
+    let mut best = (1.0, f64::INFINITY, Vec::new());
+    for _ in 0..iterations.max(1) {
+        let mid = 0.5 * (lo + hi);
+        let (m, f) = smooth(mid.exp())?;
+        if m.abs() < best.1 {
+            best = (mid.exp(), m.abs(), f);
+        }
+        if m > 0.0 {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    let table = drives_hz
+        .iter()
+        .zip(&f_hard)
+        .zip(&best.2)
+        .map(|((d, h), s)| (*d, *h, *s))
+        .collect();
+    Ok((best.0, table))
 }
