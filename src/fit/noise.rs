@@ -46,7 +46,7 @@ use crate::emg::noise::{
 };
 use crate::emg::welch::{Average, Welch, WelchConfig, median_in_place};
 use crate::error::{Error, Result, check};
-use crate::io::recording::{Recording, default_data_path, development_channels};
+use crate::io::recording::{Recording, development_channels};
 use crate::kernel::{Ctx, to_vec_f64};
 
 const LN10: f64 = std::f64::consts::LN_10;
@@ -60,7 +60,7 @@ const LN10: f64 = std::f64::consts::LN_10;
 #[serde(deny_unknown_fields)]
 pub struct DataSpec {
     /// MAT file; relative paths are resolved against the spec file's directory; absent = the
-    /// default data path ([`default_data_path`], honours `MYODIFF_DATA_DIR`).
+    /// default data path ([`crate::io::recording::default_data_path`], honours `MYODIFF_DATA_DIR`).
     #[serde(default)]
     pub path: Option<PathBuf>,
     /// Sampling rate the spec assumes (Hz); the recording must have exactly this rate.
@@ -1461,14 +1461,7 @@ pub fn estimator_study(
 
 /// Resolves the spec's data path (relative to the spec's directory; default data path if absent).
 pub fn resolve_data_path(spec: &NoiseCalibrationSpec, spec_path: &Path) -> PathBuf {
-    match &spec.data.path {
-        None => default_data_path(),
-        Some(p) if p.is_absolute() => p.clone(),
-        Some(p) => spec_path
-            .parent()
-            .map(|d| d.join(p))
-            .unwrap_or_else(|| p.clone()),
-    }
+    super::spec::resolve_data_path(spec.data.path.as_deref(), spec_path)
 }
 
 /// Runs the noise calibration described by the spec at `spec_path`: loads the recording, builds

@@ -48,7 +48,7 @@ use super::smooth::{
 };
 use crate::drive::{KnotTimes, PiecewiseLinearDrive};
 use crate::error::{Error, Result, check};
-use crate::io::recording::{DEV_SAMPLES, Recording, default_data_path};
+use crate::io::recording::{DEV_SAMPLES, Recording};
 use crate::kernel::{Ctx, to_vec_f64};
 use crate::network::{MYOGEN_WEIGHT_S, NetworkConfig};
 
@@ -1078,14 +1078,7 @@ pub fn setup(spec: &RecordingFitSpec, targets: Targets) -> Result<(RecordingMode
 /// Runs the recording calibration of the spec at `spec_path` and writes its report.
 pub fn run_recording_calibration(spec_path: &Path, out_dir: &Path) -> Result<RunSummary> {
     let spec = RecordingFitSpec::load(spec_path)?;
-    let path = match &spec.data.path {
-        None => default_data_path(),
-        Some(p) if p.is_absolute() => p.clone(),
-        Some(p) => spec_path
-            .parent()
-            .map(|d| d.join(p))
-            .unwrap_or_else(|| p.clone()),
-    };
+    let path = super::spec::resolve_data_path(spec.data.path.as_deref(), spec_path);
     let rec = Recording::load(path)?;
     let targets = Targets::from_recording(&spec.data, &rec)?;
     run_recording_spec(&spec, targets, out_dir)

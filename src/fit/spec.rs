@@ -1,6 +1,6 @@
 //! Reading calibration problem specs (TOML): one place for the file read and the parse errors.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
@@ -17,4 +17,17 @@ pub fn read_text(path: &Path) -> Result<String> {
         path: path.display().to_string(),
         source: e,
     })
+}
+
+/// The recording a spec names: its `data.path` (relative paths are relative to the spec file), or
+/// the default data path (`calibration/data/otb_testfile.mat` or `$MYODIFF_DATA_DIR`).
+pub fn resolve_data_path(configured: Option<&Path>, spec_path: &Path) -> PathBuf {
+    match configured {
+        None => crate::io::recording::default_data_path(),
+        Some(p) if p.is_absolute() => p.to_path_buf(),
+        Some(p) => spec_path
+            .parent()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|| p.to_path_buf()),
+    }
 }
