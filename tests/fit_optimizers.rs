@@ -131,6 +131,7 @@ fn particle_swarm_evaluates_the_swarm_in_batches() {
         &ps,
         &Method::ParticleSwarm {
             budget: 400,
+            start_particle: false,
             particles: 20,
             seed: 1,
         },
@@ -279,4 +280,30 @@ fn reports_are_written_with_json_markdown_and_png_plots() {
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(md.contains("| lbfgs |") && md.contains("| nelder_mead |"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn particle_swarm_can_start_one_particle_at_x0() {
+    let (mut q, ps) = problem(2);
+    let c = q.c.clone();
+    let x0 = ps.init();
+    let l0 = q.value(&x0).unwrap();
+    let r = minimize(
+        &mut q,
+        &ps,
+        &Method::ParticleSwarm {
+            budget: 400,
+            start_particle: true,
+            particles: 20,
+            seed: 1,
+        },
+        None,
+        None,
+    )
+    .unwrap();
+    // The first batched evaluation is the seeded swarm, x0 first.
+    assert_eq!(r.history[0].loss, l0, "first particle evaluated at x0");
+    assert!(r.loss_best <= l0);
+    assert!(r.evaluations <= 420, "{}", r.evaluations);
+    assert_close(&r, &c, 0.1);
 }

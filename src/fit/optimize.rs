@@ -13,7 +13,7 @@ use argmin::core::{CostFunction, Executor, Gradient, State};
 use argmin::solver::brent::BrentOpt;
 use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::neldermead::NelderMead;
-use argmin::solver::particleswarm::ParticleSwarm;
+use argmin::solver::particleswarm::{Particle, ParticleSwarm};
 use argmin::solver::quasinewton::LBFGS;
 use burn::module::{Module, Param};
 use burn::optim::{AdamConfig, GradientsParams};
@@ -55,6 +55,11 @@ pub enum Method {
     ParticleSwarm {
         /// Maximum loss evaluations.
         budget: usize,
+        /// Seed one particle at the start point `x0` (the others uniform in the box, as argmin
+        /// draws them), so the swarm starts where the other methods start. Default false:
+        /// argmin's own uniform initialisation.
+        #[serde(default)]
+        start_particle: bool,
         /// Swarm size (one batched evaluation per iteration).
         particles: usize,
         /// RNG seed.
@@ -173,16 +178,29 @@ pub fn minimize(
         }
         Method::ParticleSwarm {
             budget,
+            start_particle,
             particles,
             seed,
         } => {
             t.budget = Some(*budget);
-            let solver = ParticleSwarm::new((params.lower(), params.upper()), *particles)
+            let (lo, hi) = (params.lower(), params.upper());
+            let population = if *start_particle {
+                Some(start_population(&mut t, &x0, *particles, *seed)?)
+            } else {
+                None
+            };
+            let solver = ParticleSwarm::new((lo, hi), *particles)
                 .with_rng_generator(StdRng::seed_from_u64(*seed));
             let adapter = Adapter::new(&mut t, Space::Physical);
             finish_argmin(
                 Executor::new(adapter, solver)
-                    .configure(|s| s.max_iters(*budget as u64))
+                    .configure(|s| {
+                        let s = s.max_iters(*budget as u64);
+                        match population {
+                            Some(p) => s.population(p),
+                            None => s,
+                        }
+                    })
                     .run()
                     .map(|r| r.state().get_termination_reason().map(|r| r.to_string())),
                 &t,
@@ -256,6 +274,44 @@ pub fn minimize(
         stop_reason: stop,
         history: t.history,
     })
+}
+
+/// A swarm whose first particle sits at `x0` and the rest uniformly in the box (velocities uniform
+/// in ±(hi − lo), as argmin draws them), evaluated in one batched call.
+fn start_population(
+    t: &mut Tracked,
+    x0: &[f64],
+    n: usize,
+    seed: u64,
+) -> Result<Vec<Particle<Vec<f64>, f64>>> {
+    let (lo, hi) = (t.params.lower(), t.params.upper());
+    let mut rng = StdRng::seed_from_u64(seed.wrapping_add(0x5eed));
+    let uniform = |rng: &mut StdRng, a: f64, b: f64| a + (b - a) * rng.random::<f64>();
+    let mut positions = vec![x0.to_vec()];
+    while positions.len() < n.max(1) {
+        positions.push(
+            lo.iter()
+                .zip(&hi)
+                .map(|(a, b)| uniform(&mut rng, *a, *b))
+                .collect(),
+        );
+    }
+    let velocities: Vec<Vec<f64>> = positions
+        .iter()
+        .map(|_| {
+            lo.iter()
+                .zip(&hi)
+                .map(|(a, b)| uniform(&mut rng, -(b - a), b - a))
+                .collect()
+        })
+        .collect();
+    let costs = t.values_phys(&positions)?;
+    Ok(positions
+        .into_iter()
+        .zip(velocities)
+        .zip(costs)
+        .map(|((p, v), c)| Particle::new(p, c, v))
+        .collect())
 }
 
 fn opt_err(method: &str, e: impl std::fmt::Display) -> Error {

@@ -911,6 +911,7 @@ pub fn run_watanabe_spec(spec: &WatanabeSpec, out_dir: &Path) -> Result<RunSumma
                 seed,
             } => Some(Method::ParticleSwarm {
                 budget: *budget,
+                start_particle: false,
                 particles: *particles,
                 seed: *seed,
             }),
