@@ -331,3 +331,41 @@ fn smooth_gain_calibration_matches_hard_force() {
         "the gain must bring the smooth force closer to the hard one ({ungained} N at gain 1)"
     );
 }
+
+/// A force-only fit (no matched units) runs and has an exact zero at the truth.
+#[test]
+fn force_only_problem_works_without_units() {
+    let truth = truth_targets();
+    let targets = Targets::new(
+        BIN_S,
+        N_BINS,
+        2..N_BINS,
+        truth.force_pct.clone(),
+        vec![],
+        vec![],
+        vec![],
+    )
+    .unwrap();
+    let mut m = RecordingModel::new(
+        &small_net(),
+        knots(),
+        targets,
+        vec![],
+        false,
+        2.0,
+        MYOGEN_WEIGHT_S,
+        1.0,
+        0.5,
+        2,
+    )
+    .unwrap();
+    let mut x = TRUTH.to_vec();
+    x.push(SCALE);
+    let mut far = vec![60.0; 8];
+    far.push(SCALE);
+    let l = m.losses(&[x.clone(), far]).unwrap();
+    assert!(l[0] < 1e-9 && l[1] > 1e-3, "{l:?}");
+    let (v, g) = m.loss_and_grad(&x).unwrap();
+    assert!(v < 1e-9 && g.iter().all(|g| g.is_finite()));
+    assert!(m.simulate(&x).unwrap().rates_hz.is_empty());
+}

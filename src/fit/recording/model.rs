@@ -211,8 +211,9 @@ impl RecordingModel {
         // Rates of the matched units: counts per bin → Hann → Hz, [nb, B·M].
         let m = self.matched.len();
         if m == 0 {
-            let empty = ctx.zeros([nb, 0]);
-            return Ok((f_loss, f_bins, empty));
+            // Force-only fit: no rate term; the third output (rates `[nb, 0]`) is never read
+            // when no unit is matched, so the force bins stand in (no zero-size tensor).
+            return Ok((f_loss, f_bins.clone(), f_bins));
         }
         let n_mn = self.cfg.n_mn;
         let idx = Tensor::<1, Int>::from_ints(
