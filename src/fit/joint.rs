@@ -272,7 +272,8 @@ impl JointModel {
         let fc = f.clone() - mean.clone();
         let re = cos.matmul(fc.clone());
         let im = sin.matmul(fc);
-        let amp_f = (re.powi_scalar(2) + im.powi_scalar(2)).sqrt() * (2.0 / n as f64);
+        // + 1e-20 (negligible against re² + im²): keeps the derivative of √ finite at A = 0.
+        let amp_f = (re.powi_scalar(2) + im.powi_scalar(2) + 1e-20).sqrt() * (2.0 / n as f64);
         let n_mn = self.cfg.n_mn;
         let rates = spikes
             .slice([h..t, 0..b, 0..n_mn])
