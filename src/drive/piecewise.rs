@@ -13,9 +13,9 @@
 
 use burn::tensor::Tensor;
 
-use super::rate::{DRIVE_RATE_HZ, DriveNoise, DriveRate, RateClip};
+use super::rate::{DRIVE_RATE_HZ, DriveNoise, DriveRate, RateClip, batch_rows, broadcast_rows};
 use crate::error::{Error, Result, check};
-use crate::kernel::{Ctx, ReadSpec, Stage, StageDecl, StageIo, Traces, to_vec_f64};
+use crate::kernel::{Ctx, ReadSpec, Stage, StageDecl, StageIo, Traces};
 
 /// Knot times of a piecewise-linear profile (s), validated: finite, ≥ 0, strictly increasing.
 #[derive(Clone, Debug, PartialEq)]
@@ -153,38 +153,15 @@ impl PiecewiseLinearDrive {
     /// (finite knot values, σ ≥ 0); errors name the field and element.
     pub fn validate(&self, batch: usize) -> Result<()> {
         let k = self.knots.len();
-        let d = self.values_hz.dims();
-        if d[1] != k || (d[0] != 1 && d[0] != batch) {
-            return Err(Error::shape(
-                "knots.values_hz",
-                format!("[{batch}, {k}] or [1, {k}]"),
-                format!("{d:?}"),
-            ));
-        }
-        let v = to_vec_f64(self.values_hz.clone());
+        let v = batch_rows("knots.values_hz", &self.values_hz, batch, k)?;
         for (i, x) in v.iter().enumerate() {
             check::finite(&format!("knots.values_hz[{}][{}]", i / k, i % k), *x)?;
         }
-        let d = self.noise_sd_hz.dims();
-        if d[1] != 1 || (d[0] != 1 && d[0] != batch) {
-            return Err(Error::shape(
-                "noise_sd_hz",
-                format!("[{batch}, 1] or [1, 1]"),
-                format!("{d:?}"),
-            ));
-        }
-        for (i, x) in to_vec_f64(self.noise_sd_hz.clone()).iter().enumerate() {
+        let sd = batch_rows("noise_sd_hz", &self.noise_sd_hz, batch, 1)?;
+        for (i, x) in sd.iter().enumerate() {
             check::non_negative(&format!("noise_sd_hz[{i}]"), *x)?;
         }
         self.clip.validate()
-    }
-
-    fn rows(t: Tensor<2>, batch: usize) -> Tensor<2> {
-        if t.dims()[0] != batch {
-            t.repeat_dim(0, batch)
-        } else {
-            t
-        }
     }
 
     /// The whole rate trace `[n_steps, batch, 1]` (Hz): `clip(W·vᵀ + σ·ξ)`.
@@ -205,9 +182,9 @@ impl PiecewiseLinearDrive {
     ) -> Tensor<3> {
         let k = self.knots.len();
         let w: Tensor<2> = ctx.tensor(self.knots.matrix(n_steps, dt_s), [n_steps, k]);
-        let v = Self::rows(self.values_hz.clone(), batch); // [B, K]
+        let v = broadcast_rows(self.values_hz.clone(), batch); // [B, K]
         let base = w.matmul(v.transpose()); // [T, B]
-        let sd = Self::rows(self.noise_sd_hz.clone(), batch).reshape([1, batch]);
+        let sd = broadcast_rows(self.noise_sd_hz.clone(), batch).reshape([1, batch]);
         let xi: Tensor<2> = ctx.tensor(xi.to_vec(), [n_steps, batch]);
         let r = base + sd * xi;
         self.clip.apply(r).reshape([n_steps, batch, 1])
@@ -233,12 +210,12 @@ impl Stage for PiecewiseLinearDrive {
     fn step(&mut self, io: &mut StageIo<'_>, t: usize) -> Result<()> {
         let b = io.batch();
         let (j, wa, wb) = self.knots.weights_at(t as f64 * io.dt_s());
-        let v = Self::rows(self.values_hz.clone(), b);
+        let v = broadcast_rows(self.values_hz.clone(), b);
         let base = v.clone().slice([0..b, j..j + 1]) * wa + v.slice([0..b, j + 1..j + 2]) * wb;
         let xi = io
             .ctx()
             .tensor(self.xi[t * b..(t + 1) * b].to_vec(), [b, 1]);
-        let r = base + Self::rows(self.noise_sd_hz.clone(), b) * xi;
+        let r = base + broadcast_rows(self.noise_sd_hz.clone(), b) * xi;
         io.write(DRIVE_RATE_HZ, self.clip.apply(r))
     }
     fn scan(

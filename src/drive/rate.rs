@@ -162,15 +162,7 @@ impl DriveParams {
             ("phase_rad", &self.phase_rad, false),
             ("noise_sd_hz", &self.noise_sd_hz, true),
         ] {
-            let d = t.dims();
-            if d[1] != 1 || (d[0] != 1 && d[0] != batch) {
-                return Err(Error::shape(
-                    name,
-                    format!("[{batch}, 1] or [1, 1]"),
-                    format!("{d:?}"),
-                ));
-            }
-            let v = to_vec_f64(t.clone());
+            let v = batch_rows(name, t, batch, 1)?;
             for (b, x) in v.iter().enumerate() {
                 let field = format!("{name}[{b}]");
                 if nonneg {
@@ -181,6 +173,34 @@ impl DriveParams {
             }
         }
         Ok(())
+    }
+}
+
+/// Checks that a per-batch parameter tensor is `[batch, width]` or `[1, width]` (broadcast) and
+/// returns its values (row-major, f64); the error names `name` and both shapes.
+pub(crate) fn batch_rows(
+    name: &str,
+    t: &Tensor<2>,
+    batch: usize,
+    width: usize,
+) -> Result<Vec<f64>> {
+    let d = t.dims();
+    if d[1] != width || (d[0] != 1 && d[0] != batch) {
+        return Err(Error::shape(
+            name,
+            format!("[{batch}, {width}] or [1, {width}]"),
+            format!("{d:?}"),
+        ));
+    }
+    Ok(to_vec_f64(t.clone()))
+}
+
+/// `t` `[1 or batch, w]` repeated to `[batch, w]` (the broadcast of a shared parameter row).
+pub(crate) fn broadcast_rows(t: Tensor<2>, batch: usize) -> Tensor<2> {
+    if t.dims()[0] != batch {
+        t.repeat_dim(0, batch)
+    } else {
+        t
     }
 }
 
@@ -322,12 +342,7 @@ impl Stage for DriveRate {
             .ctx()
             .tensor(self.xi[t * b..(t + 1) * b].to_vec(), [b, 1]);
         let r = drive_rate_step(&self.params, xi, t, io.dt_s(), self.clip);
-        let r = if r.dims()[0] != b {
-            r.repeat_dim(0, b)
-        } else {
-            r
-        };
-        io.write(DRIVE_RATE_HZ, r)
+        io.write(DRIVE_RATE_HZ, broadcast_rows(r, b))
     }
     fn scan(
         &mut self,
