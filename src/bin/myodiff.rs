@@ -114,8 +114,7 @@ fn run(cli: Cli) -> myodiff::Result<()> {
             grad,
         ),
         Cmd::Calibrate { problem, out } => {
-            let dir = myodiff::calibrate::report_dir(&problem, out.as_deref());
-            myodiff::calibrate::run_problem(&problem, out.as_deref()).map(|s| {
+            myodiff::calibrate::run_problem(&problem, out.as_deref()).map(|(s, dir)| {
                 println!("{}: {}", s.problem, s.description);
                 println!(
                     "{:<24} {:>12} {:>12} {:>10} {:>10}",
@@ -127,9 +126,7 @@ fn run(cli: Cli) -> myodiff::Result<()> {
                         f.method, f.loss_best, f.evaluations, f.gradients, f.wall_s
                     );
                 }
-                if let Ok(d) = dir {
-                    println!("report: {}", d.join("report.md").display());
-                }
+                println!("report: {}", dir.join("report.md").display());
             })
         }
     }

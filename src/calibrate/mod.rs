@@ -15,32 +15,27 @@ struct Header {
     name: Option<String>,
 }
 
-/// The report directory of a problem spec: `out`, or `reports/<name>` (name from the spec, else
-/// the file stem).
-pub fn report_dir(spec: &Path, out: Option<&Path>) -> Result<PathBuf> {
-    if let Some(o) = out {
-        return Ok(o.to_path_buf());
-    }
-    let header = read_header(spec)?;
-    let name = header.name.clone().unwrap_or_else(|| {
-        spec.file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "problem".into())
-    });
-    Ok(PathBuf::from("reports").join(name))
+/// The report directory of a problem: `out`, or `reports/<name>` (name from the spec header,
+/// else the file stem).
+fn report_dir(spec: &Path, header: &Header, out: Option<&Path>) -> PathBuf {
+    out.map(Path::to_path_buf).unwrap_or_else(|| {
+        let name = header.name.clone().unwrap_or_else(|| {
+            spec.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "problem".into())
+        });
+        PathBuf::from("reports").join(name)
+    })
 }
 
-fn read_header(spec: &Path) -> Result<Header> {
+/// Reads the `kind` of a problem spec and runs it; writes the report into `out` (default
+/// `reports/<name>`). Returns the run summary and the report directory.
+pub fn run_problem(spec: &Path, out: Option<&Path>) -> Result<(RunSummary, PathBuf)> {
     let text = crate::fit::spec::read_text(spec)?;
-    crate::fit::spec::parse_toml(&text, &format!("problem spec {}", spec.display()))
-}
-
-/// Reads the `kind` of a problem spec and runs it; writes the report into
-/// [`report_dir`]`(spec, out)`. Returns the run summary.
-pub fn run_problem(spec: &Path, out: Option<&Path>) -> Result<RunSummary> {
-    let header = read_header(spec)?;
-    let out = report_dir(spec, out)?;
-    match header.kind.as_str() {
+    let header: Header =
+        crate::fit::spec::parse_toml(&text, &format!("problem spec {}", spec.display()))?;
+    let out = report_dir(spec, &header, out);
+    let summary = match header.kind.as_str() {
         "noise" => crate::fit::noise::run_noise_calibration(spec, &out),
         "watanabe" => crate::fit::watanabe::run_watanabe_calibration(spec, &out),
         "recording" => crate::fit::recording::run_recording_calibration(spec, &out),
@@ -50,5 +45,6 @@ pub fn run_problem(spec: &Path, out: Option<&Path>) -> Result<RunSummary> {
             other,
             "one of: noise, watanabe, recording, joint",
         )),
-    }
+    }?;
+    Ok((summary, out))
 }
