@@ -10,6 +10,7 @@
 
 use burn::tensor::Tensor;
 
+use super::watanabe::{Normalisation, second_half_means};
 use crate::drive::{DriveParams, DriveRate, GeneratorMode, NoiseKind};
 use crate::error::{Error, Result};
 use crate::kernel::{Ctx, ExecPath, Stage, names, to_vec_f64};
@@ -86,10 +87,12 @@ pub fn constant_drive_forces(cfg: &NetworkConfig, drives_hz: &[f64]) -> Result<V
     let w = ctx.tensor(vec![MYOGEN_WEIGHT_S], [1, 1]);
     let (f, _) = run_network(&cfg, &ctx, b, Box::new(stage), w)?;
     let n = f.dims()[0];
-    let f = to_vec_f64(f);
-    Ok((0..b)
-        .map(|r| (n / 2..n).map(|t| f[t * b + r]).sum::<f64>() / (n - n / 2) as f64)
-        .collect())
+    Ok(second_half_means(
+        &to_vec_f64(f),
+        n,
+        b,
+        Normalisation::Absolute,
+    ))
 }
 
 /// One row of the gain calibration: (constant drive Hz, hard force N, smooth force N).
