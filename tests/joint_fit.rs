@@ -49,12 +49,12 @@ memory = 6
 #[test]
 fn joint_gradient_matches_central_differences() {
     let spec = JointSpec::from_toml_str(&spec_text("")).unwrap();
-    let mut model = JointModel::new(&spec.network, spec.freq_hz, 4).unwrap();
-    let tgt = targets(&spec, &mut model).unwrap();
+    let model = JointModel::new(&spec.network, spec.freq_hz, 4).unwrap();
+    let tgt = targets(&spec, &model).unwrap();
     eprintln!("targets {tgt:?}");
     assert!(tgt[2] > 2.0, "active pool at the truth: {tgt:?}");
     let mut obj = JointObjective {
-        model: &mut model,
+        model: &model,
         targets: tgt,
         base: spec.truth.to_vec(),
     };
@@ -80,11 +80,11 @@ fn joint_gradient_matches_central_differences() {
 #[test]
 fn dc_and_amplitude_are_recovered() {
     let spec = JointSpec::from_toml_str(&spec_text("")).unwrap();
-    let mut model = JointModel::new(&spec.network, spec.freq_hz, 4).unwrap();
-    let tgt = targets(&spec, &mut model).unwrap();
+    let model = JointModel::new(&spec.network, spec.freq_hz, 4).unwrap();
+    let tgt = targets(&spec, &model).unwrap();
     let ps = param_set(&spec, 2).unwrap();
     let mut obj = JointObjective {
-        model: &mut model,
+        model: &model,
         targets: tgt,
         base: spec.truth.to_vec(),
     };

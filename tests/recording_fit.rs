@@ -61,7 +61,7 @@ fn placeholder() -> Targets {
 
 /// Targets simulated at the truth (knots TRUTH, σ = 2 Hz, s = SCALE).
 fn truth_targets() -> Targets {
-    let mut m = model_with(placeholder(), false);
+    let m = model_with(placeholder(), false);
     let mut x = TRUTH.to_vec();
     x.push(SCALE);
     let sim = m.simulate(&x).unwrap();
@@ -132,7 +132,7 @@ fn obj_loss(obj: &mut dyn myodiff::fit::Objective, x: &[f64]) -> f64 {
 #[test]
 fn gradient_matches_central_differences() {
     let targets = truth_targets();
-    let mut model = model_with(targets, true);
+    let model = model_with(targets, true);
     let x: Vec<f64> = vec![50.0, 60.0, 70.0, 90.0, 85.0, 85.0, 80.0, 75.0, 3.0, 0.6];
     let (_, g) = model.loss_and_grad(&x).unwrap();
     // Central differences in f32 forward: steps large enough for f32 round-off.
@@ -346,7 +346,7 @@ fn force_only_problem_works_without_units() {
         vec![],
     )
     .unwrap();
-    let mut m = RecordingModel::new(
+    let m = RecordingModel::new(
         &small_net(),
         knots(),
         targets,

@@ -226,8 +226,6 @@ pub struct JointModel {
     pub freq_hz: f64,
     /// Largest batch per rollout.
     pub max_batch: usize,
-    /// Rollouts run.
-    pub rollouts: usize,
 }
 
 impl JointModel {
@@ -240,13 +238,12 @@ impl JointModel {
             cfg,
             freq_hz,
             max_batch: max_batch.max(1),
-            rollouts: 0,
         })
     }
 
     /// Observables `[B, 4]` (module docs) for full parameter rows `[B, 4]` given as tensors
     /// `dc, amp, weight_us, sd` (each `[B, 1]`).
-    fn observables(&mut self, ctx: &Ctx, p: [Tensor<2>; 4]) -> Result<Tensor<2>> {
+    fn observables(&self, ctx: &Ctx, p: [Tensor<2>; 4]) -> Result<Tensor<2>> {
         let [dc, amp, w_us, sd] = p;
         let b = dc.dims()[0];
         let drive = DriveParams {
@@ -259,7 +256,6 @@ impl JointModel {
         drive.validate(b)?;
         let stage = DriveRate::new(drive, self.cfg.drive_noise_spec(), self.cfg.rate_clip);
         let (force, spikes) = run_network(&self.cfg, ctx, b, Box::new(stage), w_us * 1e-6)?;
-        self.rollouts += 1;
         let t = force.dims()[0];
         let h = t / 2;
         let n = t - h;
@@ -298,7 +294,7 @@ impl JointModel {
     }
 
     /// Observables of full parameter rows (batched, f32, no tape), `[B][4]`.
-    pub fn evaluate(&mut self, rows: &[Vec<f64>]) -> Result<Vec<Vec<f64>>> {
+    pub fn evaluate(&self, rows: &[Vec<f64>]) -> Result<Vec<Vec<f64>>> {
         let ctx = Ctx::cpu();
         let mut out = Vec::new();
         for chunk in rows.chunks(self.max_batch) {
@@ -312,7 +308,7 @@ impl JointModel {
 /// `L(x) = Σ_k ((y_k(x) − y*_k)/y*_k)²` with the first d parameters free.
 pub struct JointObjective<'m> {
     /// Model.
-    pub model: &'m mut JointModel,
+    pub model: &'m JointModel,
     /// Targets y*.
     pub targets: [f64; 4],
     /// Values of the held parameters (full row; the first d are overwritten).
@@ -364,7 +360,7 @@ impl Objective for JointObjective<'_> {
 }
 
 /// Targets: the truth's observables, with any explicit override.
-pub fn targets(spec: &JointSpec, model: &mut JointModel) -> Result<[f64; 4]> {
+pub fn targets(spec: &JointSpec, model: &JointModel) -> Result<[f64; 4]> {
     let y = model.evaluate(&[spec.truth.to_vec()])?.remove(0);
     let o = &spec.targets;
     let t = [
@@ -408,9 +404,9 @@ pub fn run_joint_calibration(spec_path: &Path, out_dir: &Path) -> Result<RunSumm
 /// (summary.json with a `scaling` table, report.md, loss plots, `scaling.png`).
 pub fn run_joint_spec(spec: &JointSpec, out_dir: &Path) -> Result<RunSummary> {
     spec.validate()?;
-    let mut model = JointModel::new(&spec.network, spec.freq_hz, spec.max_batch)?;
+    let model = JointModel::new(&spec.network, spec.freq_hz, spec.max_batch)?;
     let t0 = Instant::now();
-    let tgt = targets(spec, &mut model)?;
+    let tgt = targets(spec, &model)?;
     let target_s = t0.elapsed().as_secs_f64();
     let mut fits: Vec<FitReport> = Vec::new();
     let mut table = Vec::new();
@@ -421,7 +417,7 @@ pub fn run_joint_spec(spec: &JointSpec, out_dir: &Path) -> Result<RunSummary> {
                 continue;
             }
             let mut obj = JointObjective {
-                model: &mut model,
+                model: &model,
                 targets: tgt,
                 base: spec.truth.to_vec(),
             };

@@ -53,7 +53,7 @@ use crate::io::recording::Recording;
 
 /// Parameter set of the problem: knots (logit in [lower, upper] Hz), σ (logit in [0, upper]),
 /// s (log in [lower, upper]).
-pub fn param_set(spec: &RecordingFitSpec, init: &[f64], fit_noise: bool) -> Result<ParamSet> {
+pub fn param_set(spec: &RecordingFitSpec, init: &[f64]) -> Result<ParamSet> {
     let k = spec.drive.knots;
     let mut ps: Vec<ParamSpec> = (0..k)
         .map(|j| {
@@ -65,7 +65,7 @@ pub fn param_set(spec: &RecordingFitSpec, init: &[f64], fit_noise: bool) -> Resu
             )
         })
         .collect();
-    if fit_noise {
+    if spec.drive.fit_noise {
         ps.push(ParamSpec::new(
             "noise_sd_hz",
             0.0,
@@ -207,26 +207,25 @@ pub fn run_recording_spec(
     }
     let gain_s = t0.elapsed().as_secs_f64();
     let spec = &spec;
-    let (mut model, x0) = setup(spec, targets)?;
+    let (model, x0) = setup(spec, targets)?;
     let setup_s = t0.elapsed().as_secs_f64() - gain_s;
-    let params = param_set(spec, &x0, spec.drive.fit_noise)?;
+    let params = param_set(spec, &x0)?;
     let loss0 = model.losses(std::slice::from_ref(&x0))?[0];
     let mut fits: Vec<FitReport> = Vec::new();
     for method in &spec.methods {
-        let mut obj = RecordingObjective { model: &mut model };
+        let mut obj = RecordingObjective { model: &model };
         let rep = minimize(&mut obj, &params, method, None, Some(spec.time_budget_s))?;
         fits.push(rep);
     }
-    let best = fits
+    let best_fit = fits
         .iter()
-        .min_by(|a, b| a.loss_best.total_cmp(&b.loss_best))
-        .map(|f| f.x_best.clone())
-        .unwrap_or_else(|| x0.clone());
+        .min_by(|a, b| a.loss_best.total_cmp(&b.loss_best));
+    let best = best_fit.map_or_else(|| x0.clone(), |f| f.x_best.clone());
     std::fs::create_dir_all(out_dir).map_err(|e| Error::Io {
         path: out_dir.display().to_string(),
         source: e,
     })?;
-    let quality = plot_fit(&mut model, &x0, &fits, out_dir)?;
+    let quality = plot_fit(&model, &x0, best_fit, out_dir)?;
     let extra = serde_json::json!({
         "initial_loss": loss0,
         "initial_x": x0,
@@ -265,11 +264,12 @@ pub fn run_recording_spec(
     Ok(summary)
 }
 
-/// Force, rate and drive plots of the initial point and of each method's best point.
+/// Force, rate and drive plots of the initial point and of the best method's best point (with
+/// its hard-spiking transfer check); returns the quality numbers of each.
 fn plot_fit(
-    model: &mut RecordingModel,
+    model: &RecordingModel,
     x0: &[f64],
-    fits: &[FitReport],
+    best: Option<&FitReport>,
     dir: &Path,
 ) -> Result<Vec<(String, Quality)>> {
     let tb = model.targets.bin_s;
@@ -294,10 +294,7 @@ fn plot_fit(
         .collect();
     let mut drive = Vec::new();
     let mut points: Vec<(String, Vec<f64>)> = vec![("initial".into(), x0.to_vec())];
-    if let Some(best) = fits
-        .iter()
-        .min_by(|a, b| a.loss_best.total_cmp(&b.loss_best))
-    {
+    if let Some(best) = best {
         points.push((format!("{} (best)", best.method), best.x_best.clone()));
     }
     let last = points.len() - 1;

@@ -36,8 +36,6 @@ pub struct RecordingModel {
     hann: Vec<f64>,
     masks: Vec<Vec<f64>>,
     r_ref: f64,
-    /// Rollouts run (a batch counts once).
-    pub rollouts: usize,
 }
 
 /// Summary numbers of a fit (see [`RecordingModel::quality`]).
@@ -149,7 +147,6 @@ impl RecordingModel {
             hann,
             masks,
             r_ref,
-            rollouts: 0,
         })
     }
 
@@ -178,26 +175,39 @@ impl RecordingModel {
         Ok((v, sd, s))
     }
 
-    /// Per-row losses `[B]` and the simulated bins, on `ctx` (autodiff or not), for tensors
-    /// `values [B, K]` (Hz), `sd [B, 1]` (Hz), `scale [B, 1]` (%MVC/N).
+    /// Force `[T, B, 1]` (N) and spikes `[T, B, n_mn]` of network `cfg` driven by the knot
+    /// values `[B, K]` (Hz) and σ `[B, 1]` (Hz).
+    fn rollout(
+        &self,
+        cfg: &NetworkConfig,
+        ctx: &Ctx,
+        values: Tensor<2>,
+        sd: Tensor<2>,
+    ) -> Result<(Tensor<3>, Tensor<3>)> {
+        let b = values.dims()[0];
+        let drive = PiecewiseLinearDrive::new(
+            self.knots.clone(),
+            values,
+            sd,
+            cfg.drive_noise_spec(),
+            cfg.rate_clip,
+        );
+        let weight = ctx.tensor(vec![self.weight_s], [1, 1]);
+        run_network(cfg, ctx, b, Box::new(drive), weight)
+    }
+
+    /// Per-row losses `[B]` and the simulated bins of network `cfg`, on `ctx` (autodiff or not),
+    /// for tensors `values [B, K]` (Hz), `sd [B, 1]` (Hz), `scale [B, 1]` (%MVC/N).
     fn forward(
-        &mut self,
+        &self,
+        cfg: &NetworkConfig,
         ctx: &Ctx,
         values: Tensor<2>,
         sd: Tensor<2>,
         scale: Tensor<2>,
     ) -> Result<(Tensor<1>, Tensor<2>, Tensor<2>)> {
         let b = values.dims()[0];
-        let drive = PiecewiseLinearDrive::new(
-            self.knots.clone(),
-            values,
-            sd,
-            self.cfg.drive_noise_spec(),
-            self.cfg.rate_clip,
-        );
-        let weight = ctx.tensor(vec![self.weight_s], [1, 1]);
-        let (force, spikes) = run_network(&self.cfg, ctx, b, Box::new(drive), weight)?;
-        self.rollouts += 1;
+        let (force, spikes) = self.rollout(cfg, ctx, values, sd)?;
         let (nb, spb) = (self.targets.n_bins, self.steps_per_bin);
         // Force: bin means × s → [nb, B] (%MVC).
         let f_bins = force.reshape([nb, spb, b]).mean_dim(1).reshape([nb, b])
@@ -215,7 +225,7 @@ impl RecordingModel {
             // when no unit is matched, so the force bins stand in (no zero-size tensor).
             return Ok((f_loss, f_bins.clone(), f_bins));
         }
-        let n_mn = self.cfg.n_mn;
+        let n_mn = cfg.n_mn;
         let idx = Tensor::<1, Int>::from_ints(
             TensorData::new(
                 self.matched.iter().map(|&i| i as i64).collect::<Vec<_>>(),
@@ -266,12 +276,12 @@ impl RecordingModel {
     }
 
     /// Losses of a population (batched rollouts of at most `max_batch` rows; f32, no tape).
-    pub fn losses(&mut self, xs: &[Vec<f64>]) -> Result<Vec<f64>> {
+    pub fn losses(&self, xs: &[Vec<f64>]) -> Result<Vec<f64>> {
         let ctx = Ctx::cpu();
         let mut out = Vec::with_capacity(xs.len());
         for chunk in xs.chunks(self.max_batch) {
             let (v, sd, s) = self.tensors(&ctx, chunk)?;
-            let (l, _, _) = self.forward(&ctx, v, sd, s)?;
+            let (l, _, _) = self.forward(&self.cfg, &ctx, v, sd, s)?;
             out.extend(to_vec_f64(l));
         }
         check_finite_values("recording loss", &out)?;
@@ -279,11 +289,11 @@ impl RecordingModel {
     }
 
     /// Loss and exact gradient `∂L/∂x` (one forward + one backward pass through the fused ops).
-    pub fn loss_and_grad(&mut self, x: &[f64]) -> Result<(f64, Vec<f64>)> {
+    pub fn loss_and_grad(&self, x: &[f64]) -> Result<(f64, Vec<f64>)> {
         let ctx = Ctx::cpu().autodiff();
         let (v, sd, s) = self.tensors(&ctx, &[x.to_vec()])?;
         let (v, sd, s) = (v.require_grad(), sd.require_grad(), s.require_grad());
-        let (l, _, _) = self.forward(&ctx, v.clone(), sd.clone(), s.clone())?;
+        let (l, _, _) = self.forward(&self.cfg, &ctx, v.clone(), sd.clone(), s.clone())?;
         let value = to_vec_f64(l.clone())[0];
         let g = gradients(l.sum(), &[&v, &sd, &s]);
         let mut grad = g[0].clone();
@@ -297,10 +307,25 @@ impl RecordingModel {
     }
 
     /// Simulated force and matched rates per bin at `x` (for plots and initialisation).
-    pub fn simulate(&mut self, x: &[f64]) -> Result<Simulated> {
+    pub fn simulate(&self, x: &[f64]) -> Result<Simulated> {
+        self.simulate_on(&self.cfg, x)
+    }
+
+    /// The same rollout on the hard spiking network (Heaviside spikes, Poisson inputs; no
+    /// gradient): how well a drive fitted on the smooth model transfers to the spiking one.
+    pub fn simulate_hard(&self, x: &[f64]) -> Result<Simulated> {
+        let hard = NetworkConfig {
+            spike_mode: crate::neuron::spike::SpikeMode::Hard,
+            generator_mode: crate::drive::GeneratorMode::Hard,
+            ..self.cfg.clone()
+        };
+        self.simulate_on(&hard, x)
+    }
+
+    fn simulate_on(&self, cfg: &NetworkConfig, x: &[f64]) -> Result<Simulated> {
         let ctx = Ctx::cpu();
         let (v, sd, s) = self.tensors(&ctx, &[x.to_vec()])?;
-        let (_, f, r) = self.forward(&ctx, v, sd, s)?;
+        let (_, f, r) = self.forward(cfg, &ctx, v, sd, s)?;
         let m = self.matched.len();
         let r = to_vec_f64(r);
         Ok(Simulated {
@@ -309,20 +334,6 @@ impl RecordingModel {
                 .map(|j| (0..self.targets.n_bins).map(|t| r[t * m + j]).collect())
                 .collect(),
         })
-    }
-
-    /// The same rollout on the hard spiking network (Heaviside spikes, Poisson inputs; no
-    /// gradient): how well a drive fitted on the smooth model transfers to the spiking one.
-    pub fn simulate_hard(&mut self, x: &[f64]) -> Result<Simulated> {
-        let smooth = self.cfg.clone();
-        self.cfg = NetworkConfig {
-            spike_mode: crate::neuron::spike::SpikeMode::Hard,
-            generator_mode: crate::drive::GeneratorMode::Hard,
-            ..smooth.clone()
-        };
-        let out = self.simulate(x);
-        self.cfg = smooth;
-        out
     }
 
     /// Fit quality of simulated bins against the targets: force RMSE over the window (%MVC) and,
@@ -351,19 +362,11 @@ impl RecordingModel {
 
     /// Smoothed rates of every simulated unit (Hz, `[n_mn][n_bins]`) and the force per bin (N)
     /// at knot values `v` (Hz) and σ (Hz): used to match units and initialise the scale.
-    pub fn all_rates(&mut self, v: &[f64], sd: f64) -> Result<(Vec<Vec<f64>>, Vec<f64>)> {
+    pub fn all_rates(&self, v: &[f64], sd: f64) -> Result<(Vec<Vec<f64>>, Vec<f64>)> {
         let ctx = Ctx::cpu();
-        let k = self.knots.len();
-        let drive = PiecewiseLinearDrive::new(
-            self.knots.clone(),
-            ctx.tensor(v.to_vec(), [1, k]),
-            ctx.tensor(vec![sd], [1, 1]),
-            self.cfg.drive_noise_spec(),
-            self.cfg.rate_clip,
-        );
-        let weight = ctx.tensor(vec![self.weight_s], [1, 1]);
-        let (force, spikes) = run_network(&self.cfg, &ctx, 1, Box::new(drive), weight)?;
-        self.rollouts += 1;
+        let values = ctx.tensor(v.to_vec(), [1, self.knots.len()]);
+        let (force, spikes) =
+            self.rollout(&self.cfg, &ctx, values, ctx.tensor(vec![sd], [1, 1]))?;
         let (nb, spb, n) = (self.targets.n_bins, self.steps_per_bin, self.cfg.n_mn);
         let f = to_vec_f64(force.reshape([nb, spb]).mean_dim(1).reshape([nb]));
         let c = to_vec_f64(spikes.reshape([nb, spb, n]).sum_dim(1).reshape([nb, n]));
@@ -418,7 +421,7 @@ pub fn match_by_recruitment(
 /// The objective wrapper for the optimisers.
 pub struct RecordingObjective<'m> {
     /// The model.
-    pub model: &'m mut RecordingModel,
+    pub model: &'m RecordingModel,
 }
 
 impl Objective for RecordingObjective<'_> {
