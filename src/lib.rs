@@ -10,6 +10,7 @@ pub mod calibrate;
 pub mod drive;
 pub mod emg;
 pub mod error;
+pub mod event;
 pub mod fit;
 pub mod gradcheck;
 pub mod io;

@@ -1,0 +1,1 @@
+//! Gradient estimators of the expected observable built on the event-time run.
