@@ -17,7 +17,8 @@ fn main() -> myodiff::Result<()> {
         MYOGEN_WEIGHT_S,
         &RunOptions {
             params: ps.clone(),
-            peak_band_v: None,
+            creation: None,
+            insertion: None,
         },
     )?;
     let obs = [

@@ -39,4 +39,4 @@ pub mod sim;
 pub use drive::{EventDrive, Param};
 pub use observable::Observable;
 pub use reference::{Estimate, GradientProblem};
-pub use sim::{EventNetwork, EventRun, Peak, RunOptions};
+pub use sim::{CreationOpts, EventNetwork, EventRun, Insertion, InsertionOpts, Peak, RunOptions};

@@ -203,40 +203,6 @@ impl Observable {
             }
         }
     }
-
-    /// Change of the observable caused by one extra spike of `unit` at time `t_s` with twitch
-    /// gain 1 and no effect on later spikes (the first-order effect of a created spike): the
-    /// window-mean of its twitch for force observables (computed by `twitch`), its taper weight
-    /// for rates.
-    pub fn extra_spike_effect(
-        &self,
-        unit: usize,
-        t_s: f64,
-        n_units: usize,
-        twitch_mean: &dyn Fn(usize, f64, f64, f64) -> f64,
-    ) -> f64 {
-        match *self {
-            Observable::MeanForce { t0_s, t1_s } => twitch_mean(unit, t_s, t0_s, t1_s),
-            Observable::ForceAmplitude { .. } => 0.0,
-            Observable::PoolRate {
-                t0_s,
-                t1_s,
-                taper_s,
-            } => taper(t_s, t0_s, t1_s, taper_s).0 / ((t1_s - t0_s - taper_s) * n_units as f64),
-            Observable::UnitRate {
-                unit: u,
-                t0_s,
-                t1_s,
-                taper_s,
-            } => {
-                if u == unit {
-                    taper(t_s, t0_s, t1_s, taper_s).0 / (t1_s - t0_s - taper_s)
-                } else {
-                    0.0
-                }
-            }
-        }
-    }
 }
 
 /// Raised-cosine tapered window on `[t0, t1]` with ramps of length `taper` (s): value and slope

@@ -144,11 +144,105 @@ impl GradientProblem {
     pub fn pathwise(&self, params: &[Param], seeds: &[u64]) -> Result<Vec<(f64, Vec<f64>)>> {
         let opts = RunOptions {
             params: params.to_vec(),
-            peak_band_v: None,
+            creation: None,
+            insertion: None,
         };
         par_map(seeds, default_threads(), |&s| {
             let run = self.network(s)?.run(&self.drive, self.weight_s, &opts)?;
             self.observable.eval(&run)
         })
+    }
+}
+
+/// One seed's estimate: value, pathwise gradient and the creation term (zeros when not asked).
+#[derive(Clone, Debug)]
+pub struct SeedEstimate {
+    /// Observable value.
+    pub value: f64,
+    /// Pathwise (event-time) gradient.
+    pub pathwise: Vec<f64>,
+    /// Spike-creation term.
+    pub creation: Vec<f64>,
+}
+
+impl GradientProblem {
+    /// Pathwise gradient plus the spike-creation term ([`super::estimator`]) for each seed.
+    pub fn with_creation(
+        &self,
+        params: &[Param],
+        seeds: &[u64],
+        creation: super::sim::CreationOpts,
+        kernel: super::estimator::Kernel,
+    ) -> Result<Vec<SeedEstimate>> {
+        let opts = RunOptions {
+            params: params.to_vec(),
+            creation: Some(creation),
+            insertion: None,
+        };
+        par_map(seeds, default_threads(), |&s| {
+            let net = self.network(s)?;
+            let run = net.run(&self.drive, self.weight_s, &opts)?;
+            let (value, pathwise) = self.observable.eval(&run)?;
+            let creation = super::estimator::creation_term(
+                &net,
+                &run,
+                self.observable,
+                creation.band_v,
+                kernel,
+            )?;
+            Ok(SeedEstimate {
+                value,
+                pathwise,
+                creation,
+            })
+        })
+    }
+}
+
+impl GradientProblem {
+    /// The insertion estimate ([`super::estimator::insertion_term`]) for each seed: drive
+    /// parameters by insertion, the synaptic weight by the pathwise derivative. Returned in
+    /// `SeedEstimate::creation` (with `pathwise` holding the pathwise derivative of every
+    /// parameter, for comparison); [`SeedEstimate::insertion_gradient`] combines them.
+    pub fn with_insertion(
+        &self,
+        params: &[Param],
+        seeds: &[u64],
+        insertion: super::sim::InsertionOpts,
+    ) -> Result<Vec<SeedEstimate>> {
+        let opts = RunOptions {
+            params: params.to_vec(),
+            creation: None,
+            insertion: Some(insertion),
+        };
+        par_map(seeds, default_threads(), |&s| {
+            let net = self.network(s)?;
+            let run = net.run(&self.drive, self.weight_s, &opts)?;
+            let (value, pathwise) = self.observable.eval(&run)?;
+            let creation = super::estimator::insertion_term(&net, &run, self.observable)?;
+            Ok(SeedEstimate {
+                value,
+                pathwise,
+                creation,
+            })
+        })
+    }
+}
+
+impl SeedEstimate {
+    /// The insertion estimator's gradient: the insertion term for drive parameters, the pathwise
+    /// derivative for the synaptic weight.
+    pub fn insertion_gradient(&self, params: &[Param]) -> Vec<f64> {
+        params
+            .iter()
+            .enumerate()
+            .map(|(q, p)| {
+                if *p == Param::Weight {
+                    self.pathwise[q]
+                } else {
+                    self.creation[q]
+                }
+            })
+            .collect()
     }
 }

@@ -27,7 +27,98 @@ pub struct Peak {
     pub v: f64,
     /// `∂v/∂p` for each requested parameter.
     pub v_tan: Vec<f64>,
+    /// Spikes of the alternative path (the unit fires at `t_k`, then runs on the same synaptic
+    /// input) up to `end_s`; the first is `t_k` itself (s).
+    pub alt_spikes_s: Vec<f64>,
+    /// End of the alternative path's horizon (s); after it the two paths are taken as equal.
+    pub end_s: f64,
 }
+
+/// Settings of the spike-creation record: sub-threshold maxima within `band_v` below threshold,
+/// each followed by an alternative path of `horizon_s`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CreationOpts {
+    /// Band below threshold (V).
+    pub band_v: f64,
+    /// Horizon of the alternative path (s).
+    pub horizon_s: f64,
+}
+
+/// Settings of the input-insertion record. Per motor unit, extra descending-drive input spikes
+/// are inserted at the points of a Poisson sampling process whose intensity is predictable
+/// (chosen from the state at the start of each step): `λ = rate_uniform_hz`, plus
+/// `rate_near_hz` while the membrane is within `near_band_v` below threshold (where an extra
+/// input can create a spike). Each inserted spike is followed by the unit's alternative path
+/// until it merges with the primal path or `horizon_s` ends; its record carries `1/λ`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InsertionOpts {
+    /// Base sampling intensity (1/s).
+    pub rate_uniform_hz: f64,
+    /// Extra sampling intensity near threshold (1/s), at most `1/dt`.
+    pub rate_near_hz: f64,
+    /// Band below threshold where the extra intensity applies (V).
+    pub near_band_v: f64,
+    /// Longest alternative path (s).
+    pub horizon_s: f64,
+    /// Seed of the sampling process.
+    pub seed: u64,
+}
+
+impl Default for InsertionOpts {
+    /// 4 samples/s everywhere, 2000/s within 0.3 mV of threshold, horizon 1 s.
+    fn default() -> Self {
+        Self {
+            rate_uniform_hz: 4.0,
+            rate_near_hz: 2000.0,
+            near_band_v: 0.3e-3,
+            horizon_s: 1.0,
+            seed: 7,
+        }
+    }
+}
+
+/// One inserted input spike and the alternative path it caused.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Insertion {
+    /// Motor unit index.
+    pub unit: usize,
+    /// Generator time of the inserted input spike (s).
+    pub t_gen_s: f64,
+    /// Its arrival time at the motor neuron (s).
+    pub t_arrival_s: f64,
+    /// `1/λ` of the sampling process at the insertion (s).
+    pub inv_intensity_s: f64,
+    /// Spikes of the alternative path from `t_arrival_s` to `end_s` (s).
+    pub alt_spikes_s: Vec<f64>,
+    /// End of the horizon (s).
+    pub end_s: f64,
+}
+
+/// Which record a running alternative path writes to.
+#[derive(Clone, Copy)]
+enum ShadowOf {
+    Peak(usize),
+    Insertion(usize),
+}
+
+/// A running alternative path of one unit.
+struct Shadow {
+    of: ShadowOf,
+    v: f64,
+    a: f64,
+    end_step: usize,
+    /// Arrival time of the extra input (insertion paths).
+    t_extra: Option<f64>,
+    /// Primal spike count of the unit when the path started.
+    primal_count0: usize,
+    /// Spikes of the alternative path so far.
+    count: usize,
+}
+
+/// Two paths whose spike counts agree and whose states differ by less than this (V; the AHP
+/// current as `R·Δa`) have merged: the alternative path ends there (its remaining difference
+/// is far below one input's EPSP, ≈ 30 µV at the Watanabe sizes).
+pub const MERGE_TOL_V: f64 = 1e-7;
 
 /// What one run returns. Force samples are at `t = (k + 1)·dt`, `k = 0..n_steps`.
 #[derive(Clone, Debug)]
@@ -46,6 +137,12 @@ pub struct EventRun {
     pub spike_tan: Vec<Vec<f64>>,
     /// Sub-threshold maxima within the requested band below threshold (empty unless asked).
     pub peaks: Vec<Peak>,
+    /// Inserted input spikes and their alternative paths (empty unless asked).
+    pub insertions: Vec<Insertion>,
+    /// Number of descending-drive inputs of each motor unit.
+    pub n_inputs_per_unit: Vec<usize>,
+    /// `∂r_k/∂p` of the drive rate, `[params.len() · n_steps]` (Hz per unit of p).
+    pub rate_tan: Vec<f64>,
     /// Number of descending-drive input spikes.
     pub n_input_spikes: usize,
 }
@@ -68,8 +165,10 @@ impl EventRun {
 pub struct RunOptions {
     /// Parameters to differentiate (forward-mode tangents; cost grows with their number).
     pub params: Vec<Param>,
-    /// Record sub-threshold maxima within this distance below threshold (V); `None`: none.
-    pub peak_band_v: Option<f64>,
+    /// Record sub-threshold maxima near threshold and their alternative paths; `None`: none.
+    pub creation: Option<CreationOpts>,
+    /// Insert extra input spikes and record the alternative paths; `None`: none.
+    pub insertion: Option<InsertionOpts>,
 }
 
 /// The fast (LIF + AHP) network of [`NetworkConfig`] with spike times at the interpolated
@@ -187,6 +286,21 @@ impl EventNetwork {
         self.n_steps
     }
 
+    /// Twitch of unit `i`: peak force at gain 1 `F0·P_i` (N), contraction time `T_i` (s) and
+    /// axonal delay (s, whole steps).
+    pub fn unit_twitch(&self, i: usize) -> (f64, f64, f64) {
+        (
+            self.f0_n * self.twitch_p[i],
+            self.twitch_t_s[i],
+            self.axon_delay_steps[i] * self.cfg.dt_s,
+        )
+    }
+
+    /// Spike threshold of unit `i` (V).
+    pub fn threshold_v(&self, i: usize) -> f64 {
+        self.lif.v_thresh_v[i]
+    }
+
     /// Runs the network for `drive` and synaptic weight `weight_s` (S, before the fast pool's
     /// synaptic gain), with tangents of the parameters in `opts`.
     ///
@@ -195,8 +309,29 @@ impl EventNetwork {
     /// of pre-drawn thresholds.
     pub fn run(&self, drive: &EventDrive, weight_s: f64, opts: &RunOptions) -> Result<EventRun> {
         check::positive("weight_s", weight_s)?;
-        if let Some(b) = opts.peak_band_v {
-            check::positive("peak_band_v", b)?;
+        if let Some(c) = opts.creation {
+            check::positive("creation.band_v", c.band_v)?;
+            check::positive("creation.horizon_s", c.horizon_s)?;
+        }
+        if let Some(ins) = opts.insertion {
+            check::non_negative("insertion.rate_uniform_hz", ins.rate_uniform_hz)?;
+            check::non_negative("insertion.rate_near_hz", ins.rate_near_hz)?;
+            if ins.rate_uniform_hz + ins.rate_near_hz <= 0.0 {
+                return Err(Error::invalid(
+                    "insertion.rate_uniform_hz",
+                    ins.rate_uniform_hz,
+                    "> 0 (or rate_near_hz > 0)",
+                ));
+            }
+            if ins.rate_near_hz * self.cfg.dt_s > 1.0 {
+                return Err(Error::invalid(
+                    "insertion.rate_near_hz",
+                    ins.rate_near_hz,
+                    format!("<= 1/dt = {} (1/s)", 1.0 / self.cfg.dt_s),
+                ));
+            }
+            check::positive("insertion.near_band_v", ins.near_band_v)?;
+            check::positive("insertion.horizon_s", ins.horizon_s)?;
         }
         let cfg = &self.cfg;
         let dt = cfg.dt_s;
@@ -250,7 +385,33 @@ impl EventNetwork {
         let mut spiked_prev = vec![false; n];
         let mut spikes_s: Vec<Vec<f64>> = vec![Vec::new(); n];
         let mut spike_tan: Vec<Vec<f64>> = vec![Vec::new(); n];
-        let mut peaks = Vec::new();
+        let mut peaks: Vec<Peak> = Vec::new();
+        let mut shadows: Vec<Vec<Shadow>> = (0..n).map(|_| Vec::new()).collect();
+        let mut n_inputs_per_unit = vec![0usize; n];
+        for t in &self.targets {
+            for &i in t {
+                n_inputs_per_unit[i as usize] += 1;
+            }
+        }
+        // the sampling process of each unit: hazard accumulator and its next Exp(1) threshold
+        let mut insertions: Vec<Insertion> = Vec::new();
+        let mut samplers: Vec<(rand::rngs::StdRng, f64, f64)> = match opts.insertion {
+            Some(ins) => (0..n)
+                .map(|i| {
+                    use rand::SeedableRng;
+                    let mut rng = rand::rngs::StdRng::seed_from_u64(
+                        ins.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                    );
+                    let e = rand_distr::Distribution::sample(&rand_distr::Exp1, &mut rng);
+                    (rng, 0.0, e)
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut new_shadows: Vec<(f64, f64)> = Vec::new();
+        let horizon_steps = opts
+            .insertion
+            .map_or(0, |ins| (ins.horizon_s / dt).round() as usize);
 
         // --- twitch force: S0 = Σ g e^{−(t−t_e)/T}, S1 = Σ g (t−t_e) e^{−(t−t_e)/T} ---
         let rho: Vec<f64> = self.twitch_t_s.iter().map(|t| (-dt / t).exp()).collect();
@@ -317,7 +478,7 @@ impl EventNetwork {
             }
 
             // 2. LIF pool with g_k = B − A at t_k (explicit Euler, frozen slope over the step)
-            let band = opts.peak_band_v;
+            let band = opts.creation;
             for i in 0..n {
                 let g = if exp2 { sb[i] - sa[i] } else { sb[i] };
                 for q in 0..np {
@@ -328,6 +489,28 @@ impl EventNetwork {
                     };
                 }
                 let (vi, ai) = (v[i], a[i]);
+                // insertion samples in (t_k, t_{k+1}] (intensity from v_k: predictable)
+                new_shadows.clear();
+                if let Some(ins) = opts.insertion {
+                    let lam = ins.rate_uniform_hz
+                        + if l.v_thresh_v[i] - vi < ins.near_band_v {
+                            ins.rate_near_hz
+                        } else {
+                            0.0
+                        };
+                    let (rng, h, e) = &mut samplers[i];
+                    let h0 = *h;
+                    *h += lam * dt;
+                    while *h >= *e {
+                        let frac = ((*e - h0) / (lam * dt)).clamp(0.0, 1.0);
+                        new_shadows.push(((k as f64 + frac) * dt, 1.0 / lam));
+                        *h -= *e;
+                        let e1: f64 = rand_distr::Distribution::sample(&rand_distr::Exp1, rng);
+                        *e = e1 + *h;
+                        *h = 0.0;
+                        let _ = h0;
+                    }
+                }
                 let (r, es, ib, vr) = (l.r_ohm[i], l.e_syn_v[i], l.i_bias_a[i], l.v_rest_v[i]);
                 let c = r * (g * (es - vi) + ib - ai) - (vi - vr);
                 let v1 = vi + alpha[i] * c;
@@ -390,13 +573,25 @@ impl EventNetwork {
                         && k > 0
                         && vi > prev_v[i]
                         && v1 <= vi
-                        && th - vi < b
+                        && th - vi < b.band_v
                     {
+                        let end_step = (k + (b.horizon_s / dt).round() as usize).min(nt);
+                        shadows[i].push(Shadow {
+                            of: ShadowOf::Peak(peaks.len()),
+                            v: l.v_reset_v[i],
+                            a: ai + l.ahp_jump_a[i],
+                            end_step,
+                            t_extra: None,
+                            primal_count0: spikes_s[i].len(),
+                            count: 1,
+                        });
                         peaks.push(Peak {
                             unit: i,
                             step: k,
                             v: vi,
                             v_tan: v_t[i * np..(i + 1) * np].to_vec(),
+                            alt_spikes_s: vec![k as f64 * dt],
+                            end_s: end_step as f64 * dt,
                         });
                     }
                     spiked_prev[i] = false;
@@ -407,6 +602,76 @@ impl EventNetwork {
                         v_t[i * np + q] += alpha[i] * c_t[q];
                         a_t[i * np + q] *= kahp[i];
                     }
+                }
+                if !shadows[i].is_empty() {
+                    let p = LifStep {
+                        alpha: alpha[i],
+                        r,
+                        es,
+                        ib,
+                        vr,
+                        th,
+                        vreset: l.v_reset_v[i],
+                        jump: l.ahp_jump_a[i],
+                        kahp: kahp[i],
+                    };
+                    let t_k = k as f64 * dt;
+                    for sh in shadows[i].iter_mut() {
+                        let ge = match sh.t_extra {
+                            Some(ta) if t_k >= ta => {
+                                let x = t_k - ta;
+                                let b = (-x / tau2).exp();
+                                wf * if exp2 { b - (-x / tau1).exp() } else { b }
+                            }
+                            _ => 0.0,
+                        };
+                        let (nv, na, phi) = p.step(g + ge, sh.v, sh.a);
+                        sh.v = nv;
+                        sh.a = na;
+                        if let Some(phi) = phi {
+                            let t = (k as f64 + phi) * dt;
+                            sh.count += 1;
+                            match sh.of {
+                                ShadowOf::Peak(x) => peaks[x].alt_spikes_s.push(t),
+                                ShadowOf::Insertion(x) => insertions[x].alt_spikes_s.push(t),
+                            }
+                        }
+                        let merged = sh.count == spikes_s[i].len() - sh.primal_count0
+                            && (sh.v - v[i]).abs() < MERGE_TOL_V
+                            && (sh.a - a[i]).abs() * r < MERGE_TOL_V;
+                        if merged {
+                            let end = (k + 1) as f64 * dt;
+                            match sh.of {
+                                ShadowOf::Peak(x) => peaks[x].end_s = end,
+                                ShadowOf::Insertion(x) => insertions[x].end_s = end,
+                            }
+                            sh.end_step = k + 1;
+                        }
+                    }
+                    shadows[i].retain(|sh| sh.end_step > k + 1);
+                }
+                for &(t_arr, inv_lam) in &new_shadows {
+                    let t_gen = t_arr - syn_delay * dt;
+                    if t_gen < 0.0 || k + 1 >= nt {
+                        continue;
+                    }
+                    shadows[i].push(Shadow {
+                        of: ShadowOf::Insertion(insertions.len()),
+                        v: v[i],
+                        a: a[i],
+                        end_step: (k + 1 + horizon_steps).min(nt),
+                        t_extra: Some(t_arr),
+                        primal_count0: spikes_s[i].len(),
+                        count: 0,
+                    });
+                    insertions.push(Insertion {
+                        unit: i,
+                        t_gen_s: t_gen,
+                        t_arrival_s: t_arr,
+                        inv_intensity_s: inv_lam,
+                        alt_spikes_s: Vec::new(),
+                        end_s: ((k + 1 + horizon_steps).min(nt)) as f64 * dt,
+                    });
                 }
                 if !v[i].is_finite() {
                     return Err(Error::NonFinite {
@@ -504,8 +769,44 @@ impl EventNetwork {
             spikes_s,
             spike_tan,
             peaks,
+            insertions,
+            n_inputs_per_unit,
+            rate_tan,
             n_input_spikes,
         })
+    }
+}
+
+/// One unit's LIF constants for the value-only step of an alternative path.
+struct LifStep {
+    alpha: f64,
+    r: f64,
+    es: f64,
+    ib: f64,
+    vr: f64,
+    th: f64,
+    vreset: f64,
+    jump: f64,
+    kahp: f64,
+}
+
+impl LifStep {
+    /// The primal step without tangents: `(v', a', Some(φ) if it fired)`.
+    fn step(&self, g: f64, v: f64, a: f64) -> (f64, f64, Option<f64>) {
+        let c = self.r * (g * (self.es - v) + self.ib - a) - (v - self.vr);
+        let v1 = v + self.alpha * c;
+        if v1 >= self.th && v < self.th {
+            let phi = (self.th - v) / (v1 - v);
+            let cr = self.r * (g * (self.es - self.vreset) + self.ib - a - self.jump)
+                - (self.vreset - self.vr);
+            (
+                self.vreset + (1.0 - phi) * self.alpha * cr,
+                self.kahp * a + self.jump * self.kahp.powf(1.0 - phi),
+                Some(phi),
+            )
+        } else {
+            (v1, self.kahp * a, None)
+        }
     }
 }
 

@@ -1,0 +1,40 @@
+//! Study of the insertion estimator (development aid).
+//! `cargo run --release --example event_insert -- <n_mn> <duration_s> <dc_hz> <seeds> <samples> <horizon_s>`
+use std::time::Instant;
+use myodiff::event::{Estimate, EventDrive, GradientProblem, InsertionOpts, Observable, Param, RunOptions};
+use myodiff::network::{MYOGEN_WEIGHT_S, NetworkConfig};
+fn main() -> myodiff::Result<()> {
+    let a: Vec<String> = std::env::args().collect();
+    let arg = |i: usize, d: f64| a.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
+    let n_mn = arg(1, 800.0) as usize;
+    let dur = arg(2, 5.0);
+    let dc = arg(3, 40.0);
+    let seeds: Vec<u64> = (1..=arg(4, 8.0) as u64).collect();
+    let near = arg(5, 2000.0);
+    let hor = arg(6, 1.0);
+    let cfg = NetworkConfig { n_mn, n_dd: (n_mn / 2).max(1), duration_s: dur, ..Default::default() };
+    let prob = GradientProblem { cfg, drive: EventDrive::watanabe(dc), weight_s: MYOGEN_WEIGHT_S, observable: Observable::MeanForce { t0_s: dur / 2.0, t1_s: dur } };
+    let net = prob.network(1)?;
+    let t0 = Instant::now();
+    net.run(&prob.drive, prob.weight_s, &RunOptions::default())?;
+    let fwd = t0.elapsed().as_secs_f64();
+    let ins = InsertionOpts { rate_near_hz: near, horizon_s: hor, rate_uniform_hz: arg(8, 4.0), near_band_v: arg(9, 0.3e-3), seed: 7 };
+    let t1 = Instant::now();
+    net.run(&prob.drive, prob.weight_s, &RunOptions { params: vec![Param::Dc], creation: None, insertion: Some(ins) })?;
+    let c = t1.elapsed().as_secs_f64();
+    let r = net.run(&prob.drive, prob.weight_s, &RunOptions { params: vec![Param::Dc], creation: None, insertion: Some(ins) })?;
+    println!("forward {fwd:.3} s; with insertion record {c:.3} s ({:.2}x); {} insertions", c / fwd, r.insertions.len());
+    let ps = [Param::Dc, Param::Amp];
+    let est = prob.with_insertion(&ps, &seeds, ins)?;
+    for (q, p) in ps.iter().enumerate() {
+        let ins_g: Vec<f64> = est.iter().map(|e| e.insertion_gradient(&ps)[q]).collect();
+        let pw: Vec<f64> = est.iter().map(|e| e.pathwise[q]).collect();
+        let ei = Estimate::from_samples(&ins_g)?;
+        let ep = Estimate::from_samples(&pw)?;
+        println!("{p:?}: insertion {:.5} ± {:.5}; pathwise {:.5} ± {:.5}; per seed {:?}", ei.mean, ei.se, ep.mean, ep.se, ins_g.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>());
+    }
+    if arg(7, 0.0) > 0.0 {
+        for p in ps { let r = prob.reference(p, 0.5, &seeds)?; println!("reference {p:?} h=0.5: {:.5} ± {:.5}", r.mean, r.se); }
+    }
+    Ok(())
+}
