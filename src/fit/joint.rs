@@ -426,7 +426,7 @@ pub fn run_joint_calibration(spec_path: &Path, out_dir: &Path) -> Result<RunSumm
     run_joint_spec(&JointSpec::load(spec_path)?, out_dir)
 }
 
-/// Runs every method at every dimension under the same wall-time budget and writes the report
+/// Runs every method at every dimension under the same shared budget and writes the report
 /// (summary.json with a `scaling` table, report.md, loss plots, `scaling.png`).
 pub fn run_joint_spec(spec: &JointSpec, out_dir: &Path) -> Result<RunSummary> {
     spec.validate()?;

@@ -29,7 +29,7 @@
 //!
 //! The model is the smooth network ([`super::smooth`]), so `∂L/∂x` by autodiff is exact; gradient
 //! methods (L-BFGS, Adam) and derivative-free ones (Nelder–Mead, particle swarm; populations in
-//! one batched rollout) minimise the same L under the same wall-time budget.
+//! one batched rollout) minimise the same L under the same budget.
 
 mod model;
 mod spec;
@@ -185,7 +185,7 @@ pub fn run_recording_calibration(spec_path: &Path, out_dir: &Path) -> Result<Run
 }
 
 /// Runs every method of `spec` on `targets` from the same initial point, each under the same
-/// wall-time budget, and writes the report (summary.json, report.md, loss plots, `force_fit.png`,
+/// shared budget ([`RecordingFitSpec::budget`]), and writes the report (summary.json, report.md, loss plots, `force_fit.png`,
 /// `rates_fit.png`, `drive_fit.png`, `transfer_hard.png`).
 pub fn run_recording_spec(
     spec: &RecordingFitSpec,
