@@ -1083,7 +1083,9 @@ impl NoiseObjective {
             LossKind::L1Log10 => r.abs(),
             LossKind::L2Log10 => r.square(),
             LossKind::HuberLog10 { delta } => {
-                ((r / delta).square() + 1.0).sqrt().sub_scalar(1.0) * (delta * delta)
+                // `* (1/δ)`, not `/ δ`: burn 0.22.1's div-by-scalar backward rounds the scalar
+                // to f32 (a 1e-8 relative gradient error)
+                ((r * (1.0 / delta)).square() + 1.0).sqrt().sub_scalar(1.0) * (delta * delta)
             }
         }
     }
@@ -1093,7 +1095,7 @@ impl NoiseObjective {
         let b = x.dims()[0];
         let p = x.matmul(ops.select.clone()) + ops.base.clone();
         let s = ops.psd.expected_psd(p.clone())?;
-        let ls = s.slice([0..b, self.band.clone()]).clamp_min(1e-300).log() / LN10;
+        let ls = s.slice([0..b, self.band.clone()]).clamp_min(1e-300).log() * (1.0 / LN10);
         let main = self.rho(ls - ops.target_log10.clone()).mean_dim(1);
         let total = if self.cm_weight > 0.0 {
             let c = p.slice([
@@ -1102,7 +1104,7 @@ impl NoiseObjective {
             ]);
             let n = self.n_channels as f64;
             let g = c.clone() + (c.neg() + 1.0) / n;
-            let lg = g.clamp_min(1e-300).log() / LN10;
+            let lg = g.clamp_min(1e-300).log() * (1.0 / LN10);
             let cm = self.rho(lg - ops.ratio_log10.clone()).mean_dim(1);
             main + cm * self.cm_weight
         } else {
