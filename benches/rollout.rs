@@ -193,9 +193,9 @@ fn main() {
                     "-".to_string()
                 } else {
                     match v.get(4).copied() {
-                        Some(x) if x == 1.0 => "finite".into(),
-                        Some(x) if x == 0.0 => "**FAILED: non-finite**".into(),
-                        Some(x) if x == 2.0 => "**FAILED: no gradient**".into(),
+                        Some(1.0) => "finite".into(),
+                        Some(0.0) => "**FAILED: non-finite**".into(),
+                        Some(2.0) => "**FAILED: no gradient**".into(),
                         _ => "**FAILED: unreadable**".into(),
                     }
                 };

@@ -49,7 +49,7 @@ impl GradCheck {
         if analytic.len() != numeric.len() {
             return Err(Error::shape("gradient", numeric.len(), analytic.len()));
         }
-        if !(floor >= 0.0) {
+        if floor.is_nan() || floor < 0.0 {
             return Err(Error::invalid("gradcheck floor", floor, ">= 0"));
         }
         let floor = floor.max(1e-300);

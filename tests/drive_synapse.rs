@@ -186,7 +186,7 @@ fn fd_grad(path: ExecPath, kin: SynapseKinetics, dc0: f64, a0: f64, w0: f64) -> 
 /// its own magnitude, and non-zero.
 fn check_grad(analytic: &[f64], numeric: &[f64]) -> Result<(), String> {
     let c = GradCheck::compare_with_floor(analytic.to_vec(), numeric.to_vec(), 0.0).unwrap();
-    if analytic.iter().any(|a| *a == 0.0) {
+    if analytic.contains(&0.0) {
         return Err(format!("a zero component: {analytic:?}"));
     }
     c.check(1e-4, 0.9999)
