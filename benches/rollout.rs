@@ -7,6 +7,9 @@
 //! `cargo bench --bench rollout` runs the default table; `cargo bench --bench rollout -- <case>…`
 //! runs chosen cases, e.g. `fast-fused-grad-16-50000`. A case is
 //! `<fast|faithful>-<tape|fused>-<fwd|grad>-<batch>-<steps>`.
+//!
+//! The `gradient` column says whether each timed gradient is finite; a non-finite or missing
+//! gradient (or a crashed case) is marked **FAILED** in the table and the benchmark exits 1.
 
 use std::process::Command;
 use std::time::Instant;
@@ -93,18 +96,23 @@ fn run_one(c: &Case) -> myodiff::Result<()> {
     let mean_v = to_vec_f64(mean.clone())[0];
     let fwd = t0.elapsed().as_secs_f64();
     let mut bwd = 0.0;
-    let mut finite = true;
+    // Gradient status: 1 = every component finite, 0 = some non-finite, 2 = no gradient reached
+    // the DC (forward-only cases print 1).
+    let mut status = 1u8;
     if c.grad {
         let t1 = Instant::now();
         let g = mean.backward();
-        let gd = dc.grad(&g).map(to_vec_f64).unwrap_or_default();
+        let gd = dc.grad(&g).map(to_vec_f64);
         bwd = t1.elapsed().as_secs_f64();
-        finite = gd.iter().all(|v| v.is_finite());
+        status = match gd {
+            None => 2,
+            Some(v) if v.is_empty() => 2,
+            Some(v) => u8::from(v.iter().all(|x| x.is_finite())),
+        };
     }
     println!(
-        "RESULT {fwd:.4} {bwd:.4} {:.1} {mean_v:.4} {}",
-        vm_hwm_mb(),
-        finite as u8
+        "RESULT {fwd:.4} {bwd:.4} {:.1} {mean_v:.4} {status}",
+        vm_hwm_mb()
     );
     Ok(())
 }
@@ -149,12 +157,14 @@ fn main() {
             .join(" ")
     );
     println!(
-        "| case | model | path | batch | steps | forward (s) | backward (s) | fwd+bwd (s) | peak RSS (MB) | mean force (N) |"
+        "| case | model | path | batch | steps | forward (s) | backward (s) | fwd+bwd (s) | peak RSS (MB) | mean force (N) | gradient |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut failed = 0usize;
     for name in cases {
         let Some(c) = parse(&name) else {
-            println!("| {name} | (unparsable case) |");
+            println!("| {name} | (unparsable case) | | | | | | | | | **FAILED** |");
+            failed += 1;
             continue;
         };
         let out = Command::new(&exe)
@@ -179,8 +189,21 @@ fn main() {
                 } else {
                     "-".into()
                 };
+                let grad = if !c.grad {
+                    "-".to_string()
+                } else {
+                    match v.get(4).copied() {
+                        Some(1.0) => "finite".into(),
+                        Some(0.0) => "**FAILED: non-finite**".into(),
+                        Some(2.0) => "**FAILED: no gradient**".into(),
+                        _ => "**FAILED: unreadable**".into(),
+                    }
+                };
+                if grad.contains("FAILED") || !v[3].is_finite() {
+                    failed += 1;
+                }
                 println!(
-                    "| {name} | {:?} | {:?} | {} | {} | {:.3} | {bwd} | {tot} | {:.0} | {:.3} |",
+                    "| {name} | {:?} | {:?} | {} | {} | {:.3} | {bwd} | {tot} | {:.0} | {:.3} | {grad} |",
                     c.model, c.path, c.batch, c.steps, v[0], v[2], v[3]
                 );
             }
@@ -189,11 +212,16 @@ fn main() {
                     .lines()
                     .find(|l| l.starts_with("ERROR"))
                     .unwrap_or("crashed");
+                failed += 1;
                 println!(
-                    "| {name} | {:?} | {:?} | {} | {} | {err} | | | | |",
+                    "| {name} | {:?} | {:?} | {} | {} | {err} | | | | | **FAILED** |",
                     c.model, c.path, c.batch, c.steps
                 );
             }
         }
+    }
+    if failed > 0 {
+        println!("{failed} case(s) FAILED (see the table)");
+        std::process::exit(1);
     }
 }

@@ -219,6 +219,88 @@ fn rate_mode_count_gradient_exact() {
     }
 }
 
+/// Expected mode (used by `rollout --grad`): the forward is bit-identical to Hard on both paths
+/// (f32 and f64 autodiff), so only the backward differs.
+#[test]
+fn expected_mode_forward_is_bit_identical_to_hard() {
+    for ctx in [Ctx::cpu(), Ctx::cpu().f64().autodiff()] {
+        let run = |mode: GeneratorMode, path: ExecPath| {
+            let c = Chain {
+                params: DriveParams::scalars(&ctx, 60.0, 40.0, 25.0, 0.3, 5.0),
+                noise: DriveNoise::default(),
+                clip: RateClip::Relu,
+                gen_cfg: InputPopulationConfig {
+                    n_dd: 16,
+                    mode,
+                    seed: 5,
+                    ..Default::default()
+                },
+                syn: None,
+            };
+            let ro = c.run(&ctx, 3, DT, 3000, path).unwrap();
+            (
+                host(ro.trace(DD_SPIKES).unwrap()),
+                host(ro.trace(DRIVE_RATE_HZ).unwrap()),
+            )
+        };
+        let hard = run(GeneratorMode::Hard, ExecPath::Tape);
+        let n_spk: f64 = hard.0.iter().sum();
+        assert!(n_spk > 50.0, "too few spikes to be a test: {n_spk}");
+        assert!(hard.0.iter().all(|v| *v == 0.0 || *v == 1.0));
+        for path in [ExecPath::Tape, ExecPath::Fused] {
+            let e = run(GeneratorMode::Expected, path);
+            assert_eq!(
+                e.0, hard.0,
+                "{path:?}: expected-mode spikes differ from hard"
+            );
+            assert_eq!(e.1, hard.1, "{path:?}: rates differ");
+        }
+    }
+}
+
+/// Expected mode: the gradient of the total count w.r.t. a constant positive rate is the
+/// derivative of the expected count, n_steps·n_dd·dt, exactly (tape and fused), although the
+/// forward counts are the hard ones.
+#[test]
+fn expected_mode_count_gradient_exact() {
+    let ctx = Ctx::cpu().f64().autodiff();
+    let (n_dd, n_t, batch) = (7, 500, 2);
+    let expected = n_t as f64 * n_dd as f64 * DT;
+    for path in [ExecPath::Tape, ExecPath::Fused] {
+        let dc = ctx.tensor(vec![30.0, 45.0], [batch, 1]).require_grad();
+        let mut p = DriveParams::scalars(&ctx, 0.0, 0.0, 0.0, 0.0, 0.0);
+        p.dc_hz = dc.clone();
+        let c = Chain {
+            params: p,
+            noise: DriveNoise::default(),
+            clip: RateClip::Relu,
+            gen_cfg: InputPopulationConfig {
+                n_dd,
+                mode: GeneratorMode::Expected,
+                seed: 2,
+                ..Default::default()
+            },
+            syn: None,
+        };
+        let ro = c.run(&ctx, batch, DT, n_t, path).unwrap();
+        let spikes = ro.trace(DD_SPIKES).unwrap();
+        let counts = host(spikes.clone());
+        assert!(
+            counts.iter().all(|v| *v == 0.0 || *v == 1.0),
+            "hard forward"
+        );
+        assert!(counts.iter().sum::<f64>() > 10.0, "spikes to count");
+        let g = to_vec_f64(dc.grad(&spikes.sum().backward()).unwrap());
+        assert_eq!(g.len(), batch);
+        for v in g {
+            assert!(
+                rel_err(v, expected, 1e-300) < 1e-12,
+                "{path:?}: {v} vs n_t·n_dd·dt = {expected}"
+            );
+        }
+    }
+}
+
 /// Pathwise: the fused adjoint equals the tape's autodiff gradient (f64), for a loss that weights
 /// every spike differently, w.r.t. DC and the oscillation amplitude.
 #[test]

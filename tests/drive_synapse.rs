@@ -10,6 +10,7 @@ use myodiff::drive::{
     ConnectivityMatrix, ConnectivityRule, DD_SPIKES, DriveNoise, DriveParams, GeneratorMode,
     InputPopulationConfig, RateClip, SYN_CONDUCTANCE_S, Synapse, SynapseConfig, SynapseKinetics,
 };
+use myodiff::gradcheck::GradCheck;
 use myodiff::kernel::{BufferSpec, Ctx, ExecPath, Simulation, scalar_f64, to_vec_f64};
 
 const DT: f64 = 1e-4;
@@ -152,62 +153,92 @@ fn mean_g(path: ExecPath, dc: f64, amp: f64, w: f64, kin: SynapseKinetics) -> f6
     scalar_f64(ro.trace(SYN_CONDUCTANCE_S).unwrap().mean()) * 1e9
 }
 
-/// Gradient checks (f64, central FD, rel. err ≤ 1e-4): d(mean g)/d(DC), d/d(A), d/d(w) in rate
-/// mode through rate → generators → synapse, on both paths and both kinetics.
+/// Autodiff `[d/dDC, d/dA, d/dw]` of the mean conductance (nS) at (dc0, a0, w0).
+fn autodiff_grad(path: ExecPath, kin: SynapseKinetics, dc0: f64, a0: f64, w0: f64) -> Vec<f64> {
+    let ctx = Ctx::cpu().f64().autodiff();
+    let dc = ctx.tensor(vec![dc0], [1, 1]).require_grad();
+    let amp = ctx.tensor(vec![a0], [1, 1]).require_grad();
+    let w = ctx.tensor(vec![w0], [1, 1]).require_grad();
+    let mut p = DriveParams::scalars(&ctx, 0.0, 0.0, 30.0, 0.2, 3.0);
+    p.dc_hz = dc.clone();
+    p.amp_hz = amp.clone();
+    let c = rate_chain(p, w.clone(), GeneratorMode::Rate, kin);
+    let ro = c.run(&ctx, 1, DT, 400, path).unwrap();
+    let loss = ro.trace(SYN_CONDUCTANCE_S).unwrap().mean() * 1e9;
+    let g = loss.backward();
+    vec![
+        scalar_f64(dc.grad(&g).unwrap()),
+        scalar_f64(amp.grad(&g).unwrap()),
+        scalar_f64(w.grad(&g).unwrap()),
+    ]
+}
+
+/// Central differences `[d/dDC, d/dA, d/dw]` of the mean conductance at (dc0, a0, w0).
+fn fd_grad(path: ExecPath, kin: SynapseKinetics, dc0: f64, a0: f64, w0: f64) -> Vec<f64> {
+    vec![
+        central_fd(|x| mean_g(path, x, a0, w0, kin), dc0, 1e-3),
+        central_fd(|x| mean_g(path, dc0, x, w0, kin), a0, 1e-3),
+        central_fd(|x| mean_g(path, dc0, a0, x, kin), w0, 1e-3 * w0),
+    ]
+}
+
+/// The checker of this file: every component within 1e-4 of the central difference, relative to
+/// its own magnitude, and non-zero.
+fn check_grad(analytic: &[f64], numeric: &[f64]) -> Result<(), String> {
+    let c = GradCheck::compare_with_floor(analytic.to_vec(), numeric.to_vec(), 0.0).unwrap();
+    if analytic.contains(&0.0) {
+        return Err(format!("a zero component: {analytic:?}"));
+    }
+    c.check(1e-4, 0.9999)
+}
+
+const X0: (f64, f64, f64) = (6.0, 9.0, MYOGEN_WEIGHT_S);
+
+/// Gradient checks (f64, central FD, rel. err ≤ 1e-4 per component): d(mean g)/d(DC), d/d(A),
+/// d/d(w) in rate mode through rate → generators → synapse, on both paths and both kinetics.
 #[test]
 fn gradient_checks_rate_mode() {
-    let ctx = Ctx::cpu().f64().autodiff();
-    let (dc0, a0, w0) = (6.0, 9.0, MYOGEN_WEIGHT_S);
+    let (dc0, a0, w0) = X0;
     for kin in [
         SynapseKinetics::default(),
         SynapseKinetics::SingleExp { tau_s: 1e-3 },
     ] {
         for path in [ExecPath::Tape, ExecPath::Fused] {
-            let dc = ctx.tensor(vec![dc0], [1, 1]).require_grad();
-            let amp = ctx.tensor(vec![a0], [1, 1]).require_grad();
-            let w = ctx.tensor(vec![w0], [1, 1]).require_grad();
-            let mut p = DriveParams::scalars(&ctx, 0.0, 0.0, 30.0, 0.2, 3.0);
-            p.dc_hz = dc.clone();
-            p.amp_hz = amp.clone();
-            let c = rate_chain(p, w.clone(), GeneratorMode::Rate, kin);
-            let ro = c.run(&ctx, 1, DT, 400, path).unwrap();
-            let loss = ro.trace(SYN_CONDUCTANCE_S).unwrap().mean() * 1e9;
-            let g = loss.backward();
-            let ad = [
-                scalar_f64(dc.grad(&g).unwrap()),
-                scalar_f64(amp.grad(&g).unwrap()),
-                scalar_f64(w.grad(&g).unwrap()),
-            ];
-            let fd = [
-                central_fd(|x| mean_g(path, x, a0, w0, kin), dc0, 1e-3),
-                central_fd(|x| mean_g(path, dc0, x, w0, kin), a0, 1e-3),
-                central_fd(|x| mean_g(path, dc0, a0, x, kin), w0, 1e-3 * w0),
-            ];
-            for (name, (a, f)) in ["DC", "A", "w"].iter().zip(ad.iter().zip(fd)) {
-                let e = rel_err(*a, f, 1e-300);
+            let ad = autodiff_grad(path, kin, dc0, a0, w0);
+            let fd = fd_grad(path, kin, dc0, a0, w0);
+            for (name, (a, f)) in ["DC", "A", "w"].iter().zip(ad.iter().zip(&fd)) {
+                let e = rel_err(*a, *f, 1e-300);
                 println!("{kin:?} {path:?} d/d{name}: autodiff {a:.10e} FD {f:.10e} rel {e:.2e}");
-                assert!(e <= 1e-4, "{name}: {a} vs {f}");
-                assert!(a.abs() > 0.0);
             }
+            check_grad(&ad, &fd).unwrap_or_else(|e| panic!("{kin:?} {path:?}: {e}"));
         }
     }
 }
 
-/// Negative control: the checker above fails on a wrong gradient (FD of a different function).
+/// Negative control: the checker above rejects wrong gradients fed to it — the true autodiff
+/// gradient with one component 0.1 % off, and the exact gradient of a different function
+/// (synaptic weight 1 % higher).
 #[test]
 fn gradient_check_negative_control() {
     let kin = SynapseKinetics::default();
-    let f_true = central_fd(
-        |x| mean_g(ExecPath::Fused, x, 9.0, MYOGEN_WEIGHT_S, kin),
-        6.0,
-        1e-3,
+    let (dc0, a0, w0) = X0;
+    let path = ExecPath::Fused;
+    let ad = autodiff_grad(path, kin, dc0, a0, w0);
+    let fd = fd_grad(path, kin, dc0, a0, w0);
+    check_grad(&ad, &fd).unwrap();
+    for i in 0..ad.len() {
+        let mut bad = ad.clone();
+        bad[i] *= 1.001;
+        assert!(
+            check_grad(&bad, &fd).is_err(),
+            "component {i} 0.1 % off passed"
+        );
+    }
+    let other = autodiff_grad(path, kin, dc0, a0, 1.01 * w0);
+    assert!(
+        check_grad(&other, &fd).is_err(),
+        "the gradient of another function passed: {other:?} vs {fd:?}"
     );
-    let f_wrong = central_fd(
-        |x| mean_g(ExecPath::Fused, x, 9.0, 1.01 * MYOGEN_WEIGHT_S, kin),
-        6.0,
-        1e-3,
-    );
-    assert!(rel_err(f_wrong, f_true, 1e-300) > 1e-4);
 }
 
 /// Fused == tape: forward conductance (bit-identical for 0/1 spikes, 1e-12 relative in rate mode)

@@ -3,7 +3,8 @@
 //! burn autodiff (tape path and fused path) against central finite differences.
 //!
 //! Tolerances (issue 3): cosine ≥ 0.99 and relative error ≤ 1e-2 end to end; we reach far
-//! better (see the asserted 1e-5), because the smooth model is differentiable exactly.
+//! better (the asserted 1e-5 per component, each against its own magnitude), because the smooth
+//! model is differentiable exactly. A 0.1 % error in any one component must fail the check.
 
 use burn::tensor::Tensor;
 use myodiff::drive::generator::GeneratorMode;
@@ -94,6 +95,18 @@ fn check(model: MembraneModel, path: ExecPath) {
     );
     c.check(1e-5, 0.999_999)
         .unwrap_or_else(|e| panic!("{model:?} {path:?}: {e}"));
+    eprintln!(
+        "{model:?} {path:?}: per-component rel errs {:?}",
+        c.rel_errs
+    );
+    // Negative control: any one component 0.1 % off must fail the same check.
+    for i in c.above_floor() {
+        let bad = c.perturbed(i, 1.001).unwrap();
+        assert!(
+            bad.check(1e-5, 0.999_999).is_err(),
+            "{model:?} {path:?}: component {i} perturbed by 0.1 % passed: {bad:?}"
+        );
+    }
 }
 
 #[test]

@@ -68,3 +68,42 @@ fn spike_functions_keep_f64_and_hard_equals_surrogate_forward() {
         assert!((gi - expect).abs() < 1e-12, "{gi} vs {expect}");
     }
 }
+
+#[test]
+fn per_component_errors_catch_a_wrong_small_component() {
+    // A 1 % error in a component 1000× smaller than the largest: 1e-5 of the largest, so the
+    // global (max-normalised) error would pass at 1e-4; the per-component error must not.
+    let numeric = vec![1000.0, 1.0, -2.0];
+    let analytic = vec![1000.0, 1.01, -2.0];
+    let c = GradCheck::compare(analytic, numeric).unwrap();
+    assert!(c.max_rel_err < 1e-4, "{c:?}");
+    assert!((c.rel_errs[1] - 0.01).abs() < 1e-12, "{c:?}");
+    assert_eq!(c.rel_errs[0], 0.0);
+    assert!(c.check(1e-4, 0.99).is_err(), "{c:?}");
+    // Below the floor (default 1e-3 of the largest) a component is measured against the floor.
+    let c = GradCheck::compare(vec![1000.0, 1e-4 + 1e-6], vec![1000.0, 1e-4]).unwrap();
+    assert!((c.floor - 1.0).abs() < 1e-12 && c.above_floor() == vec![0]);
+    assert!((c.rel_errs[1] - 1e-6).abs() < 1e-12, "{c:?}");
+    // An explicit floor.
+    let c =
+        GradCheck::compare_with_floor(vec![1000.0, 1e-4 + 1e-6], vec![1000.0, 1e-4], 0.0).unwrap();
+    assert!((c.rel_errs[1] - 1e-2).abs() < 1e-9, "{c:?}");
+    assert!(GradCheck::compare_with_floor(vec![1.0], vec![1.0], f64::NAN).is_err());
+}
+
+#[test]
+fn perturbed_negative_control_fails_every_component_above_the_floor() {
+    let x = vec![0.3, -1.2, 0.7, 2.0];
+    let (_, g) = f_and_grad(&x);
+    let num =
+        central_differences(&mut |p| Ok(f_and_grad(p).0), &x, &relative_steps(&x, 1e-5)).unwrap();
+    let c = GradCheck::compare(g, num).unwrap();
+    c.check(1e-7, 0.999_999).unwrap();
+    assert_eq!(c.above_floor().len(), x.len());
+    for i in c.above_floor() {
+        let bad = c.perturbed(i, 1.001).unwrap();
+        assert!((bad.rel_errs[i] - 1e-3).abs() < 1e-6, "{bad:?}");
+        assert!(bad.check(1e-5, 0.999).is_err(), "component {i}: {bad:?}");
+    }
+    assert!(c.perturbed(x.len(), 1.001).is_err());
+}

@@ -8,7 +8,7 @@ fn spec_text(extra: &str) -> String {
     format!(
         r#"
 kind = "joint"
-time_budget_s = 30.0
+max_evals = 400
 max_batch = 4
 dims = [2]
 {extra}

@@ -117,8 +117,10 @@ fn rate_last500(train: &[usize]) -> f64 {
     1000.0 * (t.len() - 1) as f64 / (t[t.len() - 1] - t[0])
 }
 
+/// README's claim: rates within 12.2 % in 8–35 Hz (measured worst +12.2 %, unit 600 at 1.1×
+/// rheobase); asserted at 12.5 %.
 #[test]
-fn fast_model_rates_match_nerlab_fixture_within_15_percent_in_8_to_35_hz() {
+fn fast_model_rates_match_nerlab_fixture_within_12_5_percent_in_8_to_35_hz() {
     let fx = load();
     let trains = simulate(&fx, ExecPath::Fused);
     let mut worst: f64 = 0.0;
@@ -142,7 +144,7 @@ fn fast_model_rates_match_nerlab_fixture_within_15_percent_in_8_to_35_hz() {
             worst = worst.max(err.abs());
             checked += 1;
             assert!(
-                err.abs() <= 0.15,
+                err.abs() <= 0.125,
                 "unit {u} at {m}× rheobase: fast {r:.2} Hz vs fixture {r_fix:.2} Hz"
             );
         }

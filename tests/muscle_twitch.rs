@@ -13,6 +13,58 @@ fn ctx() -> Ctx {
     Ctx::cpu().f64()
 }
 
+// The published formulas, written out here (independent of the library's implementations).
+
+/// Fuglevand's twitch `h(t) = (t/T)·e^{1 − t/T}` for `t ≥ 0`, else 0.
+fn h(t: f64, tc: f64) -> f64 {
+    if t < 0.0 {
+        0.0
+    } else {
+        t / tc * (1.0 - t / tc).exp()
+    }
+}
+
+/// Fuglevand's gain (1993, eq. 17) at `r = T/ISI`: 1 for `r ≤ 0.4`, else
+/// `[(1 − e^{−2r³})/r] / [(1 − e^{−2·0.4³})/0.4]`.
+fn gain(r: f64) -> f64 {
+    if r <= 0.4 {
+        1.0
+    } else {
+        ((1.0 - (-2.0 * r.powi(3)).exp()) / r) / ((1.0 - (-2.0 * 0.4f64.powi(3)).exp()) / 0.4)
+    }
+}
+
+/// Fuglevand's laws (1993, eqs. 13, 14), units `i = 1..=n`: `P_i = e^{(ln RP / n)·i}`,
+/// `T_i = T_L · (1/P_i)^{1/log_RT(RP)}` (returned 0-based).
+fn p_and_t(rp: f64, t_l: f64, rt: f64, n: usize) -> (Vec<f64>, Vec<f64>) {
+    let p: Vec<f64> = (1..=n)
+        .map(|i| (rp.ln() / n as f64 * i as f64).exp())
+        .collect();
+    let t = p
+        .iter()
+        .map(|pi| t_l * (1.0 / pi).powf(1.0 / (rp.ln() / rt.ln())))
+        .collect();
+    (p, t)
+}
+
+#[test]
+fn host_functions_match_the_published_formulas() {
+    for tc in [0.03, 0.09] {
+        for t in [-1e-3, 0.0, 0.01, 0.03, 0.09, 0.4] {
+            assert!(
+                (twitch_shape(t, tc) - h(t, tc)).abs() <= 1e-15,
+                "h({t}, {tc})"
+            );
+        }
+    }
+    for r in [0.0, 0.1, 0.4, 0.41, 0.8, 1.5, 3.0, 10.0] {
+        assert!(
+            (fuglevand_gain_f64(r) - gain(r)).abs() <= 1e-14 * gain(r),
+            "g({r})"
+        );
+    }
+}
+
 fn p11(ctx: &Ctx, v: f64) -> Tensor<2> {
     ctx.tensor(vec![v], [1, 1])
 }
@@ -69,9 +121,12 @@ fn p_and_t_follow_fuglevand_laws() {
         .map(|i| 0.01 + (1.0 - 0.01) * i as f64 / 799.0)
         .collect();
     let m = MyogenForceModel::new(&rt, 2048.0, 90.0, 3.0).unwrap();
+    let (p_ref, t_ref) = p_and_t(100.0, 0.09, 3.0, 800);
     for i in 0..800 {
         assert!((p[i] - m.p[i]).abs() <= 1e-12 * m.p[i]);
         assert!((t[i] - m.t_samples[i] / 2048.0).abs() <= 1e-12 * t[i]);
+        assert!((p[i] - p_ref[i]).abs() <= 1e-12 * p_ref[i], "P[{i}]");
+        assert!((t[i] - t_ref[i]).abs() <= 1e-12 * t_ref[i], "T[{i}]");
     }
     assert!((p[799] - 100.0).abs() < 1e-9 && (t[799] - 0.03).abs() < 1e-12);
 }
@@ -83,8 +138,7 @@ fn iir_impulse_response_is_the_sampled_twitch() {
     let dt = 1e-4;
     let n = 5;
     let tw = twitches(&c, 100.0, 0.09, 3.0, n);
-    let p = to_vec_f64(tw.p.clone());
-    let t_s = to_vec_f64(tw.t_s.clone());
+    let (p, t_s) = p_and_t(100.0, 0.09, 3.0, n);
     let f0 = 2.5;
     let n_t = 2000;
     for k in [0usize, 4] {
@@ -94,7 +148,7 @@ fn iir_impulse_response_is_the_sampled_twitch() {
         let f = run(&c, stage, &raster(n_t, 1, n, &[(100, 0, k)]), dt).unwrap();
         let mut worst: f64 = 0.0;
         for (t, row) in f.iter().enumerate() {
-            let want = f0 * p[k] * twitch_shape((t as f64 - 100.0) * dt, t_s[k]);
+            let want = f0 * p[k] * h((t as f64 - 100.0) * dt, t_s[k]);
             worst = worst.max((row[0] - want).abs() / (f0 * p[k]));
         }
         assert!(
@@ -167,8 +221,8 @@ fn fuglevand_gain_depends_on_the_previous_interval() {
     let dt = 5e-4;
     let n = 5;
     let tw = twitches(&c, 100.0, 0.09, 3.0, n);
-    let p = to_vec_f64(tw.p.clone())[4];
-    let t_c = to_vec_f64(tw.t_s.clone())[4];
+    let (ps, ts) = p_and_t(100.0, 0.09, 3.0, n);
+    let (p, t_c) = (ps[4], ts[4]);
     let times = [10usize, 50, 90, 130, 140, 300];
     let ev: Vec<_> = times.iter().map(|&t| (t, 0, 4)).collect();
     let n_t = 600;
@@ -179,7 +233,7 @@ fn fuglevand_gain_depends_on_the_previous_interval() {
             if k == 0 {
                 1.0
             } else {
-                fuglevand_gain_f64(t_c / ((times[k] - times[k - 1]) as f64 * dt))
+                gain(t_c / ((times[k] - times[k - 1]) as f64 * dt))
             }
         })
         .collect();
@@ -192,7 +246,7 @@ fn fuglevand_gain_depends_on_the_previous_interval() {
         let want: f64 = times
             .iter()
             .zip(&gains)
-            .map(|(&tk, g)| g * p * twitch_shape((t as f64 - tk as f64) * dt, t_c))
+            .map(|(&tk, g)| g * p * h((t as f64 - tk as f64) * dt, t_c))
             .sum();
         assert!(
             (row[0] - want).abs() <= 1e-9 * p,
@@ -221,11 +275,22 @@ fn steady_mean_force_matches_closed_form() {
     let f = run(&c, stage, &raster(n_t, 1, n, &ev), dt).unwrap();
     let tail = &f[2000..4000];
     let mean = tail.iter().map(|r| r[0]).sum::<f64>() / tail.len() as f64;
-    let want =
-        to_vec_f64(mean_force_at_rate_n(&tw, &p11(&c, f0), 1.0 / (isi as f64 * dt)).unwrap())[0];
+    // F̄ = F0 Σ_i P_i g(T_i f) e T_i f (the mean of a periodic twitch train), written out here
+    let rate = 1.0 / (isi as f64 * dt);
+    let (p, t) = p_and_t(50.0, 0.09, 3.0, n);
+    let want: f64 = f0
+        * p.iter()
+            .zip(&t)
+            .map(|(pi, ti)| pi * gain(ti * rate) * std::f64::consts::E * ti * rate)
+            .sum::<f64>();
     assert!(
         (mean - want).abs() <= 1e-3 * want,
         "mean {mean} vs closed form {want}"
+    );
+    let lib = to_vec_f64(mean_force_at_rate_n(&tw, &p11(&c, f0), rate).unwrap())[0];
+    assert!(
+        (lib - want).abs() <= 1e-12 * want,
+        "library closed form {lib} vs {want}"
     );
     let pct = to_vec_f64(percent_mvc(c.tensor(vec![mean], [1]), want).unwrap())[0];
     assert!((pct - 100.0).abs() < 0.1);

@@ -234,6 +234,9 @@ fn within(x: f64, tol: f64) -> bool {
 }
 
 /// `1000 / mean ISI` of the spikes in [600, 1100) ms (the fixture's `rate_invmeanisi_last500_hz`).
+/// Rheobase tolerance (relative).
+const RHEOBASE_REL_TOL: f64 = 0.005;
+
 fn rate_last500(spikes: &[f64]) -> Option<f64> {
     let last: Vec<f64> = spikes
         .iter()
@@ -243,8 +246,10 @@ fn rate_last500(spikes: &[f64]) -> Option<f64> {
     (last.len() >= 2).then(|| 1000.0 * (last.len() - 1) as f64 / (last[last.len() - 1] - last[0]))
 }
 
+/// Rheobase by bisection on the batch axis, within 0.5 % of MyoGen's (measured: ≤ 0.03 %); the
+/// final bracket is narrower than the tolerance, so the check can fail.
 #[test]
-fn rheobase_matches_myogen_within_5_percent() {
+fn rheobase_matches_myogen_within_half_a_percent() {
     let ctx = Ctx::cpu();
     let params = fi_params(&ctx);
     let meta: serde_json::Value = serde_json::from_str(&fixture("fi_meta.json")).unwrap();
@@ -295,7 +300,17 @@ fn rheobase_matches_myogen_within_5_percent() {
             hi[u],
             100.0 * rel
         );
-        assert!(rel.abs() <= 0.05, "unit {unit}: rheobase {got} vs {want}");
+        assert!(
+            0.5 * (hi[u] - lo[u]) <= 0.5 * RHEOBASE_REL_TOL * want,
+            "unit {unit}: bracket [{}, {}] too wide for the tolerance",
+            lo[u],
+            hi[u]
+        );
+        assert!(
+            rel.abs() <= RHEOBASE_REL_TOL,
+            "unit {unit}: rheobase {got} vs {want} ({:+.3} %)",
+            100.0 * rel
+        );
     }
 }
 
@@ -303,21 +318,24 @@ fn rheobase_matches_myogen_within_5_percent() {
 /// irregularly above ≈1.25× rheobase and is sensitive to round-off: in f64, a 1e-9 relative change
 /// of the amplitude moves the last-500-ms rate by up to ±5 % (e.g. unit 0 at 4× rheobase:
 /// 38.2–40.8 Hz, MyoGen 40.2 Hz), so the fixture rate is one sample of a distribution (at dt =
-/// 0.025 ms firing is regular and the runs agree with MyoGen to < 0.1 %). We therefore compare the mean over an ensemble of 8 amplitudes within ±3.5e-5
-/// relative of the fixture's (the batch axis), within 5 % or 1 Hz. First-spike latencies (before
+/// 0.025 ms firing is regular and the runs agree with MyoGen to < 0.1 %). We therefore compare the
+/// mean over an ensemble of 8 amplitudes within ±3.5e-5 relative of the fixture's (the batch axis):
+/// within 3.4 % at dt = 0.1 ms (README's claim; measured worst 2.9 %) and 1 % at dt = 0.025 ms
+/// (measured worst 0.05 %), relative, no absolute floor. First-spike latencies (before
 /// the chaos has had time to act) are compared within 5 % or 0.3 ms, and subthreshold amplitudes
 /// (0.95× rheobase) must stay silent.
 #[test]
 fn steady_rates_and_latencies_match_myogen_dt_0p1() {
-    check_rates_and_latencies(0.1);
+    check_rates_and_latencies(0.1, 0.034);
 }
 
 #[test]
 fn steady_rates_and_latencies_match_myogen_dt_0p025() {
-    check_rates_and_latencies(0.025);
+    check_rates_and_latencies(0.025, 0.01);
 }
 
-fn check_rates_and_latencies(dt_ms: f64) {
+/// `rate_rel_tol`: relative tolerance of the ensemble-mean steady rate.
+fn check_rates_and_latencies(dt_ms: f64, rate_rel_tol: f64) {
     let ctx = Ctx::cpu();
     let params = fi_params(&ctx);
     let (h, rows) = csv("fi_summary.csv");
@@ -352,13 +370,11 @@ fn check_rates_and_latencies(dt_ms: f64) {
             );
         }
     }
-    let t0 = std::time::Instant::now();
     let sp = fi_rollout(&ctx, &params, &amps, dt_ms, true);
     println!(
-        "dt {dt_ms} ms: rollout of {} x 6 units, {} steps: {:.2} s",
+        "dt {dt_ms} ms: rollout of {} x 6 units, {} steps",
         amps.len(),
-        (1100.0 / dt_ms).round(),
-        t0.elapsed().as_secs_f64()
+        (1100.0 / dt_ms).round()
     );
     let mut worst_rate: f64 = 0.0;
     let mut fails = Vec::new();
@@ -404,7 +420,7 @@ fn check_rates_and_latencies(dt_ms: f64) {
                 lat[i]
             );
             worst_rate = worst_rate.max((err / rate[i]).abs());
-            if !within(err, (0.05 * rate[i]).max(1.0)) {
+            if !within(err, rate_rel_tol * rate[i]) {
                 fails.push(format!(
                     "unit {unit_id} x{m}: rate {mean:.3} vs {:.3}",
                     rate[i]

@@ -4,10 +4,10 @@
 
 use std::path::PathBuf;
 
-use myodiff::fit::Method;
 use myodiff::fit::noise::{
     NoiseCalibrationSpec, NoiseProblem, RestData, myogen_distance_stats, run_noise_calibration,
 };
+use myodiff::fit::{Budget, Method};
 use myodiff::io::recording::{Recording, default_data_path};
 
 fn spec_path() -> PathBuf {
@@ -21,7 +21,9 @@ fn setup() -> (NoiseCalibrationSpec, RestData) {
         "the test recording {} is missing: run `calibration/fetch-data.sh` from the crate root",
         p.display()
     );
-    let spec = NoiseCalibrationSpec::load(&spec_path()).unwrap();
+    let mut spec = NoiseCalibrationSpec::load(&spec_path()).unwrap();
+    // No wall-clock budget in tests: every method stops at its own iteration / evaluation count.
+    spec.set_budget(Budget::default());
     let rec = Recording::load(&p).unwrap();
     let data = RestData::from_recording(&spec, &rec).unwrap();
     (spec, data)

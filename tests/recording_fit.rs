@@ -215,7 +215,7 @@ fn bad_inputs_get_typed_errors() {
     });
     assert!(e.contains("network.dt_s"), "{e}");
     // Spec: knots and matching.
-    let base = "kind = \"recording\"\ntime_budget_s = 1.0\n[[methods]]\nmethod = \"lbfgs\"\niters = 2\nmemory = 2\n";
+    let base = "kind = \"recording\"\nmax_evals = 10\n[[methods]]\nmethod = \"lbfgs\"\niters = 2\nmemory = 2\n";
     let e = RecordingFitSpec::from_toml_str(&format!(
         "{base}[drive]\nknots = 3\ntimes_s = [0.0, 2.0, 1.0]\n"
     ))
@@ -236,18 +236,17 @@ fn bad_inputs_get_typed_errors() {
 }
 
 /// Real data: window outside the development block is refused; a short smoke calibration on a
-/// small pool reduces the loss at least 3-fold (skipped with a message when the file is absent).
+/// small pool (an evaluation budget, no clock) reduces the loss at least 3-fold. Needs the
+/// recording: fails with the fetch hint when it is absent.
 #[test]
 fn real_recording_smoke_calibration() {
     let path = myodiff::io::recording::default_data_path();
-    if !path.exists() {
-        eprintln!(
-            "SKIPPED: {} absent; {}",
-            path.display(),
-            myodiff::io::recording::FETCH_HINT
-        );
-        return;
-    }
+    assert!(
+        path.exists(),
+        "the test recording {} is missing: {}",
+        path.display(),
+        myodiff::io::recording::FETCH_HINT
+    );
     let rec = myodiff::io::recording::Recording::load(&path).unwrap();
     let bad = DataSpec {
         window: [1792, 40_000],
@@ -258,7 +257,7 @@ fn real_recording_smoke_calibration() {
     let spec = RecordingFitSpec::from_toml_str(
         r#"
 kind = "recording"
-time_budget_s = 12.0
+max_evals = MAX_EVALS
 max_batch = 4
 [network]
 n_mn = 60
@@ -278,11 +277,13 @@ fit_noise = false
 method = "lbfgs"
 iters = 100
 memory = 8
-"#,
+"#
+        .replace("MAX_EVALS", "40")
+        .as_str(),
     )
     .unwrap();
     let targets = Targets::from_recording(&spec.data, &rec).unwrap();
-    let dir = std::env::temp_dir().join("myodiff_recording_smoke");
+    let dir = std::env::temp_dir().join(format!("myodiff_recording_smoke_{}", std::process::id()));
     let s = myodiff::fit::recording::run_recording_spec(&spec, targets, &dir).unwrap();
     let l0 = s.extra["initial_loss"].as_f64().unwrap();
     let fit = &s.fits[0];
@@ -299,6 +300,7 @@ memory = 8
     ] {
         assert!(dir.join(f).exists(), "{f} written");
     }
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// The smooth-gain calibration makes the smooth network's force follow the hard one's.

@@ -26,14 +26,14 @@ use burn::tensor::{Tensor, activation::sigmoid};
 use serde::{Deserialize, Serialize};
 
 use super::objective::Objective;
-use super::optimize::{FitReport, Method, minimize};
+use super::optimize::{Budget, FitReport, Method, minimize_within};
 use super::params::{ParamSet, ParamSpec};
 use super::plot::{Scale, Series, line_plot};
 use super::report::{RunSummary, write_report};
 use super::smooth::{check_finite_values, gradients, run_network, smooth_config};
 use crate::drive::{DriveParams, DriveRate};
 use crate::error::{Error, Result, check};
-use crate::kernel::{Ctx, to_vec_f64};
+use crate::kernel::{Ctx, Precision, to_vec_f64};
 use crate::network::NetworkConfig;
 
 /// Names of the four parameters, in fitting order.
@@ -129,8 +129,12 @@ pub struct JointSpec {
     /// Dimensions to run (each d fits the first d parameters).
     #[serde(default = "default_dims")]
     pub dims: Vec<usize>,
-    /// Wall-time budget per method and dimension (s).
-    pub time_budget_s: f64,
+    /// Wall-time budget per method and dimension (s); optional (tests use `max_evals`).
+    #[serde(default)]
+    pub time_budget_s: Option<f64>,
+    /// Loss-evaluation budget per method and dimension (a population of B counts B); optional.
+    #[serde(default)]
+    pub max_evals: Option<usize>,
     /// Largest batch per population rollout.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
@@ -139,6 +143,14 @@ pub struct JointSpec {
 }
 
 impl JointSpec {
+    /// The shared budget of every method at every dimension.
+    pub fn budget(&self) -> Budget {
+        Budget {
+            max_evals: self.max_evals,
+            time_s: self.time_budget_s,
+        }
+    }
+
     /// Parses TOML and validates.
     pub fn from_toml_str(text: &str) -> Result<Self> {
         let s: Self = super::spec::parse_toml(text, "joint problem spec")?;
@@ -159,7 +171,7 @@ impl JointSpec {
         }
         self.network.validate()?;
         check::positive("freq_hz", self.freq_hz)?;
-        check::positive("time_budget_s", self.time_budget_s)?;
+        self.budget().validate()?;
         check::count_at_least("max_batch", self.max_batch, 1)?;
         check::count_at_least("methods", self.methods.len(), 1)?;
         check::count_at_least("dims", self.dims.len(), 1)?;
@@ -226,6 +238,8 @@ pub struct JointModel {
     pub freq_hz: f64,
     /// Largest batch per rollout.
     pub max_batch: usize,
+    /// Float precision of every rollout (f32 by default; f64 for gradient checks).
+    pub precision: Precision,
 }
 
 impl JointModel {
@@ -238,7 +252,19 @@ impl JointModel {
             cfg,
             freq_hz,
             max_batch: max_batch.max(1),
+            precision: Precision::F32,
         })
+    }
+
+    /// The same model in another float precision (f64 for gradient checks).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
+    }
+
+    /// The CPU context of this model's precision (no autodiff).
+    pub fn ctx(&self) -> Ctx {
+        Ctx::cpu().with_precision(self.precision)
     }
 
     /// Observables `[B, 4]` (module docs) for full parameter rows `[B, 4]` given as tensors
@@ -293,9 +319,9 @@ impl JointModel {
         std::array::from_fn(|i| ctx.tensor(rows.iter().map(|r| r[i]).collect(), [b, 1]))
     }
 
-    /// Observables of full parameter rows (batched, f32, no tape), `[B][4]`.
+    /// Observables of full parameter rows (batched, in the model's precision, no tape), `[B][4]`.
     pub fn evaluate(&self, rows: &[Vec<f64>]) -> Result<Vec<Vec<f64>>> {
-        let ctx = Ctx::cpu();
+        let ctx = self.ctx();
         let mut out = Vec::new();
         for chunk in rows.chunks(self.max_batch) {
             let y = to_vec_f64(self.observables(&ctx, Self::tensors(&ctx, chunk))?);
@@ -334,7 +360,7 @@ impl Objective for JointObjective<'_> {
         Ok(self.values(&[x.to_vec()])?[0])
     }
     fn value_and_grad(&mut self, x: &[f64]) -> Result<(f64, Vec<f64>)> {
-        let ctx = Ctx::cpu().autodiff();
+        let ctx = self.model.ctx().autodiff();
         let full = self.full(x);
         let p: [Tensor<2>; 4] = std::array::from_fn(|i| {
             let t = ctx.tensor(vec![full[i]], [1, 1]);
@@ -400,7 +426,7 @@ pub fn run_joint_calibration(spec_path: &Path, out_dir: &Path) -> Result<RunSumm
     run_joint_spec(&JointSpec::load(spec_path)?, out_dir)
 }
 
-/// Runs every method at every dimension under the same wall-time budget and writes the report
+/// Runs every method at every dimension under the same shared budget and writes the report
 /// (summary.json with a `scaling` table, report.md, loss plots, `scaling.png`).
 pub fn run_joint_spec(spec: &JointSpec, out_dir: &Path) -> Result<RunSummary> {
     spec.validate()?;
@@ -421,7 +447,7 @@ pub fn run_joint_spec(spec: &JointSpec, out_dir: &Path) -> Result<RunSummary> {
                 targets: tgt,
                 base: spec.truth.to_vec(),
             };
-            let mut rep = minimize(&mut obj, &params, method, None, Some(spec.time_budget_s))?;
+            let mut rep = minimize_within(&mut obj, &params, method, None, spec.budget())?;
             let y = obj.model.evaluate(&[obj.full(&rep.x_best)])?.remove(0);
             table.push(serde_json::json!({
                 "dim": d, "method": method.name(), "loss": rep.loss_best,
@@ -455,8 +481,8 @@ pub fn run_joint_spec(spec: &JointSpec, out_dir: &Path) -> Result<RunSummary> {
     line_plot(
         &out_dir.join("scaling.png"),
         &format!(
-            "Best loss after {} s per method vs dimension (0 shown at 1e-14)",
-            spec.time_budget_s
+            "Best loss with {} per method vs dimension (0 shown at 1e-14)",
+            spec.budget().describe()
         ),
         "fitted parameters d",
         "loss",
@@ -469,8 +495,12 @@ pub fn run_joint_spec(spec: &JointSpec, out_dir: &Path) -> Result<RunSummary> {
         description: format!(
             "Joint fit of (dc, amplitude, weight, noise) to mean force, force amplitude at {} Hz, \
              pool mean rate and rate SD on the smooth network ({} MNs, {} s, dt {} s); d = first d \
-             parameters free, the rest at the truth; {} s of wall time per method and d.",
-            spec.freq_hz, model.cfg.n_mn, model.cfg.duration_s, model.cfg.dt_s, spec.time_budget_s
+             parameters free, the rest at the truth; {} per method and d.",
+            spec.freq_hz,
+            model.cfg.n_mn,
+            model.cfg.duration_s,
+            model.cfg.dt_s,
+            spec.budget().describe()
         ),
         fits,
         extra: serde_json::json!({

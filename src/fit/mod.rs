@@ -12,7 +12,7 @@ pub mod spec;
 pub mod watanabe;
 
 pub use objective::{Evaluation, Objective, Tracked};
-pub use optimize::{FitReport, Method, minimize};
+pub use optimize::{Budget, FitReport, Method, minimize, minimize_within};
 pub use params::{ParamSet, ParamSpec, Transform};
 pub mod plot;
 pub mod report;

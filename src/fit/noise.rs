@@ -36,7 +36,7 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::objective::Objective;
-use super::optimize::{FitReport, Method, minimize};
+use super::optimize::{Budget, FitReport, Method, minimize_within};
 use super::params::{ParamSet, ParamSpec, Transform};
 use super::plot::{Scale, Series, line_plot};
 use super::report::{RunSummary, write_report};
@@ -284,6 +284,9 @@ pub struct NoiseCalibrationSpec {
     /// Optional wall-time cap per method (s).
     #[serde(default)]
     pub time_budget_s: Option<f64>,
+    /// Optional loss-evaluation cap per method (a population of B counts B).
+    #[serde(default)]
+    pub max_evals: Option<usize>,
     /// MyoGen's metric settings.
     #[serde(default)]
     pub myogen_metric: MyogenMetricSpec,
@@ -297,6 +300,20 @@ fn default_name() -> String {
 }
 
 impl NoiseCalibrationSpec {
+    /// The shared budget of every method.
+    pub fn budget(&self) -> Budget {
+        Budget {
+            max_evals: self.max_evals,
+            time_s: self.time_budget_s,
+        }
+    }
+
+    /// Replaces the shared budget (e.g. `Budget::default()`: each method's own count only).
+    pub fn set_budget(&mut self, budget: Budget) {
+        self.max_evals = budget.max_evals;
+        self.time_budget_s = budget.time_s;
+    }
+
     /// Parses TOML (syntax/unknown-field errors are [`Error::Format`]) and validates it.
     pub fn from_toml_str(text: &str) -> Result<Self> {
         let spec: Self = super::spec::parse_toml(text, "noise calibration spec")?;
@@ -432,9 +449,7 @@ impl NoiseCalibrationSpec {
         if self.methods.is_empty() {
             return Err(Error::config("methods", "at least one method"));
         }
-        if let Some(t) = self.time_budget_s {
-            check::positive("time_budget_s", t)?;
-        }
+        self.budget().validate()?;
         check::count_at_least(
             "myogen_metric.realisations",
             self.myogen_metric.realisations,
@@ -1068,7 +1083,9 @@ impl NoiseObjective {
             LossKind::L1Log10 => r.abs(),
             LossKind::L2Log10 => r.square(),
             LossKind::HuberLog10 { delta } => {
-                ((r / delta).square() + 1.0).sqrt().sub_scalar(1.0) * (delta * delta)
+                // `* (1/δ)`, not `/ δ`: burn 0.22.1's div-by-scalar backward rounds the scalar
+                // to f32 (a 1e-8 relative gradient error)
+                ((r * (1.0 / delta)).square() + 1.0).sqrt().sub_scalar(1.0) * (delta * delta)
             }
         }
     }
@@ -1078,7 +1095,7 @@ impl NoiseObjective {
         let b = x.dims()[0];
         let p = x.matmul(ops.select.clone()) + ops.base.clone();
         let s = ops.psd.expected_psd(p.clone())?;
-        let ls = s.slice([0..b, self.band.clone()]).clamp_min(1e-300).log() / LN10;
+        let ls = s.slice([0..b, self.band.clone()]).clamp_min(1e-300).log() * (1.0 / LN10);
         let main = self.rho(ls - ops.target_log10.clone()).mean_dim(1);
         let total = if self.cm_weight > 0.0 {
             let c = p.slice([
@@ -1087,7 +1104,7 @@ impl NoiseObjective {
             ]);
             let n = self.n_channels as f64;
             let g = c.clone() + (c.neg() + 1.0) / n;
-            let lg = g.clamp_min(1e-300).log() / LN10;
+            let lg = g.clamp_min(1e-300).log() * (1.0 / LN10);
             let cm = self.rho(lg - ops.ratio_log10.clone()).mean_dim(1);
             main + cm * self.cm_weight
         } else {
@@ -1336,12 +1353,12 @@ impl NoiseProblem {
     /// Runs one method from the initial point.
     pub fn fit(&mut self, method: &Method) -> Result<FitReport> {
         let params = self.params.clone();
-        minimize(
+        minimize_within(
             &mut self.objective,
             &params,
             method,
             None,
-            self.spec.time_budget_s,
+            self.spec.budget(),
         )
     }
 }

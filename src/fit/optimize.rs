@@ -122,6 +122,40 @@ pub struct FitReport {
     pub history: Vec<Evaluation>,
 }
 
+/// Shared limits of one optimiser run, on top of the method's own iteration / evaluation count:
+/// a cap on loss evaluations (a population of B counts B) and on wall time (s).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Budget {
+    /// Maximum loss evaluations (None = only the method's own limit).
+    pub max_evals: Option<usize>,
+    /// Maximum wall time in seconds (None = unlimited).
+    pub time_s: Option<f64>,
+}
+
+impl Budget {
+    /// Typed errors: a time budget must be > 0, an evaluation cap ≥ 1.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(t) = self.time_s {
+            crate::error::check::positive("time_budget_s", t)?;
+        }
+        if let Some(n) = self.max_evals {
+            crate::error::check::count_at_least("max_evals", n, 1)?;
+        }
+        Ok(())
+    }
+
+    /// Words for reports: "30 s of wall time", "at most 200 loss evaluations", both, or "only
+    /// its own iteration limit".
+    pub fn describe(&self) -> String {
+        match (self.time_s, self.max_evals) {
+            (Some(t), Some(n)) => format!("{t} s of wall time and at most {n} loss evaluations"),
+            (Some(t), None) => format!("{t} s of wall time"),
+            (None, Some(n)) => format!("at most {n} loss evaluations"),
+            (None, None) => "only its own iteration limit".into(),
+        }
+    }
+}
+
 /// Minimises `objective` over `params` with `method`, starting from `x0` (physical; default:
 /// the parameters' `init`). `time_budget_s` optionally caps the wall time.
 pub fn minimize(
@@ -131,11 +165,30 @@ pub fn minimize(
     x0: Option<&[f64]>,
     time_budget_s: Option<f64>,
 ) -> Result<FitReport> {
+    let budget = Budget {
+        max_evals: None,
+        time_s: time_budget_s,
+    };
+    minimize_within(objective, params, method, x0, budget)
+}
+
+/// As [`minimize`], under a shared [`Budget`]: the evaluation cap applies to every method (the
+/// smaller of it and a derivative-free method's own `budget`), the wall-time cap likewise.
+pub fn minimize_within(
+    objective: &mut dyn Objective,
+    params: &ParamSet,
+    method: &Method,
+    x0: Option<&[f64]>,
+    budget: Budget,
+) -> Result<FitReport> {
     let x0 = x0.map(|x| x.to_vec()).unwrap_or_else(|| params.init());
     params.check_in_bounds(&x0)?;
     let theta0 = params.to_unconstrained(&x0);
     let mut t = Tracked::new(objective, params.clone());
-    t.time_budget_s = time_budget_s;
+    t.time_budget_s = budget.time_s;
+    t.budget = budget.max_evals;
+    // A derivative-free method's own evaluation count, capped by the shared one.
+    let cap = |own: usize| budget.max_evals.map_or(own, |m| m.min(own));
     let stop = match method {
         Method::Adam { lr, iters } => run_adam(&mut t, theta0, *lr, *iters)?,
         Method::Lbfgs { iters, memory } => {
@@ -157,6 +210,7 @@ pub fn minimize(
             )?
         }
         Method::NelderMead { budget, step } => {
+            let budget = &cap(*budget);
             t.budget = Some(*budget);
             let mut simplex = vec![theta0.clone()];
             for i in 0..theta0.len() {
@@ -182,6 +236,7 @@ pub fn minimize(
             particles,
             seed,
         } => {
+            let budget = &cap(*budget);
             t.budget = Some(*budget);
             let (lo, hi) = (params.lower(), params.upper());
             let population = if *start_particle {
@@ -213,6 +268,7 @@ pub fn minimize(
                     "Brent minimises one parameter only",
                 ));
             }
+            let budget = &cap(*budget);
             t.budget = Some(*budget);
             let solver = BrentOpt::new(params.lower()[0], params.upper()[0]);
             let adapter = Adapter1d {
@@ -231,6 +287,7 @@ pub fn minimize(
             batch,
             seed,
         } => {
+            let budget = &cap(*budget);
             t.budget = Some(*budget);
             let mut rng = StdRng::seed_from_u64(*seed);
             let (lo, hi) = (params.lower(), params.upper());

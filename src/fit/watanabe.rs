@@ -42,13 +42,13 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::objective::{Evaluation, Objective};
-use super::optimize::{FitReport, Method, minimize};
+use super::optimize::{Budget, FitReport, Method, minimize_within};
 use super::params::{ParamSet, ParamSpec, Transform};
 use super::report::{RunSummary, write_report};
 use crate::drive::generator::GeneratorMode;
 use crate::drive::rate::{DriveParams, NoiseKind};
 use crate::error::{Error, Result, check};
-use crate::kernel::{Ctx, ExecPath, to_vec_f64};
+use crate::kernel::{Ctx, ExecPath, Precision, to_vec_f64};
 use crate::network::{MYOGEN_WEIGHT_S, MuscleParams, NetworkConfig, build};
 use crate::neuron::spike::SpikeMode;
 
@@ -291,6 +291,10 @@ pub struct WatanabeSpec {
     /// Wall-time cap per method (s).
     #[serde(default)]
     pub time_budget_s: Option<f64>,
+    /// Loss-evaluation cap per method (a batch of B counts B), on top of each method's own
+    /// `budget`.
+    #[serde(default)]
+    pub max_evals: Option<usize>,
     /// Methods, in order.
     pub methods: Vec<WatanabeMethod>,
 }
@@ -309,6 +313,20 @@ fn default_max_batch() -> usize {
 }
 
 impl WatanabeSpec {
+    /// The shared budget of every method.
+    pub fn budget(&self) -> Budget {
+        Budget {
+            max_evals: self.max_evals,
+            time_s: self.time_budget_s,
+        }
+    }
+
+    /// Replaces the shared budget (e.g. `Budget::default()`: each method's own count only).
+    pub fn set_budget(&mut self, budget: Budget) {
+        self.max_evals = budget.max_evals;
+        self.time_budget_s = budget.time_s;
+    }
+
     /// Parses and validates a TOML spec.
     pub fn from_toml_str(text: &str) -> Result<Self> {
         let s: Self = super::spec::parse_toml(text, "watanabe spec")?;
@@ -344,9 +362,7 @@ impl WatanabeSpec {
         }
         self.params()?;
         check::positive("smooth.beta", self.smooth.beta)?;
-        if let Some(t) = self.time_budget_s {
-            check::positive("time_budget_s", t)?;
-        }
+        self.budget().validate()?;
         if self.methods.is_empty() {
             return Err(Error::config("methods", "at least one method is required"));
         }
@@ -411,6 +427,8 @@ pub struct WatanabeModel {
     pub max_batch: usize,
     /// Rollouts run (batched ones count once).
     pub rollouts: usize,
+    /// Float precision of every rollout (f32 by default; f64 for gradient checks).
+    pub precision: Precision,
 }
 
 /// Mean of the second half of each batch row of a host force trace `[n_steps, batch]`, with the
@@ -443,7 +461,19 @@ impl WatanabeModel {
             path: spec.path,
             max_batch: spec.max_batch,
             rollouts: 0,
+            precision: Precision::F32,
         }
+    }
+
+    /// The same model in another float precision (f64 for gradient checks).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
+    }
+
+    /// The CPU context of this model's precision (no autodiff).
+    pub fn ctx(&self) -> Ctx {
+        Ctx::cpu().with_precision(self.precision)
     }
 
     fn run_batch(
@@ -467,14 +497,14 @@ impl WatanabeModel {
     }
 
     /// Mean force of the second half (N, normalised as configured) of the oscillating task at
-    /// each `dc` (Hz), in batched rollouts of at most `max_batch` rows (hard model, f32).
+    /// each `dc` (Hz), in batched rollouts of at most `max_batch` rows (hard model, in the model's precision).
     pub fn mean_forces(&mut self, dcs: &[f64]) -> Result<Vec<f64>> {
         let cfg = self.cfg.clone();
         self.mean_forces_with(&cfg, dcs)
     }
 
     fn mean_forces_with(&mut self, cfg: &NetworkConfig, dcs: &[f64]) -> Result<Vec<f64>> {
-        let ctx = Ctx::cpu();
+        let ctx = self.ctx();
         let mut out = Vec::with_capacity(dcs.len());
         for chunk in dcs.chunks(self.max_batch.max(1)) {
             let b = chunk.len();
@@ -497,7 +527,7 @@ impl WatanabeModel {
     /// MyoGen's reference: constant drive `dc + max(0, N(0,1))` (Hz) for `duration_s`, mean
     /// force of the second half (N, normalised as configured). Same network and seeds.
     pub fn constant_reference(&mut self, dc_hz: f64, duration_s: f64) -> Result<f64> {
-        let ctx = Ctx::cpu();
+        let ctx = self.ctx();
         let cfg = NetworkConfig {
             duration_s,
             drive_noise: NoiseKind::Rectified,
@@ -523,7 +553,7 @@ impl WatanabeModel {
     /// derivative `dF̄_s/d dc` (N/Hz) by autodiff (one forward + one backward pass).
     pub fn smooth_force_and_slope(&mut self, beta: f64, dc_hz: f64) -> Result<(f64, f64)> {
         let cfg = self.smooth_config(beta);
-        let ctx = Ctx::cpu().autodiff();
+        let ctx = self.ctx().autodiff();
         let dc = ctx.tensor(vec![dc_hz], [1, 1]).require_grad();
         let mut drive = DriveParams::scalars(
             &ctx,
@@ -554,7 +584,7 @@ impl WatanabeModel {
         dc_hz: f64,
         duration_s: f64,
     ) -> Result<f64> {
-        let ctx = Ctx::cpu();
+        let ctx = self.ctx();
         let cfg = NetworkConfig {
             duration_s,
             drive_noise: NoiseKind::Rectified,
@@ -935,10 +965,12 @@ pub fn run_watanabe_spec(spec: &WatanabeSpec, out_dir: &Path) -> Result<RunSumma
                 f_ref,
                 evaluated: Vec::new(),
             };
-            let r = minimize(&mut obj, &params, &method, None, spec.time_budget_s)?;
+            let r = minimize_within(&mut obj, &params, &method, None, spec.budget())?;
             evaluated = obj.evaluated;
             r
         } else {
+            // A method's own budget, capped by the shared one.
+            let cap = |own: usize| spec.max_evals.map_or(own, |m| m.min(own));
             match m {
                 WatanabeMethod::NewtonFd { budget, h_hz, tol } => root_find(
                     &mut model,
@@ -947,7 +979,7 @@ pub fn run_watanabe_spec(spec: &WatanabeSpec, out_dir: &Path) -> Result<RunSumma
                     lo,
                     hi,
                     SlopeSource::CentralDifference { h_hz: *h_hz },
-                    *budget,
+                    cap(*budget),
                     *tol,
                     &mut evaluated,
                     m.name(),
@@ -959,7 +991,7 @@ pub fn run_watanabe_spec(spec: &WatanabeSpec, out_dir: &Path) -> Result<RunSumma
                     lo,
                     hi,
                     SlopeSource::Secant { h_hz: *h_hz },
-                    *budget,
+                    cap(*budget),
                     *tol,
                     &mut evaluated,
                     m.name(),
@@ -971,7 +1003,7 @@ pub fn run_watanabe_spec(spec: &WatanabeSpec, out_dir: &Path) -> Result<RunSumma
                     lo,
                     hi,
                     SlopeSource::SecantChord,
-                    *budget,
+                    cap(*budget),
                     *tol,
                     &mut evaluated,
                     m.name(),
@@ -985,7 +1017,7 @@ pub fn run_watanabe_spec(spec: &WatanabeSpec, out_dir: &Path) -> Result<RunSumma
                     SlopeSource::SmoothAutodiff {
                         beta: spec.smooth.beta,
                     },
-                    *budget,
+                    cap(*budget),
                     *tol,
                     &mut evaluated,
                     m.name(),
@@ -1019,7 +1051,7 @@ pub fn run_watanabe_spec(spec: &WatanabeSpec, out_dir: &Path) -> Result<RunSumma
                         f_ref: fr,
                         evaluated: Vec::new(),
                     };
-                    let mut r = minimize(
+                    let mut r = minimize_within(
                         &mut obj,
                         &params,
                         &Method::Lbfgs {
@@ -1027,7 +1059,7 @@ pub fn run_watanabe_spec(spec: &WatanabeSpec, out_dir: &Path) -> Result<RunSumma
                             memory: *memory,
                         },
                         None,
-                        spec.time_budget_s,
+                        spec.budget(),
                     )?;
                     evaluated = obj.evaluated;
                     r.method = m.name().into();

@@ -92,6 +92,12 @@ impl Ctx {
         self
     }
 
+    /// Same device, the given precision.
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
+    }
+
     /// Same device with burn's autodiff decorator (gradients available through `backward`).
     pub fn autodiff(mut self) -> Self {
         if !self.device.is_autodiff() {

@@ -29,7 +29,7 @@
 //!
 //! The model is the smooth network ([`super::smooth`]), so `∂L/∂x` by autodiff is exact; gradient
 //! methods (L-BFGS, Adam) and derivative-free ones (Nelder–Mead, particle swarm; populations in
-//! one batched rollout) minimise the same L under the same wall-time budget.
+//! one batched rollout) minimise the same L under the same budget.
 
 mod model;
 mod spec;
@@ -42,7 +42,7 @@ pub use targets::{Targets, first_at_least, hann_matrix, smooth_counts};
 use std::path::Path;
 use std::time::Instant;
 
-use super::optimize::{FitReport, minimize};
+use super::optimize::{FitReport, minimize_within};
 use super::params::{ParamSet, ParamSpec, Transform};
 use super::plot::{Scale, Series, line_plot};
 use super::report::{RunSummary, write_report};
@@ -185,7 +185,7 @@ pub fn run_recording_calibration(spec_path: &Path, out_dir: &Path) -> Result<Run
 }
 
 /// Runs every method of `spec` on `targets` from the same initial point, each under the same
-/// wall-time budget, and writes the report (summary.json, report.md, loss plots, `force_fit.png`,
+/// shared budget ([`RecordingFitSpec::budget`]), and writes the report (summary.json, report.md, loss plots, `force_fit.png`,
 /// `rates_fit.png`, `drive_fit.png`, `transfer_hard.png`).
 pub fn run_recording_spec(
     spec: &RecordingFitSpec,
@@ -214,7 +214,7 @@ pub fn run_recording_spec(
     let mut fits: Vec<FitReport> = Vec::new();
     for method in &spec.methods {
         let mut obj = RecordingObjective { model: &model };
-        let rep = minimize(&mut obj, &params, method, None, Some(spec.time_budget_s))?;
+        let rep = minimize_within(&mut obj, &params, method, None, spec.budget())?;
         fits.push(rep);
     }
     let best_fit = fits
@@ -240,6 +240,7 @@ pub fn run_recording_spec(
         "quality": quality.iter().map(|(n, q)| serde_json::json!({"point": n, "force_rmse_pct": q.force_rmse_pct,
             "late_rates_hz_sim_vs_recorded": q.late_rates_hz})).collect::<Vec<_>>(),
         "time_budget_s_per_method": spec.time_budget_s,
+        "max_evals_per_method": spec.max_evals,
         "network": { "n_mn": model.cfg.n_mn, "n_dd": model.cfg.n_dd, "dt_s": model.cfg.dt_s,
                      "duration_s": model.cfg.duration_s, "model": "smooth (rate-mode) fast LIF pool" },
         "units": "force %MVC, rates Hz, knots Hz, scale %MVC/N",
@@ -249,12 +250,12 @@ pub fn run_recording_spec(
         description: format!(
             "Piecewise-linear drive ({} knots) + noise + force scale fitted to the recorded force \
              (%MVC) and {} matched units' smoothed rates over bins {:?} of {:.4} s; smooth network \
-             (exact autodiff gradient); every method gets {} s of wall time. Initial loss {:.4}.",
+             (exact autodiff gradient); every method gets {}. Initial loss {:.4}.",
             model.knots.len(),
             model.matched.len(),
             model.targets.loss_bins,
             model.targets.bin_s,
-            spec.time_budget_s,
+            spec.budget().describe(),
             loss0
         ),
         fits,

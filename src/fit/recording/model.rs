@@ -9,7 +9,7 @@ use crate::drive::{KnotTimes, PiecewiseLinearDrive};
 use crate::error::{Error, Result, check};
 use crate::fit::objective::Objective;
 use crate::fit::smooth::{check_finite_values, gradients, run_network, smooth_config};
-use crate::kernel::{Ctx, to_vec_f64};
+use crate::kernel::{Ctx, Precision, to_vec_f64};
 use crate::network::NetworkConfig;
 
 /// The recording problem: smooth network, knots, targets, frozen unit matching.
@@ -32,6 +32,8 @@ pub struct RecordingModel {
     pub rate_weight: f64,
     /// Largest batch per rollout.
     pub max_batch: usize,
+    /// Float precision of every rollout (f32 by default; f64 for gradient checks).
+    pub precision: Precision,
     steps_per_bin: usize,
     hann: Vec<f64>,
     masks: Vec<Vec<f64>>,
@@ -143,11 +145,23 @@ impl RecordingModel {
             weight_s,
             rate_weight,
             max_batch: max_batch.max(1),
+            precision: Precision::F32,
             steps_per_bin,
             hann,
             masks,
             r_ref,
         })
+    }
+
+    /// The same model in another float precision (f64 for gradient checks).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
+    }
+
+    /// The CPU context of this model's precision (no autodiff).
+    pub fn ctx(&self) -> Ctx {
+        Ctx::cpu().with_precision(self.precision)
     }
 
     /// Number of fitted parameters (K knots, σ if fitted, s).
@@ -275,9 +289,10 @@ impl RecordingModel {
         ))
     }
 
-    /// Losses of a population (batched rollouts of at most `max_batch` rows; f32, no tape).
+    /// Losses of a population (batched rollouts of at most `max_batch` rows; the model's
+    /// precision, no tape).
     pub fn losses(&self, xs: &[Vec<f64>]) -> Result<Vec<f64>> {
-        let ctx = Ctx::cpu();
+        let ctx = self.ctx();
         let mut out = Vec::with_capacity(xs.len());
         for chunk in xs.chunks(self.max_batch) {
             let (v, sd, s) = self.tensors(&ctx, chunk)?;
@@ -290,7 +305,7 @@ impl RecordingModel {
 
     /// Loss and exact gradient `∂L/∂x` (one forward + one backward pass through the fused ops).
     pub fn loss_and_grad(&self, x: &[f64]) -> Result<(f64, Vec<f64>)> {
-        let ctx = Ctx::cpu().autodiff();
+        let ctx = self.ctx().autodiff();
         let (v, sd, s) = self.tensors(&ctx, &[x.to_vec()])?;
         let (v, sd, s) = (v.require_grad(), sd.require_grad(), s.require_grad());
         let (l, _, _) = self.forward(&self.cfg, &ctx, v.clone(), sd.clone(), s.clone())?;
@@ -323,7 +338,7 @@ impl RecordingModel {
     }
 
     fn simulate_on(&self, cfg: &NetworkConfig, x: &[f64]) -> Result<Simulated> {
-        let ctx = Ctx::cpu();
+        let ctx = self.ctx();
         let (v, sd, s) = self.tensors(&ctx, &[x.to_vec()])?;
         let (_, f, r) = self.forward(cfg, &ctx, v, sd, s)?;
         let m = self.matched.len();
@@ -363,7 +378,7 @@ impl RecordingModel {
     /// Smoothed rates of every simulated unit (Hz, `[n_mn][n_bins]`) and the force per bin (N)
     /// at knot values `v` (Hz) and σ (Hz): used to match units and initialise the scale.
     pub fn all_rates(&self, v: &[f64], sd: f64) -> Result<(Vec<Vec<f64>>, Vec<f64>)> {
-        let ctx = Ctx::cpu();
+        let ctx = self.ctx();
         let values = ctx.tensor(v.to_vec(), [1, self.knots.len()]);
         let (force, spikes) =
             self.rollout(&self.cfg, &ctx, values, ctx.tensor(vec![sd], [1, 1]))?;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, check};
-use crate::fit::optimize::Method;
+use crate::fit::optimize::{Budget, Method};
 use crate::network::{MYOGEN_WEIGHT_S, NetworkConfig};
 
 /// How recorded units are matched to simulated motor neurons.
@@ -194,8 +194,13 @@ pub struct RecordingFitSpec {
     /// Smooth-surrogate calibration.
     #[serde(default)]
     pub surrogate: SurrogateSpec,
-    /// Wall-time budget per method (s): every method gets the same.
-    pub time_budget_s: f64,
+    /// Wall-time budget per method (s): every method gets the same; optional (tests use
+    /// `max_evals`).
+    #[serde(default)]
+    pub time_budget_s: Option<f64>,
+    /// Loss-evaluation budget per method (a population of B counts B); optional.
+    #[serde(default)]
+    pub max_evals: Option<usize>,
     /// Largest batch of one population rollout.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
@@ -208,6 +213,14 @@ fn default_max_batch() -> usize {
 }
 
 impl RecordingFitSpec {
+    /// The shared budget of every method.
+    pub fn budget(&self) -> Budget {
+        Budget {
+            max_evals: self.max_evals,
+            time_s: self.time_budget_s,
+        }
+    }
+
     /// Parses TOML and validates.
     pub fn from_toml_str(text: &str) -> Result<Self> {
         let s: Self = crate::fit::spec::parse_toml(text, "recording problem spec")?;
@@ -226,7 +239,7 @@ impl RecordingFitSpec {
         if self.kind != "recording" {
             return Err(Error::invalid("kind", &self.kind, "recording"));
         }
-        check::positive("time_budget_s", self.time_budget_s)?;
+        self.budget().validate()?;
         check::count_at_least("max_batch", self.max_batch, 1)?;
         check::count_at_least("methods", self.methods.len(), 1)?;
         check::count_at_least("drive.knots", self.drive.knots, 2)?;
