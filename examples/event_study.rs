@@ -65,24 +65,71 @@ fn main() -> myodiff::Result<()> {
         g.iter().map(|x| format!("{x:.4}")).collect::<Vec<_>>()
     );
     use myodiff::event::estimator::Kernel;
-    for (band, hor) in [(0.5e-3, 0.2), (0.25e-3, 0.2), (1e-3, 0.2), (0.5e-3, 0.05), (0.5e-3, 0.5)] {
+    for (band, hor) in [
+        (0.5e-3, 0.2),
+        (0.25e-3, 0.2),
+        (1e-3, 0.2),
+        (0.5e-3, 0.05),
+        (0.5e-3, 0.5),
+    ] {
         let t = Instant::now();
-        let est = prob.with_creation(&[Param::Dc], &seeds, myodiff::event::CreationOpts { band_v: band, horizon_s: hor }, Kernel::Linear)?;
+        let est = prob.with_creation(
+            &[Param::Dc],
+            &seeds,
+            myodiff::event::CreationOpts {
+                band_v: band,
+                horizon_s: hor,
+            },
+            Kernel::Linear,
+        )?;
         let el = t.elapsed().as_secs_f64();
         let tot: Vec<f64> = est.iter().map(|e| e.pathwise[0] + e.creation[0]).collect();
         let cr: Vec<f64> = est.iter().map(|e| e.creation[0]).collect();
         let e1 = myodiff::event::Estimate::from_samples(&tot)?;
         let e2 = myodiff::event::Estimate::from_samples(&cr)?;
-        println!("band {band} V horizon {hor} s (linear kernel): total {:.5} ± {:.5}, creation {:.5} ± {:.5}  ({el:.2} s for {} seeds)", e1.mean, e1.se, e2.mean, e2.se, seeds.len());
+        println!(
+            "band {band} V horizon {hor} s (linear kernel): total {:.5} ± {:.5}, creation {:.5} ± {:.5}  ({el:.2} s for {} seeds)",
+            e1.mean,
+            e1.se,
+            e2.mean,
+            e2.se,
+            seeds.len()
+        );
     }
-    let est = prob.with_creation(&[Param::Dc], &seeds, myodiff::event::CreationOpts { band_v: 0.5e-3, horizon_s: 0.2 }, Kernel::Uniform)?;
+    let est = prob.with_creation(
+        &[Param::Dc],
+        &seeds,
+        myodiff::event::CreationOpts {
+            band_v: 0.5e-3,
+            horizon_s: 0.2,
+        },
+        Kernel::Uniform,
+    )?;
     let tot: Vec<f64> = est.iter().map(|e| e.pathwise[0] + e.creation[0]).collect();
     let e1 = myodiff::event::Estimate::from_samples(&tot)?;
-    println!("band 0.5 mV uniform kernel: total {:.5} ± {:.5}", e1.mean, e1.se);
+    println!(
+        "band 0.5 mV uniform kernel: total {:.5} ± {:.5}",
+        e1.mean, e1.se
+    );
     let net = prob.network(1)?;
     let t = Instant::now();
-    let run = net.run(&prob.drive, prob.weight_s, &RunOptions { params: vec![Param::Dc], creation: Some(myodiff::event::CreationOpts { band_v: 0.5e-3, horizon_s: 0.2 }), insertion: None })?;
-    println!("one run with creation record: {:.3} s, {} peaks", t.elapsed().as_secs_f64(), run.peaks.len());
+    let run = net.run(
+        &prob.drive,
+        prob.weight_s,
+        &RunOptions {
+            params: vec![Param::Dc],
+            creation: Some(myodiff::event::CreationOpts {
+                band_v: 0.5e-3,
+                horizon_s: 0.2,
+            }),
+            insertion: None,
+        },
+    )?;
+    println!(
+        "one run with creation record: {:.3} s, {} peaks",
+        t.elapsed().as_secs_f64(),
+        run.peaks.len()
+    );
     for hh in [h, h / 4.0, h * 4.0] {
         let r = prob.reference(Param::Dc, hh, &seeds)?;
         println!("reference h={hh}: {:.5} ± {:.5} N/Hz", r.mean, r.se);

@@ -163,12 +163,27 @@ fn gradient_line(out: &str) -> (f64, f64) {
     (nums[0], nums[1])
 }
 
-/// A small `rollout --grad`: forward table, autodiff gradient and the batched central difference
-/// of the forward model (the numbers behind the README's gradient note), all finite; in rate
-/// mode the autodiff gradient is the smooth forward model's, so it matches the difference.
+/// The first number after `prefix` on the line that starts with it.
+fn number_after(out: &str, prefix: &str) -> f64 {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} line: {out}"));
+    line[prefix.len()..]
+        .split_whitespace()
+        .find_map(|w| w.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no number in {line}"))
+}
+
+/// A small `rollout --grad`: forward table, the spiking network's gradient (default estimator:
+/// central difference with common random numbers), the seed-averaged reference and their
+/// relative error, all finite and consistent with the table; `--estimator surrogate` prints
+/// the labelled surrogate gradient next to the batched central difference; `--estimator
+/// pathwise` runs on the event-time network; in rate mode the autodiff gradient is the smooth
+/// forward model's, so it matches the difference.
 #[test]
 fn small_rollout_with_gradient_prints_finite_numbers() {
-    let o = myodiff(&[
+    let base = [
         "rollout",
         "--n-mn",
         "400",
@@ -177,11 +192,24 @@ fn small_rollout_with_gradient_prints_finite_numbers() {
         "--dc-hz",
         "100",
         "--grad",
-    ]);
+        "--ref-seeds",
+        "3",
+    ];
+    let o = myodiff(&base);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}\n{out}");
-    let (ad, fd) = gradient_line(&out);
-    assert!(ad.is_finite() && fd.is_finite(), "{out}");
+    let est = number_after(&out, "gradient:");
+    let reference = number_after(&out, "reference:");
+    let rel = number_after(&out, "relative error:");
+    assert!(
+        est.is_finite() && reference.is_finite() && rel.is_finite(),
+        "{out}"
+    );
+    let expect = 100.0 * (est - reference).abs() / reference.abs();
+    assert!(
+        (rel - expect).abs() <= 0.1 + 1e-3 * expect,
+        "{rel} vs {expect}: {out}"
+    );
     // The table's batch row: DC, mean force, gradient, spikes.
     let row = out
         .lines()
@@ -191,8 +219,34 @@ fn small_rollout_with_gradient_prints_finite_numbers() {
     assert_eq!(cells[2].parse::<f64>().unwrap(), 100.0, "{row}");
     let force: f64 = cells[3].parse().unwrap();
     assert!(force > 0.0 && force.is_finite(), "an active pool: {row}");
-    assert_eq!(cells[4].parse::<f64>().unwrap(), ad, "{row}");
+    assert_eq!(cells[4].parse::<f64>().unwrap(), est, "{row}");
     assert!(cells[5].parse::<usize>().unwrap() > 0, "{row}");
+    // surrogate: labelled, with the batched central difference next to it
+    let mut args = base.to_vec();
+    args.extend(["--estimator", "surrogate"]);
+    let o = myodiff(&args);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}\n{out}");
+    let (ad, fd) = gradient_line(&out);
+    assert!(ad.is_finite() && fd.is_finite(), "{out}");
+    assert!(
+        out.contains("biased"),
+        "the surrogate must be labelled: {out}"
+    );
+    // pathwise on the event-time network
+    let mut args = base.to_vec();
+    args.extend(["--estimator", "pathwise"]);
+    let o = myodiff(&args);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}\n{out}");
+    assert!(out.contains("event-time network"), "{out}");
+    assert!(number_after(&out, "gradient:").is_finite(), "{out}");
+    // a reference from one seed is refused
+    let mut args = base.to_vec();
+    args[9] = "1";
+    let o = myodiff(&args);
+    let (_, err) = text(&o);
+    assert!(!o.status.success() && err.contains("ref_seeds"), "{err}");
     let o = myodiff(&[
         "rollout",
         "--n-mn",

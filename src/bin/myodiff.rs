@@ -62,9 +62,23 @@ enum Cmd {
         /// Input generator mode: hard, pathwise, rate or expected (default: hard, or expected with --grad).
         #[arg(long)]
         generator_mode: Option<String>,
-        /// Also compute d(mean force)/d(DC) (surrogate motor-neuron spikes, expected-count input gradients).
+        /// Also compute d(mean force over the 2nd half)/d(DC) of the spiking network, printed next to
+        /// the seed-averaged reference and their relative error (batch 1).
         #[arg(long)]
         grad: bool,
+        /// Gradient estimator with --grad: difference (central difference with common random
+        /// numbers, accurate: BENCHMARKS.md §7), pathwise (event-time, exact between events, blind to
+        /// spike creation: biased low), insertion (event-time network, unbiased up to its horizon,
+        /// high variance), surrogate (surrogate-gradient autodiff: biased, labelled as such).
+        /// With --spike-mode rate the smooth model's exact autodiff gradient is used instead.
+        #[arg(long, default_value = "difference", value_parser = ["difference", "pathwise", "insertion", "surrogate"])]
+        estimator: String,
+        /// Seeds of the reference (seed-averaged central difference) with --grad; 0 skips it.
+        #[arg(long, default_value_t = 8)]
+        ref_seeds: u64,
+        /// Step of the central differences (Hz).
+        #[arg(long, default_value_t = 1.0)]
+        h_hz: f64,
     },
     /// Runs a calibration problem from a TOML spec and writes a report directory.
     Calibrate {
@@ -99,6 +113,9 @@ fn run(cli: Cli) -> myodiff::Result<()> {
             generator_mode,
             spike_beta,
             grad,
+            estimator,
+            ref_seeds,
+            h_hz,
         } => rollout(
             &model,
             &path,
@@ -111,7 +128,11 @@ fn run(cli: Cli) -> myodiff::Result<()> {
             spike_mode.as_deref(),
             generator_mode.as_deref(),
             spike_beta,
-            grad,
+            grad.then_some(GradOpts {
+                estimator,
+                ref_seeds,
+                h_hz,
+            }),
         ),
         Cmd::Calibrate { problem, out } => {
             myodiff::calibrate::run_problem(&problem, out.as_deref()).map(|(s, dir)| {
@@ -132,6 +153,179 @@ fn run(cli: Cli) -> myodiff::Result<()> {
     }
 }
 
+/// Settings of `rollout --grad`.
+struct GradOpts {
+    estimator: String,
+    ref_seeds: u64,
+    h_hz: f64,
+}
+
+/// d(mean force over the 2nd half)/d(DC) of the tensor network `cfg` by one batch-2 rollout at
+/// DC ± h (common random numbers: the same seed for both rows).
+fn tensor_difference(
+    cfg: &NetworkConfig,
+    ctx: &Ctx,
+    path: ExecPath,
+    dc_hz: f64,
+    amp_hz: f64,
+    h: f64,
+) -> myodiff::Result<f64> {
+    let mut drive = DriveParams::watanabe_oscillating(ctx, dc_hz);
+    drive.dc_hz = ctx.tensor(vec![dc_hz - h, dc_hz + h], [2, 1]);
+    drive.amp_hz = ctx.full([1, 1], amp_hz);
+    let muscle = MuscleParams::from_config(cfg, ctx)?;
+    let w = ctx.tensor(vec![MYOGEN_WEIGHT_S], [1, 1]);
+    let mut sim = build(cfg, ctx, 2, drive, w, &muscle)?;
+    let f = sim.run_path(path)?.trace("force_n")?;
+    let [n_t, _, _] = f.dims();
+    let m = to_vec_f64(f.slice(n_t / 2..n_t).mean_dim(0).reshape([2]));
+    Ok((m[1] - m[0]) / (2.0 * h))
+}
+
+/// The spiking network's gradient by `opts.estimator` and the seed-averaged reference; prints
+/// Returns the estimate (N/Hz) and the lines that report it, the reference, their relative error
+/// and the estimator's cost.
+fn spiking_gradient(
+    cfg: &NetworkConfig,
+    ctx: &Ctx,
+    path: ExecPath,
+    dc_hz: f64,
+    amp_hz: f64,
+    fwd_s: f64,
+    opts: &GradOpts,
+) -> myodiff::Result<(f64, Vec<String>)> {
+    use myodiff::event::{
+        Estimate, EventDrive, GradientProblem, InsertionOpts, Observable, Param,
+        estimator::insertion_term,
+    };
+    myodiff::error::check::positive("h_hz", opts.h_hz)?;
+    if opts.ref_seeds == 1 {
+        return Err(myodiff::Error::invalid(
+            "ref_seeds",
+            1,
+            "0 (no reference) or >= 2 (a standard error needs two seeds)",
+        ));
+    }
+    let h = opts.h_hz;
+    let seeds: Vec<u64> = (1..=opts.ref_seeds).collect();
+    let t = Instant::now();
+    let (label, est, reference) = match opts.estimator.as_str() {
+        "difference" => {
+            let g = tensor_difference(cfg, ctx, path, dc_hz, amp_hz, h)?;
+            let cost = t.elapsed().as_secs_f64() / fwd_s;
+            let mut d = Vec::new();
+            for &s in &seeds {
+                let c = NetworkConfig {
+                    seed: s,
+                    ..cfg.clone()
+                };
+                d.push(tensor_difference(&c, ctx, path, dc_hz, amp_hz, h)?);
+            }
+            (
+                format!(
+                    "central difference ±{h} Hz, common random numbers, seed {}; {cost:.1} forward-equivalents",
+                    cfg.seed
+                ),
+                g,
+                if d.is_empty() {
+                    None
+                } else {
+                    Some(Estimate::from_samples(&d)?)
+                },
+            )
+        }
+        est @ ("pathwise" | "insertion") => {
+            let prob = GradientProblem {
+                cfg: cfg.clone(),
+                drive: EventDrive::Sine {
+                    dc_hz,
+                    amp_hz,
+                    freq_hz: 20.0,
+                    phase_rad: 0.0,
+                    noise_sd_hz: 1.0,
+                },
+                weight_s: MYOGEN_WEIGHT_S,
+                observable: Observable::MeanForce {
+                    t0_s: cfg.duration_s / 2.0,
+                    t1_s: cfg.duration_s,
+                },
+            };
+            let net = prob.network(cfg.seed)?;
+            let t0 = Instant::now();
+            net.run(&prob.drive, prob.weight_s, &Default::default())?;
+            let fwd_event = t0.elapsed().as_secs_f64();
+            let t1 = Instant::now();
+            let g = if est == "pathwise" {
+                let run = net.run(
+                    &prob.drive,
+                    prob.weight_s,
+                    &myodiff::event::RunOptions {
+                        params: vec![Param::Dc],
+                        ..Default::default()
+                    },
+                )?;
+                prob.observable.eval(&run)?.1[0]
+            } else {
+                let run = net.run(
+                    &prob.drive,
+                    prob.weight_s,
+                    &myodiff::event::RunOptions {
+                        params: vec![Param::Dc],
+                        creation: None,
+                        insertion: Some(InsertionOpts::default()),
+                    },
+                )?;
+                insertion_term(&net, &run, prob.observable)?[0]
+            };
+            let cost = t1.elapsed().as_secs_f64() / fwd_event;
+            let reference = if seeds.is_empty() {
+                None
+            } else {
+                Some(prob.reference(Param::Dc, h, &seeds)?)
+            };
+            (
+                format!(
+                    "{est}, event-time network, seed {}; {cost:.1} forward-equivalents",
+                    cfg.seed
+                ),
+                g,
+                reference,
+            )
+        }
+        other => {
+            return Err(myodiff::Error::invalid(
+                "estimator",
+                other,
+                "difference, pathwise, insertion or surrogate",
+            ));
+        }
+    };
+    if !est.is_finite() {
+        return Err(myodiff::Error::NonFinite {
+            buffer: "gradient".into(),
+            step: 0,
+            batch: 0,
+            unit: 0,
+        });
+    }
+    let mut lines = vec![format!("gradient: {est:.5} N/Hz ({label})")];
+    match reference {
+        Some(r) => {
+            lines.push(format!(
+                "reference: {:.5} ± {:.5} N/Hz (mean ± SE of central differences ±{h} Hz over seeds 1..{}, common random numbers in each seed, same network model)",
+                r.mean, r.se, opts.ref_seeds
+            ));
+            lines.push(format!(
+                "relative error: {:.1} % ({:.1} standard errors)",
+                100.0 * (est - r.mean).abs() / r.mean.abs().max(1e-300),
+                (est - r.mean).abs() / r.se.max(1e-300)
+            ));
+        }
+        None => lines.push("reference: skipped (--ref-seeds 0)".into()),
+    }
+    Ok((est, lines))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn rollout(
     model: &str,
@@ -145,8 +339,19 @@ fn rollout(
     spike_mode: Option<&str>,
     generator_mode: Option<&str>,
     spike_beta: f64,
-    grad: bool,
+    grad_opts: Option<GradOpts>,
 ) -> myodiff::Result<()> {
+    // Autodiff through the network only for the surrogate estimator and the smooth (rate) model;
+    // the spiking network's gradient is estimated by `spiking_gradient` after the forward.
+    let smooth = spike_mode
+        .map(|m| m.eq_ignore_ascii_case("rate"))
+        .unwrap_or(false);
+    let grad = grad_opts
+        .as_ref()
+        .is_some_and(|o| o.estimator == "surrogate" || smooth);
+    if grad_opts.is_some() && batch != 1 {
+        return Err(myodiff::Error::invalid("batch", batch, "1 with --grad"));
+    }
     let model: MembraneModel = model.parse()?;
     let path = match path {
         "tape" => ExecPath::Tape,
@@ -204,13 +409,23 @@ fn rollout(
     let half = n_t / 2;
     let mean_force = force.slice(half..n_t).mean_dim(0).reshape([batch]);
     let fwd_s = t0.elapsed().as_secs_f64();
-    let (g, bwd_s) = if grad {
+    let (mut g, mut bwd_s) = if grad {
         let t1 = Instant::now();
         let grads = mean_force.clone().sum().backward();
         let g = dc.grad(&grads).map(to_vec_f64).unwrap_or_default();
         (Some(g), t1.elapsed().as_secs_f64())
     } else {
         (None, 0.0)
+    };
+    let (estimate, report) = match &grad_opts {
+        Some(o) if !grad => {
+            let t1 = Instant::now();
+            let (e, lines) = spiking_gradient(&cfg, &ctx, path, dc_hz, amp_hz, fwd_s, o)?;
+            bwd_s = t1.elapsed().as_secs_f64();
+            g = Some(vec![e]);
+            (true, lines)
+        }
+        _ => (false, Vec::new()),
     };
     let means = to_vec_f64(mean_force);
     if !r.stage_wall_s.is_empty() {
@@ -225,7 +440,14 @@ fn rollout(
         );
         println!();
     }
-    println!("| model | path | backend | batch | steps | forward (s) | backward (s) |");
+    println!(
+        "| model | path | backend | batch | steps | forward (s) | {} (s) |",
+        if estimate {
+            "gradient + reference"
+        } else {
+            "backward"
+        }
+    );
     println!("|---|---|---|---|---|---|---|");
     println!(
         "| {model:?} | {path:?} | {backend:?} | {batch} | {} | {fwd_s:.3} | {bwd_s:.3} |",
@@ -248,7 +470,13 @@ fn rollout(
             dcs[b], means[b]
         );
     }
-    if grad && batch == 1 {
+    if !report.is_empty() {
+        println!();
+        for l in &report {
+            println!("{l}");
+        }
+    }
+    if grad && batch == 1 && grad_opts.is_some() {
         // The same derivative by a batched central difference of the forward model (one batch-2
         // rollout at DC ± 0.5 Hz, common random numbers), to show how far the autodiff gradient of
         // this spike mode is from the forward model's actual slope.

@@ -71,7 +71,13 @@ impl<'a> Linearised<'a> {
                 let nw = (0..nt).filter(|&k| in_window(k, t0_s, t1_s)).count() as f64;
                 Some(
                     (0..nt)
-                        .map(|k| if in_window(k, t0_s, t1_s) { 1.0 / nw } else { 0.0 })
+                        .map(|k| {
+                            if in_window(k, t0_s, t1_s) {
+                                1.0 / nw
+                            } else {
+                                0.0
+                            }
+                        })
                         .collect(),
                 )
             }
@@ -209,11 +215,7 @@ impl Linearised<'_> {
 /// (unbiased by the compensator of the sampling process), with `ΔF_i` from the alternative path. Unbiased up to the
 /// horizon; no pathwise term (the spike-time shifts caused by the extra input are in `ΔF`).
 /// The synaptic weight is not an intensity: its entry is 0 (use the pathwise derivative).
-pub fn insertion_term(
-    net: &EventNetwork,
-    run: &EventRun,
-    obs: Observable,
-) -> Result<Vec<f64>> {
+pub fn insertion_term(net: &EventNetwork, run: &EventRun, obs: Observable) -> Result<Vec<f64>> {
     if net.config().process != crate::drive::generator::SpikeProcess::Poisson {
         return Err(Error::invalid(
             "process",
@@ -221,14 +223,44 @@ pub fn insertion_term(
             "poisson (the insertion estimator differentiates Poisson intensities)",
         ));
     }
-    let lin = Linearised::new(net, run, obs)?;
     let np = run.params.len();
     let nt = run.n_steps();
     let mut g = vec![0.0; np];
+    for c in insertion_contributions(net, run, obs)? {
+        let kg = ((c.t_gen_s / run.dt_s).floor() as usize).min(nt - 1);
+        for (q, gq) in g.iter_mut().enumerate() {
+            *gq += c.weighted_delta * run.rate_tan[q * nt + kg];
+        }
+    }
+    Ok(g)
+}
+
+/// One insertion's contribution before the drive tangent: `n_i · ΔF_i / λ`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Contribution {
+    /// Motor unit.
+    pub unit: usize,
+    /// Generator time of the inserted input (s).
+    pub t_gen_s: f64,
+    /// `n_i · ΔF / λ` (observable units × s).
+    pub weighted_delta: f64,
+    /// Spikes of the alternative path minus the primal's over the horizon.
+    pub spike_count_change: i64,
+}
+
+/// Every non-zero insertion contribution of a run (for [`insertion_term`] and diagnostics).
+pub fn insertion_contributions(
+    net: &EventNetwork,
+    run: &EventRun,
+    obs: Observable,
+) -> Result<Vec<Contribution>> {
+    let lin = Linearised::new(net, run, obs)?;
+    let mut out = Vec::new();
     for ins in &run.insertions {
+        let primal = &run.spikes_s[ins.unit];
         let delta = lin.replace(
             ins.unit,
-            &run.spikes_s[ins.unit],
+            primal,
             ins.t_arrival_s,
             ins.end_s,
             &ins.alt_spikes_s,
@@ -236,13 +268,16 @@ pub fn insertion_term(
         if delta == 0.0 {
             continue;
         }
-        let kg = ((ins.t_gen_s / run.dt_s).floor() as usize).min(nt - 1);
-        let w = run.n_inputs_per_unit[ins.unit] as f64 * ins.inv_intensity_s * delta;
-        for (q, gq) in g.iter_mut().enumerate() {
-            *gq += w * run.rate_tan[q * nt + kg];
-        }
+        let n_pri = primal.partition_point(|&t| t < ins.end_s)
+            - primal.partition_point(|&t| t < ins.t_arrival_s);
+        out.push(Contribution {
+            unit: ins.unit,
+            t_gen_s: ins.t_gen_s,
+            weighted_delta: run.n_inputs_per_unit[ins.unit] as f64 * ins.inv_intensity_s * delta,
+            spike_count_change: ins.alt_spikes_s.len() as i64 - n_pri as i64,
+        });
     }
-    Ok(g)
+    Ok(out)
 }
 
 /// The creation term `Σ_peaks K(u)/b · ∂v_p/∂p · ΔF_p` of one run (one entry per parameter of
@@ -256,7 +291,11 @@ pub fn creation_term(
     kernel: Kernel,
 ) -> Result<Vec<f64>> {
     if !(band_v.is_finite() && band_v > 0.0) {
-        return Err(Error::invalid("creation.band_v", band_v, "finite and > 0 (V)"));
+        return Err(Error::invalid(
+            "creation.band_v",
+            band_v,
+            "finite and > 0 (V)",
+        ));
     }
     let lin = Linearised::new(net, run, obs)?;
     let np = run.params.len();

@@ -30,6 +30,7 @@
 //!
 //! Units: s, Hz, S, A, V, N.
 
+pub mod accuracy;
 pub mod drive;
 pub mod estimator;
 pub mod observable;

@@ -46,9 +46,10 @@ pub struct CreationOpts {
 
 /// Settings of the input-insertion record. Per motor unit, extra descending-drive input spikes
 /// are inserted at the points of a Poisson sampling process whose intensity is predictable
-/// (chosen from the state at the start of each step): `λ = rate_uniform_hz`, plus
-/// `rate_near_hz` while the membrane is within `near_band_v` below threshold (where an extra
-/// input can create a spike). Each inserted spike is followed by the unit's alternative path
+/// (chosen from the state at the start of each step):
+/// `λ = rate_uniform_hz + rate_near_hz · exp(−max(θ − v_k, 0)/near_band_v)`, dense near threshold
+/// (where an extra input can create a spike) and smooth in `v` (so that the weights `1/λ` of
+/// nearby samples do not differ by orders of magnitude). Each inserted spike is followed by the unit's alternative path
 /// until it merges with the primal path or `horizon_s` ends; its record carries `1/λ`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct InsertionOpts {
@@ -56,7 +57,7 @@ pub struct InsertionOpts {
     pub rate_uniform_hz: f64,
     /// Extra sampling intensity near threshold (1/s), at most `1/dt`.
     pub rate_near_hz: f64,
-    /// Band below threshold where the extra intensity applies (V).
+    /// Voltage scale of the extra intensity below threshold (V).
     pub near_band_v: f64,
     /// Longest alternative path (s).
     pub horizon_s: f64,
@@ -65,11 +66,12 @@ pub struct InsertionOpts {
 }
 
 impl Default for InsertionOpts {
-    /// 4 samples/s everywhere, 2000/s within 0.3 mV of threshold, horizon 1 s.
+    /// 8 samples/s, no extra near threshold (measured: concentrating samples near threshold
+    /// did not reduce the variance at the Watanabe size, BENCHMARKS.md §7), horizon 1 s.
     fn default() -> Self {
         Self {
-            rate_uniform_hz: 4.0,
-            rate_near_hz: 2000.0,
+            rate_uniform_hz: 8.0,
+            rate_near_hz: 0.0,
             near_band_v: 0.3e-3,
             horizon_s: 1.0,
             seed: 7,
@@ -492,12 +494,9 @@ impl EventNetwork {
                 // insertion samples in (t_k, t_{k+1}] (intensity from v_k: predictable)
                 new_shadows.clear();
                 if let Some(ins) = opts.insertion {
-                    let lam = ins.rate_uniform_hz
-                        + if l.v_thresh_v[i] - vi < ins.near_band_v {
-                            ins.rate_near_hz
-                        } else {
-                            0.0
-                        };
+                    let gap = (l.v_thresh_v[i] - vi).max(0.0);
+                    let lam =
+                        ins.rate_uniform_hz + ins.rate_near_hz * (-gap / ins.near_band_v).exp();
                     let (rng, h, e) = &mut samplers[i];
                     let h0 = *h;
                     *h += lam * dt;
