@@ -1,4 +1,6 @@
-//! Quick study: pathwise (event-time) gradient vs the seed-averaged central difference.
+//! Study of the pathwise (event-time) gradient with the kernel-density spike-creation term
+//! (`event::estimator::creation_term`, bands 0.25–1 mV, horizons 0.05–0.5 s, both kernels)
+//! against the seed-averaged central difference (BENCHMARKS.md §7).
 //! `cargo run --release --example event_study -- <n_mn> <duration_s> <dc_hz> <seeds> <h_hz>`
 use std::time::Instant;
 

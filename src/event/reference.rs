@@ -128,7 +128,15 @@ impl GradientProblem {
         par_map(seeds, default_threads(), |&s| {
             let fp = self.value(s, &dp, wp)?;
             let fm = self.value(s, &dm, wm)?;
-            Ok((fp - fm) / (2.0 * h))
+            let g = (fp - fm) / (2.0 * h);
+            if !g.is_finite() {
+                return Err(Error::invalid(
+                    format!("central difference of {} (seed {s})", p.name()),
+                    g,
+                    "a finite number",
+                ));
+            }
+            Ok(g)
         })
     }
 

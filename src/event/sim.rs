@@ -96,6 +96,10 @@ pub struct Insertion {
     pub end_s: f64,
 }
 
+/// A pending twitch of one unit: arrival step, δ (steps to the next grid point), ∂δ/∂p, gain,
+/// ∂gain/∂p.
+type Twitch = (usize, f64, Vec<f64>, f64, Vec<f64>);
+
 /// Which record a running alternative path writes to.
 #[derive(Clone, Copy)]
 enum ShadowOf {
@@ -424,9 +428,7 @@ impl EventNetwork {
         let mut s1 = vec![0.0; n];
         let mut s0_t = vec![0.0; n * np];
         let mut s1_t = vec![0.0; n * np];
-        // pending twitches per unit: (arrival step, δ steps, ∂δ, gain, ∂gain)
-        let mut fifo: Vec<VecDeque<(usize, f64, Vec<f64>, f64, Vec<f64>)>> =
-            vec![VecDeque::new(); n];
+        let mut fifo: Vec<VecDeque<Twitch>> = vec![VecDeque::new(); n];
 
         let mut force_n = vec![0.0; nt];
         let mut force_tan = vec![0.0; np * nt];

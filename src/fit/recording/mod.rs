@@ -33,15 +33,21 @@
 
 mod model;
 mod spec;
+mod spiking;
 mod targets;
 
 pub use model::{Quality, RecordingModel, RecordingObjective, Simulated, match_by_recruitment};
-pub use spec::{DataSpec, DriveSpec, Matching, RecordingFitSpec, ScaleSpec, SurrogateSpec};
+pub use spec::{
+    DataSpec, DriveSpec, FitModel, GradientSpec, Matching, RecordingFitSpec, ScaleSpec,
+    SurrogateSpec,
+};
+pub use spiking::SpikingRecording;
 pub use targets::{Targets, first_at_least, hann_matrix, smooth_counts};
 
 use std::path::Path;
 use std::time::Instant;
 
+use super::objective::Objective;
 use super::optimize::{FitReport, minimize_within};
 use super::params::{ParamSet, ParamSpec, Transform};
 use super::plot::{Scale, Series, line_plot};
@@ -210,11 +216,27 @@ pub fn run_recording_spec(
     let (model, x0) = setup(spec, targets)?;
     let setup_s = t0.elapsed().as_secs_f64() - gain_s;
     let params = param_set(spec, &x0)?;
-    let loss0 = model.losses(std::slice::from_ref(&x0))?[0];
+    let mut spiking = match spec.gradient.model {
+        FitModel::Spiking => Some(SpikingRecording::new(
+            &model,
+            spec.gradient.h_hz,
+            spec.gradient.h_scale_rel,
+        )?),
+        FitModel::Smooth => None,
+    };
+    let loss0 = match spiking.as_mut() {
+        Some(sp) => sp.value(&x0)?,
+        None => model.losses(std::slice::from_ref(&x0))?[0],
+    };
     let mut fits: Vec<FitReport> = Vec::new();
     for method in &spec.methods {
-        let mut obj = RecordingObjective { model: &model };
-        let rep = minimize_within(&mut obj, &params, method, None, spec.budget())?;
+        let rep = match spiking.as_mut() {
+            Some(sp) => minimize_within(sp, &params, method, None, spec.budget())?,
+            None => {
+                let mut obj = RecordingObjective { model: &model };
+                minimize_within(&mut obj, &params, method, None, spec.budget())?
+            }
+        };
         fits.push(rep);
     }
     let best_fit = fits
@@ -225,7 +247,25 @@ pub fn run_recording_spec(
         path: out_dir.display().to_string(),
         source: e,
     })?;
-    let quality = plot_fit(&model, &x0, best_fit, out_dir)?;
+    let mut quality = plot_fit(&model, &x0, best_fit, out_dir)?;
+    if let Some(sp) = spiking.as_ref() {
+        quality.push((
+            "spiking network, initial".into(),
+            model.quality(&sp.simulate(&x0)?),
+        ));
+        if let Some(b) = best_fit {
+            quality.push((
+                format!("spiking network, {} (best)", b.method),
+                model.quality(&sp.simulate(&b.x_best)?),
+            ));
+        }
+    }
+    let model_label = match spec.gradient.model {
+        FitModel::Smooth => "smooth (rate-mode) fast LIF pool, exact autodiff gradient",
+        FitModel::Spiking => {
+            "spiking event-time fast LIF pool, central differences with common random numbers"
+        }
+    };
     let extra = serde_json::json!({
         "initial_loss": loss0,
         "initial_x": x0,
@@ -242,19 +282,20 @@ pub fn run_recording_spec(
         "time_budget_s_per_method": spec.time_budget_s,
         "max_evals_per_method": spec.max_evals,
         "network": { "n_mn": model.cfg.n_mn, "n_dd": model.cfg.n_dd, "dt_s": model.cfg.dt_s,
-                     "duration_s": model.cfg.duration_s, "model": "smooth (rate-mode) fast LIF pool" },
+                     "duration_s": model.cfg.duration_s, "model": model_label },
         "units": "force %MVC, rates Hz, knots Hz, scale %MVC/N",
     });
     let summary = RunSummary {
         problem: spec.name.clone().unwrap_or_else(|| "recording".into()),
         description: format!(
             "Piecewise-linear drive ({} knots) + noise + force scale fitted to the recorded force \
-             (%MVC) and {} matched units' smoothed rates over bins {:?} of {:.4} s; smooth network \
-             (exact autodiff gradient); every method gets {}. Initial loss {:.4}.",
+             (%MVC) and {} matched units' smoothed rates over bins {:?} of {:.4} s; {}; every method \
+             gets {}. Initial loss {:.4}.",
             model.knots.len(),
             model.matched.len(),
             model.targets.loss_bins,
             model.targets.bin_s,
+            model_label,
             spec.budget().describe(),
             loss0
         ),

@@ -34,10 +34,10 @@ pub struct RecordingModel {
     pub max_batch: usize,
     /// Float precision of every rollout (f32 by default; f64 for gradient checks).
     pub precision: Precision,
-    steps_per_bin: usize,
-    hann: Vec<f64>,
-    masks: Vec<Vec<f64>>,
-    r_ref: f64,
+    pub(super) steps_per_bin: usize,
+    pub(super) hann: Vec<f64>,
+    pub(super) masks: Vec<Vec<f64>>,
+    pub(super) r_ref: f64,
 }
 
 /// Summary numbers of a fit (see [`RecordingModel::quality`]).

@@ -160,6 +160,41 @@ impl Default for SurrogateSpec {
     }
 }
 
+/// Which network the loss and gradient are computed on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FitModel {
+    /// The smooth (rate-mode) network, exact autodiff gradient (a surrogate of the spiking one).
+    #[default]
+    Smooth,
+    /// The spiking network (event-time fast pool, `crate::event`), gradient by central
+    /// differences with common random numbers (the estimator chosen by measurement,
+    /// BENCHMARKS.md §7).
+    Spiking,
+}
+
+/// The model of the fit and its gradient.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GradientSpec {
+    /// Network of the loss.
+    pub model: FitModel,
+    /// Central-difference step of the knot values and σ (Hz; spiking model).
+    pub h_hz: f64,
+    /// Relative central-difference step of the force scale (spiking model).
+    pub h_scale_rel: f64,
+}
+
+impl Default for GradientSpec {
+    fn default() -> Self {
+        Self {
+            model: FitModel::Smooth,
+            h_hz: 1.0,
+            h_scale_rel: 1e-3,
+        }
+    }
+}
+
 fn default_network() -> NetworkConfig {
     NetworkConfig {
         n_mn: 200,
@@ -194,6 +229,9 @@ pub struct RecordingFitSpec {
     /// Smooth-surrogate calibration.
     #[serde(default)]
     pub surrogate: SurrogateSpec,
+    /// Model of the loss and its gradient (default: smooth, autodiff).
+    #[serde(default)]
+    pub gradient: GradientSpec,
     /// Wall-time budget per method (s): every method gets the same; optional (tests use
     /// `max_evals`).
     #[serde(default)]
@@ -266,6 +304,8 @@ impl RecordingFitSpec {
         check::all_finite("surrogate.drives_hz", &self.surrogate.drives_hz)?;
         check::positive("surrogate.duration_s", self.surrogate.duration_s)?;
         check::count_at_least("surrogate.iterations", self.surrogate.iterations, 1)?;
+        check::positive("gradient.h_hz", self.gradient.h_hz)?;
+        check::positive("gradient.h_scale_rel", self.gradient.h_scale_rel)?;
         check::positive("data.smooth_s", self.data.smooth_s)?;
         check::non_negative("data.rate_weight", self.data.rate_weight)?;
         check::positive("data.recruit_hz", self.data.recruit_hz)?;

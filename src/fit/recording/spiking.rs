@@ -1,0 +1,153 @@
+//! The recording problem on the spiking network: the same loss as [`RecordingModel`]'s, computed
+//! on the event-time fast pool ([`crate::event`], hard spikes at interpolated crossings), with
+//! the gradient by central differences with common random numbers (every row of a difference
+//! runs the same network, inputs and noise) — the estimator chosen by measurement
+//! (BENCHMARKS.md §7; the pool is fluctuation-driven, so event-time derivatives miss most of it).
+//!
+//! Loss (as the smooth model's): `L = mean_b ((s·F̄_b − F_b)/F_ref)² + λ/N_mask · Σ_j Σ_b
+//! m_jb ((r_jb − R_jb)/R_ref)²`, with `F̄_b` the bin means of the force (N), `s` the force scale
+//! (%MVC/N), `r_jb` the Hann-smoothed spike counts of matched unit j per bin (Hz).
+//! Gradient: `∂L/∂x_i ≈ (L(x + h_i e_i) − L(x − h_i e_i)) / 2h_i`, `h_i = h_hz` (knots, σ; Hz) or
+//! `h_scale_rel·|s|` (scale): `2·n_params` runs, on all cores.
+
+use super::model::{RecordingModel, Simulated};
+use crate::error::{Error, Result};
+use crate::event::reference::{default_threads, par_map};
+use crate::event::{EventDrive, EventNetwork, RunOptions};
+use crate::fit::objective::Objective;
+use crate::fit::smooth::check_finite_values;
+
+/// The recording objective on the spiking network (see the module docs).
+pub struct SpikingRecording<'m> {
+    model: &'m RecordingModel,
+    net: EventNetwork,
+    h_hz: f64,
+    h_scale_rel: f64,
+}
+
+impl<'m> SpikingRecording<'m> {
+    /// The spiking version of `model` (its network configuration, seed and matching) with
+    /// central-difference steps `h_hz` (Hz) and `h_scale_rel` (relative).
+    pub fn new(model: &'m RecordingModel, h_hz: f64, h_scale_rel: f64) -> Result<Self> {
+        crate::error::check::positive("gradient.h_hz", h_hz)?;
+        crate::error::check::positive("gradient.h_scale_rel", h_scale_rel)?;
+        let cfg = crate::network::NetworkConfig {
+            spike_mode: crate::neuron::spike::SpikeMode::Hard,
+            generator_mode: crate::drive::GeneratorMode::Hard,
+            ..model.cfg.clone()
+        };
+        Ok(Self {
+            model,
+            net: EventNetwork::new(&cfg)?,
+            h_hz,
+            h_scale_rel,
+        })
+    }
+
+    /// Force bins (%MVC) and matched units' smoothed rates (Hz) at `x`.
+    pub fn simulate(&self, x: &[f64]) -> Result<Simulated> {
+        Ok(self.run(x)?.1)
+    }
+
+    /// Loss and simulated bins at `x` (knot values Hz, [σ Hz], scale %MVC/N).
+    fn run(&self, x: &[f64]) -> Result<(f64, Simulated)> {
+        let m = self.model;
+        let k = m.knots.len();
+        if x.len() != m.n_params() {
+            return Err(Error::shape("x", m.n_params(), x.len()));
+        }
+        crate::error::check::all_finite("x", x)?;
+        let sd = if m.fit_noise { x[k] } else { m.noise_sd_hz };
+        let s = x[m.n_params() - 1];
+        let drive = EventDrive::Knots {
+            knots: m.knots.clone(),
+            values_hz: x[..k].to_vec(),
+            noise_sd_hz: sd,
+        };
+        let run = self.net.run(&drive, m.weight_s, &RunOptions::default())?;
+        let (nb, spb) = (m.targets.n_bins, m.steps_per_bin);
+        let force_pct: Vec<f64> = (0..nb)
+            .map(|b| s * run.force_n[b * spb..(b + 1) * spb].iter().sum::<f64>() / spb as f64)
+            .collect();
+        let bin_s = spb as f64 * run.dt_s;
+        let lb = m.targets.loss_bins.clone();
+        let inv_f = 1.0 / m.targets.f_ref();
+        let f_loss = lb
+            .clone()
+            .map(|b| ((force_pct[b] - m.targets.force_pct[b]) * inv_f).powi(2))
+            .sum::<f64>()
+            / lb.len() as f64;
+        let mut rates_hz = Vec::new();
+        let mut r_loss = 0.0;
+        let n_mask: f64 = m.masks.iter().flatten().sum();
+        for (j, &unit) in m.matched.iter().enumerate() {
+            let mut counts = vec![0.0; nb];
+            for &t in &run.spikes_s[unit] {
+                let b = (t / bin_s).floor() as usize;
+                if b < nb {
+                    counts[b] += 1.0;
+                }
+            }
+            let r: Vec<f64> = (0..nb)
+                .map(|t| {
+                    (0..nb).map(|c| m.hann[t * nb + c] * counts[c]).sum::<f64>() / m.targets.bin_s
+                })
+                .collect();
+            for ((rt, mt), tt) in r.iter().zip(&m.masks[j]).zip(&m.targets.rates_hz[j]) {
+                r_loss += mt * ((rt - tt) / m.r_ref).powi(2);
+            }
+            rates_hz.push(r);
+        }
+        let loss = f_loss
+            + if m.matched.is_empty() {
+                0.0
+            } else {
+                r_loss * m.rate_weight / n_mask
+            };
+        check_finite_values("recording loss (spiking)", &[loss])?;
+        Ok((
+            loss,
+            Simulated {
+                force_pct,
+                rates_hz,
+            },
+        ))
+    }
+}
+
+impl Objective for SpikingRecording<'_> {
+    fn value(&mut self, x: &[f64]) -> Result<f64> {
+        Ok(self.run(x)?.0)
+    }
+
+    fn value_and_grad(&mut self, x: &[f64]) -> Result<(f64, Vec<f64>)> {
+        let n = x.len();
+        let mut points = vec![x.to_vec()];
+        let mut hs = Vec::with_capacity(n);
+        for i in 0..n {
+            let h = if i == n - 1 {
+                self.h_scale_rel * x[i].abs().max(1e-12)
+            } else {
+                self.h_hz
+            };
+            hs.push(h);
+            for sgn in [1.0, -1.0] {
+                let mut p = x.to_vec();
+                p[i] += sgn * h;
+                points.push(p);
+            }
+        }
+        let this = &*self;
+        let l = par_map(&points, default_threads(), |p| this.run(p).map(|r| r.0))?;
+        let g: Vec<f64> = (0..n)
+            .map(|i| (l[1 + 2 * i] - l[2 + 2 * i]) / (2.0 * hs[i]))
+            .collect();
+        check_finite_values("recording gradient (spiking)", &g)?;
+        Ok((l[0], g))
+    }
+
+    fn values(&mut self, xs: &[Vec<f64>]) -> Result<Vec<f64>> {
+        let this = &*self;
+        par_map(xs, default_threads(), |p| this.run(p).map(|r| r.0))
+    }
+}
