@@ -235,6 +235,38 @@ fn bad_inputs_get_typed_errors() {
     let _ = (DataSpec::default(), Matching::default());
 }
 
+/// The real-data smoke problem: 60 MNs, window [1792, 12288), units 1–2, 8 knots, L-BFGS with a
+/// budget of 40 evaluations; `gradient` is an optional `[gradient]` section.
+fn smoke_spec(gradient: &str) -> RecordingFitSpec {
+    RecordingFitSpec::from_toml_str(&format!(
+        r#"
+kind = "recording"
+max_evals = 40
+max_batch = 4
+[network]
+n_mn = 60
+n_dd = 400
+dt_s = 2.5e-4
+seed = 42
+{gradient}
+[data]
+window = [1792, 12288]
+units = [1, 2]
+smooth_s = 1.0
+[drive]
+knots = 8
+init_peak_hz = 90.0
+init_floor_hz = 20.0
+fit_noise = false
+[[methods]]
+method = "lbfgs"
+iters = 100
+memory = 8
+"#
+    ))
+    .unwrap()
+}
+
 /// Real data: window outside the development block is refused; a short smoke calibration on a
 /// small pool (an evaluation budget, no clock) reduces the loss at least 3-fold. Needs the
 /// recording: fails with the fetch hint when it is absent.
@@ -254,34 +286,7 @@ fn real_recording_smoke_calibration() {
     };
     let e = Targets::from_recording(&bad, &rec).unwrap_err().to_string();
     assert!(e.contains("data.window"), "{e}");
-    let spec = RecordingFitSpec::from_toml_str(
-        r#"
-kind = "recording"
-max_evals = MAX_EVALS
-max_batch = 4
-[network]
-n_mn = 60
-n_dd = 400
-dt_s = 2.5e-4
-seed = 42
-[data]
-window = [1792, 12288]
-units = [1, 2]
-smooth_s = 1.0
-[drive]
-knots = 8
-init_peak_hz = 90.0
-init_floor_hz = 20.0
-fit_noise = false
-[[methods]]
-method = "lbfgs"
-iters = 100
-memory = 8
-"#
-        .replace("MAX_EVALS", "40")
-        .as_str(),
-    )
-    .unwrap();
+    let spec = smoke_spec("");
     let targets = Targets::from_recording(&spec.data, &rec).unwrap();
     let dir = std::env::temp_dir().join(format!("myodiff_recording_smoke_{}", std::process::id()));
     let s = myodiff::fit::recording::run_recording_spec(&spec, targets, &dir).unwrap();
@@ -385,35 +390,7 @@ fn real_recording_spiking_model_calibration() {
         myodiff::io::recording::FETCH_HINT
     );
     let rec = myodiff::io::recording::Recording::load(&path).unwrap();
-    let spec = RecordingFitSpec::from_toml_str(
-        r#"
-kind = "recording"
-max_evals = 40
-max_batch = 4
-[network]
-n_mn = 60
-n_dd = 400
-dt_s = 2.5e-4
-seed = 42
-[gradient]
-model = "spiking"
-h_hz = 1.0
-[data]
-window = [1792, 12288]
-units = [1, 2]
-smooth_s = 1.0
-[drive]
-knots = 8
-init_peak_hz = 90.0
-init_floor_hz = 20.0
-fit_noise = false
-[[methods]]
-method = "lbfgs"
-iters = 100
-memory = 8
-"#,
-    )
-    .unwrap();
+    let spec = smoke_spec("[gradient]\nmodel = \"spiking\"\nh_hz = 1.0");
     let targets = Targets::from_recording(&spec.data, &rec).unwrap();
     let dir =
         std::env::temp_dir().join(format!("myodiff_recording_spiking_{}", std::process::id()));
