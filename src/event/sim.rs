@@ -499,17 +499,16 @@ impl EventNetwork {
                     let gap = (l.v_thresh_v[i] - vi).max(0.0);
                     let lam =
                         ins.rate_uniform_hz + ins.rate_near_hz * (-gap / ins.near_band_v).exp();
+                    // time rescaling: hazard h since the last sample, next sample at h = e
                     let (rng, h, e) = &mut samplers[i];
-                    let h0 = *h;
+                    let mut h_start = *h;
                     *h += lam * dt;
                     while *h >= *e {
-                        let frac = ((*e - h0) / (lam * dt)).clamp(0.0, 1.0);
+                        let frac = ((*e - h_start) / (lam * dt)).clamp(0.0, 1.0);
                         new_shadows.push(((k as f64 + frac) * dt, 1.0 / lam));
                         *h -= *e;
-                        let e1: f64 = rand_distr::Distribution::sample(&rand_distr::Exp1, rng);
-                        *e = e1 + *h;
-                        *h = 0.0;
-                        let _ = h0;
+                        h_start -= *e;
+                        *e = rand_distr::Distribution::sample(&rand_distr::Exp1, rng);
                     }
                 }
                 let (r, es, ib, vr) = (l.r_ohm[i], l.e_syn_v[i], l.i_bias_a[i], l.v_rest_v[i]);
