@@ -14,8 +14,9 @@ use serde::Serialize;
 use super::drive::Param;
 use super::estimator::insertion_term;
 use super::observable::Observable;
+use super::paths::InsertionOpts;
 use super::reference::{Estimate, GradientProblem, default_threads, par_map};
-use super::sim::{InsertionOpts, RunOptions};
+use super::sim::RunOptions;
 use crate::error::{Result, check};
 
 /// One estimator's result for one (observable, parameter).

@@ -15,7 +15,7 @@
 //! `K = 1` (uniform, bias O(b)) or `K = 4 − 6u` (linear boundary kernel: `∫K = 1`, `∫uK = 0`,
 //! bias O(b²)). `ΔF_p` is exact up to a horizon: the motor neurons do not interact, so the
 //! alternative path is the unit alone, reset at the maximum and run on the same synaptic input
-//! for `horizon_s` ([`super::sim::CreationOpts`]); its spikes replace the primal ones in the
+//! for `horizon_s` ([`super::paths::CreationOpts`]); its spikes replace the primal ones in the
 //! horizon (with their twitch gains), after which the two paths are taken as equal.
 
 use super::observable::{Observable, taper};
@@ -211,7 +211,7 @@ impl Linearised<'_> {
 /// motor neurons do not interact and an input's spike reaches all of its `n` targets, so the
 /// sum over inputs and their targets is a sum over motor units `i` with `n_i` inputs each).
 /// Each unit's time integral is estimated from the points `t_m` of its sampling process
-/// ([`super::sim::InsertionOpts`], predictable intensity λ): `Σ_m ∂r(t_m − D)/∂p · ΔF_i(t_m)/λ(t_m)`
+/// ([`super::paths::InsertionOpts`], predictable intensity λ): `Σ_m ∂r(t_m − D)/∂p · ΔF_i(t_m)/λ(t_m)`
 /// (unbiased by the compensator of the sampling process), with `ΔF_i` from the alternative path. Unbiased up to the
 /// horizon; no pathwise term (the spike-time shifts caused by the extra input are in `ΔF`).
 /// The synaptic weight is not an intensity: its entry is 0 (use the pathwise derivative).

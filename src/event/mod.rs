@@ -34,10 +34,12 @@ pub mod accuracy;
 pub mod drive;
 pub mod estimator;
 pub mod observable;
+pub mod paths;
 pub mod reference;
 pub mod sim;
 
 pub use drive::{EventDrive, Param};
 pub use observable::Observable;
+pub use paths::{CreationOpts, Insertion, InsertionOpts, Peak};
 pub use reference::{Estimate, GradientProblem};
-pub use sim::{CreationOpts, EventNetwork, EventRun, Insertion, InsertionOpts, Peak, RunOptions};
+pub use sim::{EventNetwork, EventRun, RunOptions};

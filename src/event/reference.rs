@@ -179,7 +179,7 @@ impl GradientProblem {
         &self,
         params: &[Param],
         seeds: &[u64],
-        creation: super::sim::CreationOpts,
+        creation: super::paths::CreationOpts,
         kernel: super::estimator::Kernel,
     ) -> Result<Vec<SeedEstimate>> {
         let opts = RunOptions {
@@ -216,7 +216,7 @@ impl GradientProblem {
         &self,
         params: &[Param],
         seeds: &[u64],
-        insertion: super::sim::InsertionOpts,
+        insertion: super::paths::InsertionOpts,
     ) -> Result<Vec<SeedEstimate>> {
         let opts = RunOptions {
             params: params.to_vec(),
