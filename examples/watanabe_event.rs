@@ -16,14 +16,29 @@ fn main() -> myodiff::Result<()> {
     let h: f64 = a.get(2).and_then(|s| s.parse().ok()).unwrap_or(1.0);
     let seed: u64 = a.get(3).and_then(|s| s.parse().ok()).unwrap_or(42);
     let log = a.get(4).is_some_and(|s| s == "log");
-    let cfg = NetworkConfig { seed, ..Default::default() };
-    let obs = Observable::MeanForce { t0_s: cfg.duration_s / 2.0, t1_s: cfg.duration_s };
-    let constant = EventNetwork::new(&NetworkConfig { drive_noise: NoiseKind::Rectified, ..cfg.clone() })?;
+    let cfg = NetworkConfig {
+        seed,
+        ..Default::default()
+    };
+    let obs = Observable::MeanForce {
+        t0_s: cfg.duration_s / 2.0,
+        t1_s: cfg.duration_s,
+    };
+    let constant = EventNetwork::new(&NetworkConfig {
+        drive_noise: NoiseKind::Rectified,
+        ..cfg.clone()
+    })?;
     let osc = EventNetwork::new(&cfg)?;
     let t0 = std::time::Instant::now();
     let f_ref = obs
         .eval(&constant.run(
-            &EventDrive::Sine { dc_hz: 40.0, amp_hz: 0.0, freq_hz: 0.0, phase_rad: 0.0, noise_sd_hz: 1.0 },
+            &EventDrive::Sine {
+                dc_hz: 40.0,
+                amp_hz: 0.0,
+                freq_hz: 0.0,
+                phase_rad: 0.0,
+                noise_sd_hz: 1.0,
+            },
             MYOGEN_WEIGHT_S,
             &RunOptions::default(),
         )?)?
@@ -31,11 +46,19 @@ fn main() -> myodiff::Result<()> {
     let fwd = t0.elapsed().as_secs_f64();
     println!("reference: constant 40 Hz + max(0, N(0,1)) → mean force {f_ref:.5} N ({fwd:.2} s)");
     let f = |dc: f64| -> myodiff::Result<f64> {
-        Ok(obs.eval(&osc.run(&EventDrive::watanabe(dc), MYOGEN_WEIGHT_S, &RunOptions::default())?)?.0)
+        Ok(obs
+            .eval(&osc.run(
+                &EventDrive::watanabe(dc),
+                MYOGEN_WEIGHT_S,
+                &RunOptions::default(),
+            )?)?
+            .0)
     };
     let (mut dc, mut runs) = (dc0, 0usize);
     let t1 = std::time::Instant::now();
-    println!("| step | dc (Hz) | F(dc−h), F(dc+h) (N) | value ≈ mean (N) | |error| | slope (N/Hz) | runs |");
+    println!(
+        "| step | dc (Hz) | F(dc−h), F(dc+h) (N) | value ≈ mean (N) | |error| | slope (N/Hz) | runs |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for step in 0..8 {
         let (fm, fp) = std::thread::scope(|s| {
@@ -48,17 +71,27 @@ fn main() -> myodiff::Result<()> {
         let value = 0.5 * (fm + fp);
         let slope = (fp - fm) / (2.0 * h);
         let err = (value - f_ref).abs() / f_ref;
-        println!("| {step} | {dc:.3} | {fm:.5}, {fp:.5} | {value:.5} | {err:.2e} | {slope:.5} | {runs} |");
+        println!(
+            "| {step} | {dc:.3} | {fm:.5}, {fp:.5} | {value:.5} | {err:.2e} | {slope:.5} | {runs} |"
+        );
         if err < 0.005 {
             // confirm with one run at dc itself
             let fc = f(dc)?;
             runs += 1;
             let e = (fc - f_ref).abs() / f_ref;
-            println!("converged: dc = {dc:.3} Hz, F(dc) = {fc:.5} N, |error| = {e:.2e}, {runs} runs (incl. the check), {:.1} s ({:.1} forward-equivalents of wall time)", t1.elapsed().as_secs_f64(), t1.elapsed().as_secs_f64() / fwd);
+            println!(
+                "converged: dc = {dc:.3} Hz, F(dc) = {fc:.5} N, |error| = {e:.2e}, {runs} runs (incl. the check), {:.1} s ({:.1} forward-equivalents of wall time)",
+                t1.elapsed().as_secs_f64(),
+                t1.elapsed().as_secs_f64() / fwd
+            );
             return Ok(());
         }
         if !(slope > 0.0) {
-            return Err(myodiff::Error::invalid("slope", slope, "> 0 (mean force increasing in dc)"));
+            return Err(myodiff::Error::invalid(
+                "slope",
+                slope,
+                "> 0 (mean force increasing in dc)",
+            ));
         }
         dc = if log {
             // ln F(dc) ≈ ln value + (slope/value)(dc' − dc) = ln F_ref

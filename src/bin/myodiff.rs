@@ -349,8 +349,12 @@ fn rollout(
     let grad = grad_opts
         .as_ref()
         .is_some_and(|o| o.estimator == "surrogate" || smooth);
-    if grad_opts.is_some() && batch != 1 {
-        return Err(myodiff::Error::invalid("batch", batch, "1 with --grad"));
+    if grad_opts.is_some() && !grad && batch != 1 {
+        return Err(myodiff::Error::invalid(
+            "batch",
+            batch,
+            "1 with --grad (or --estimator surrogate / --spike-mode rate for per-row autodiff)",
+        ));
     }
     let model: MembraneModel = model.parse()?;
     let path = match path {
