@@ -86,7 +86,7 @@ fn main() -> myodiff::Result<()> {
             );
             return Ok(());
         }
-        if !(slope > 0.0) {
+        if slope.is_nan() || slope <= 0.0 {
             return Err(myodiff::Error::invalid(
                 "slope",
                 slope,
