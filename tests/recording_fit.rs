@@ -379,7 +379,8 @@ fn force_only_problem_works_without_units() {
 
 /// Real data, spiking network: the same short calibration with `[gradient] model = "spiking"`
 /// (event-time fast pool, central-difference gradients with common random numbers) reduces the
-/// loss at least 3-fold within an evaluation budget, and the report states the model.
+/// loss at least 3-fold within an evaluation budget (measured 0.925 → 0.243 in 40 evaluations,
+/// units matched and force scaled on the spiking network), and the report states the model.
 #[test]
 fn real_recording_spiking_model_calibration() {
     let path = myodiff::io::recording::default_data_path();

@@ -155,7 +155,11 @@ pub fn setup(spec: &RecordingFitSpec, targets: Targets) -> Result<(RecordingMode
         spec.data.smooth_s,
         spec.max_batch,
     )?;
-    let (rates, f_n) = model.all_rates(&v0, spec.drive.noise_sd_hz)?;
+    // units are matched (and the force scaled) on the network the fit runs on
+    let (rates, f_n) = match spec.gradient.model {
+        FitModel::Smooth => model.all_rates(&v0, spec.drive.noise_sd_hz)?,
+        FitModel::Spiking => spiking::all_rates(&model, &v0, spec.drive.noise_sd_hz)?,
+    };
     if matches!(spec.data.matching, Matching::Rule(_)) {
         model.matched = match_by_recruitment(&rates, &recruit, spec.data.recruit_hz)?;
     }

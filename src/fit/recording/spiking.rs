@@ -31,14 +31,9 @@ impl<'m> SpikingRecording<'m> {
     pub fn new(model: &'m RecordingModel, h_hz: f64, h_scale_rel: f64) -> Result<Self> {
         crate::error::check::positive("gradient.h_hz", h_hz)?;
         crate::error::check::positive("gradient.h_scale_rel", h_scale_rel)?;
-        let cfg = crate::network::NetworkConfig {
-            spike_mode: crate::neuron::spike::SpikeMode::Hard,
-            generator_mode: crate::drive::GeneratorMode::Hard,
-            ..model.cfg.clone()
-        };
         Ok(Self {
             model,
-            net: EventNetwork::new(&cfg)?,
+            net: network(model)?,
             h_hz,
             h_scale_rel,
         })
@@ -113,6 +108,47 @@ impl<'m> SpikingRecording<'m> {
             },
         ))
     }
+}
+
+/// The event-time network of `model`'s configuration (hard spikes).
+fn network(model: &RecordingModel) -> Result<EventNetwork> {
+    EventNetwork::new(&crate::network::NetworkConfig {
+        spike_mode: crate::neuron::spike::SpikeMode::Hard,
+        generator_mode: crate::drive::GeneratorMode::Hard,
+        ..model.cfg.clone()
+    })
+}
+
+/// Every unit's smoothed rate per bin (Hz) and the force per bin (N) of the spiking network of
+/// `model` at knot values `v` (Hz) and noise σ `sd` (Hz): the spiking counterpart of
+/// [`RecordingModel::all_rates`], used to match units and scale the force at the initial drive.
+pub fn all_rates(model: &RecordingModel, v: &[f64], sd: f64) -> Result<(Vec<Vec<f64>>, Vec<f64>)> {
+    let drive = EventDrive::Knots {
+        knots: model.knots.clone(),
+        values_hz: v.to_vec(),
+        noise_sd_hz: sd,
+    };
+    let run = network(model)?.run(&drive, model.weight_s, &RunOptions::default())?;
+    let (nb, spb) = (model.targets.n_bins, model.steps_per_bin);
+    let f = (0..nb)
+        .map(|b| run.force_n[b * spb..(b + 1) * spb].iter().sum::<f64>() / spb as f64)
+        .collect();
+    let bin_s = spb as f64 * run.dt_s;
+    let rates = run
+        .spikes_s
+        .iter()
+        .map(|sp| {
+            let mut counts = vec![0.0; nb];
+            for &t in sp {
+                let b = (t / bin_s).floor() as usize;
+                if b < nb {
+                    counts[b] += 1.0;
+                }
+            }
+            super::targets::smooth_counts(&model.hann, &counts, model.targets.bin_s)
+        })
+        .collect();
+    Ok((rates, f))
 }
 
 impl Objective for SpikingRecording<'_> {
