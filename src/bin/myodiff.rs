@@ -1,7 +1,8 @@
 //! The `myodiff` command-line tool.
 //!
 //! - `myodiff rollout`: one forward (and optionally gradient) evaluation of the Watanabe-size
-//!   network, printed as a table.
+//!   network, printed as a table; with `--grad` the spiking network's gradient next to its
+//!   seed-averaged reference.
 //! - `myodiff calibrate <problem.toml>`: runs a calibration problem (gradient method and
 //!   derivative-free baselines on the same objective) and writes a report directory.
 
@@ -182,9 +183,9 @@ fn tensor_difference(
     Ok((m[1] - m[0]) / (2.0 * h))
 }
 
-/// The spiking network's gradient by `opts.estimator` and the seed-averaged reference; prints
-/// Returns the estimate (N/Hz) and the lines that report it, the reference, their relative error
-/// and the estimator's cost.
+/// The spiking network's d(mean force over the 2nd half)/d(DC) by `opts.estimator`, and the
+/// seed-averaged reference (same network model). Returns the estimate (N/Hz) and the lines that
+/// report it, the reference, their relative error and the estimator's cost.
 fn spiking_gradient(
     cfg: &NetworkConfig,
     ctx: &Ctx,
