@@ -5,7 +5,8 @@
 //! with MyoGen's 20 Hz ± 20 Hz oscillation and N(0,1) noise). Observables over the second half:
 //! mean force, force amplitude at 20 Hz, pool mean rate and unit 100's rate (tapered counts,
 //! 0.1 s raised-cosine ramps). Parameters: DC, oscillation amplitude, drive noise σ (Hz) and the
-//! synaptic weight (S). Prints one markdown table per DC and writes `spiking_gradients.json`.
+//! synaptic weight (S). Prints one markdown table per DC and writes `spiking_gradients.json` (the
+//! committed run: `benches/results/`).
 use myodiff::event::accuracy::{StudySpec, markdown, study};
 use myodiff::event::{EventDrive, GradientProblem, InsertionOpts, Observable, Param};
 use myodiff::network::{MYOGEN_WEIGHT_S, NetworkConfig};
