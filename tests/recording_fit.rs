@@ -235,6 +235,18 @@ fn bad_inputs_get_typed_errors() {
     let _ = (DataSpec::default(), Matching::default());
 }
 
+/// The real recording; fails with the fetch hint when it is absent.
+fn load_recording() -> myodiff::io::recording::Recording {
+    let path = myodiff::io::recording::default_data_path();
+    assert!(
+        path.exists(),
+        "the test recording {} is missing: {}",
+        path.display(),
+        myodiff::io::recording::FETCH_HINT
+    );
+    myodiff::io::recording::Recording::load(&path).unwrap()
+}
+
 /// The real-data smoke problem: 60 MNs, window [1792, 12288), units 1–2, 8 knots, L-BFGS with a
 /// budget of 40 evaluations; `gradient` is an optional `[gradient]` section.
 fn smoke_spec(gradient: &str) -> RecordingFitSpec {
@@ -272,14 +284,7 @@ memory = 8
 /// recording: fails with the fetch hint when it is absent.
 #[test]
 fn real_recording_smoke_calibration() {
-    let path = myodiff::io::recording::default_data_path();
-    assert!(
-        path.exists(),
-        "the test recording {} is missing: {}",
-        path.display(),
-        myodiff::io::recording::FETCH_HINT
-    );
-    let rec = myodiff::io::recording::Recording::load(&path).unwrap();
+    let rec = load_recording();
     let bad = DataSpec {
         window: [1792, 40_000],
         ..DataSpec::default()
@@ -383,14 +388,7 @@ fn force_only_problem_works_without_units() {
 /// units matched and force scaled on the spiking network), and the report states the model.
 #[test]
 fn real_recording_spiking_model_calibration() {
-    let path = myodiff::io::recording::default_data_path();
-    assert!(
-        path.exists(),
-        "the test recording {} is missing: {}",
-        path.display(),
-        myodiff::io::recording::FETCH_HINT
-    );
-    let rec = myodiff::io::recording::Recording::load(&path).unwrap();
+    let rec = load_recording();
     let spec = smoke_spec("[gradient]\nmodel = \"spiking\"\nh_hz = 1.0");
     let targets = Targets::from_recording(&spec.data, &rec).unwrap();
     let dir =
