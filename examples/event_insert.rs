@@ -3,10 +3,8 @@
 //! seed-averaged central differences at h = 0.5, 1, 2 Hz).
 //! `cargo run --release --example event_insert -- <n_mn> <duration_s> <dc_hz> <seeds> <rate_near_hz>
 //! <horizon_s> <ref 0|1> <rate_uniform_hz> <near_band_v>`
-use myodiff::event::{
-    Estimate, EventDrive, GradientProblem, InsertionOpts, Observable, Param, RunOptions,
-};
-use myodiff::network::{MYOGEN_WEIGHT_S, NetworkConfig};
+use myodiff::event::{Estimate, EventDrive, GradientProblem, InsertionOpts, Param, RunOptions};
+use myodiff::network::NetworkConfig;
 use std::time::Instant;
 fn main() -> myodiff::Result<()> {
     let a: Vec<String> = std::env::args().collect();
@@ -23,15 +21,7 @@ fn main() -> myodiff::Result<()> {
         duration_s: dur,
         ..Default::default()
     };
-    let prob = GradientProblem {
-        cfg,
-        drive: EventDrive::watanabe(dc),
-        weight_s: MYOGEN_WEIGHT_S,
-        observable: Observable::MeanForce {
-            t0_s: dur / 2.0,
-            t1_s: dur,
-        },
-    };
+    let prob = GradientProblem::mean_force_second_half(cfg, EventDrive::watanabe(dc));
     let net = prob.network(1)?;
     let t0 = Instant::now();
     net.run(&prob.drive, prob.weight_s, &RunOptions::default())?;
@@ -44,16 +34,6 @@ fn main() -> myodiff::Result<()> {
         seed: 7,
     };
     let t1 = Instant::now();
-    net.run(
-        &prob.drive,
-        prob.weight_s,
-        &RunOptions {
-            params: vec![Param::Dc],
-            creation: None,
-            insertion: Some(ins),
-        },
-    )?;
-    let c = t1.elapsed().as_secs_f64();
     let r = net.run(
         &prob.drive,
         prob.weight_s,
@@ -63,6 +43,7 @@ fn main() -> myodiff::Result<()> {
             insertion: Some(ins),
         },
     )?;
+    let c = t1.elapsed().as_secs_f64();
     println!(
         "forward {fwd:.3} s; with insertion record {c:.3} s ({:.2}x); {} insertions",
         c / fwd,

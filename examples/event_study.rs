@@ -4,8 +4,8 @@
 //! `cargo run --release --example event_study -- <n_mn> <duration_s> <dc_hz> <seeds> <h_hz>`
 use std::time::Instant;
 
-use myodiff::event::{EventDrive, GradientProblem, Observable, Param, RunOptions};
-use myodiff::network::{MYOGEN_WEIGHT_S, NetworkConfig};
+use myodiff::event::{EventDrive, GradientProblem, Param, RunOptions};
+use myodiff::network::NetworkConfig;
 
 fn main() -> myodiff::Result<()> {
     let a: Vec<String> = std::env::args().collect();
@@ -21,15 +21,7 @@ fn main() -> myodiff::Result<()> {
         duration_s: dur,
         ..Default::default()
     };
-    let prob = GradientProblem {
-        cfg: cfg.clone(),
-        drive: EventDrive::watanabe(dc),
-        weight_s: MYOGEN_WEIGHT_S,
-        observable: Observable::MeanForce {
-            t0_s: dur / 2.0,
-            t1_s: dur,
-        },
-    };
+    let prob = GradientProblem::mean_force_second_half(cfg.clone(), EventDrive::watanabe(dc));
     let net = prob.network(1)?;
     let t0 = Instant::now();
     let r0 = net.run(&prob.drive, prob.weight_s, &RunOptions::default())?;

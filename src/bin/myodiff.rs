@@ -196,8 +196,7 @@ fn spiking_gradient(
     opts: &GradOpts,
 ) -> myodiff::Result<(f64, Vec<String>)> {
     use myodiff::event::{
-        Estimate, EventDrive, GradientProblem, InsertionOpts, Observable, Param,
-        estimator::insertion_term,
+        Estimate, EventDrive, GradientProblem, InsertionOpts, Param, estimator::insertion_term,
     };
     myodiff::error::check::positive("h_hz", opts.h_hz)?;
     if opts.ref_seeds == 1 {
@@ -236,21 +235,16 @@ fn spiking_gradient(
             )
         }
         est @ ("pathwise" | "insertion") => {
-            let prob = GradientProblem {
-                cfg: cfg.clone(),
-                drive: EventDrive::Sine {
+            let prob = GradientProblem::mean_force_second_half(
+                cfg.clone(),
+                EventDrive::Sine {
                     dc_hz,
                     amp_hz,
                     freq_hz: 20.0,
                     phase_rad: 0.0,
                     noise_sd_hz: 1.0,
                 },
-                weight_s: MYOGEN_WEIGHT_S,
-                observable: Observable::MeanForce {
-                    t0_s: cfg.duration_s / 2.0,
-                    t1_s: cfg.duration_s,
-                },
-            };
+            );
             let net = prob.network(cfg.seed)?;
             let t0 = Instant::now();
             net.run(&prob.drive, prob.weight_s, &Default::default())?;

@@ -87,6 +87,21 @@ pub struct GradientProblem {
 }
 
 impl GradientProblem {
+    /// MyoGen's Watanabe observable: the mean force over the second half of `cfg`'s duration (N),
+    /// for `drive` and MyoGen's weight 0.05 µS.
+    pub fn mean_force_second_half(cfg: NetworkConfig, drive: EventDrive) -> Self {
+        let observable = Observable::MeanForce {
+            t0_s: cfg.duration_s / 2.0,
+            t1_s: cfg.duration_s,
+        };
+        Self {
+            cfg,
+            drive,
+            weight_s: crate::network::MYOGEN_WEIGHT_S,
+            observable,
+        }
+    }
+
     /// `(drive, weight)` with parameter `p` moved by `delta` (its unit).
     pub fn perturbed(&self, p: Param, delta: f64) -> Result<(EventDrive, f64)> {
         match p {
