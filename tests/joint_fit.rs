@@ -127,3 +127,83 @@ fn joint_spec_errors_name_the_field() {
         .to_string();
     assert!(e.contains("lower.weight_us"), "{e}");
 }
+
+const SPIKING: &str = "[gradient]\nmodel = \"spiking\"\nh_hz = 1.0\n";
+
+/// On the spiking network (event-time pool, CRN central-difference gradients) the loss is 0 at
+/// the truth (common random numbers), its gradient points downhill, and Adam on that gradient
+/// recovers dc from the same start as the smooth test, counting evaluations (each gradient is one
+/// evaluation of `2d + 1` runs). Measured (2026-12-03): L 9.29 → 6e-4 in 120 evaluations, dc
+/// 45.7 Hz, amplitude 15.5 Hz — the amplitude is weakly identified here (a dc–amplitude valley:
+/// L(42, 28) = 0.0096), and L-BFGS's line search stalls on the rough CRN loss (0.45).
+#[test]
+fn spiking_network_recovers_dc_and_amplitude() {
+    use myodiff::fit::joint::{JointObservables, SpikingJoint};
+    let spec = JointSpec::from_toml_str(&spec_text(SPIKING)).unwrap();
+    let model = SpikingJoint::new(&spec.network, spec.freq_hz).unwrap();
+    let tgt = targets(&spec, &model).unwrap();
+    eprintln!("spiking targets {tgt:?}");
+    assert!(tgt[2] > 2.0, "active pool at the truth: {tgt:?}");
+    let ps = param_set(&spec, 2).unwrap();
+    let mut at_truth = model.objective(tgt, spec.truth.to_vec(), &spec.gradient);
+    assert_eq!(at_truth.value(&[45.0, 20.0]).unwrap(), 0.0);
+    let mut obj = model.objective(tgt, spec.truth.to_vec(), &spec.gradient);
+    let (l0, g0) = obj.value_and_grad(&ps.init()).unwrap();
+    eprintln!("start L {l0:.3e}, gradient {g0:?}");
+    // Start dc 65 > 45 (too much force and rate): dL/d(dc) > 0.
+    assert!(g0[0] > 0.0, "{g0:?}");
+    let budget = myodiff::fit::Budget {
+        max_evals: Some(120),
+        time_s: None,
+    };
+    let adam = Method::Adam {
+        lr: 0.1,
+        iters: 1000,
+    };
+    let rep = myodiff::fit::minimize_within(obj.as_mut(), &ps, &adam, None, budget).unwrap();
+    eprintln!(
+        "spiking: L {l0:.3e} -> {:.3e} in {} evaluations ({} gradients): {:?}",
+        rep.loss_best, rep.evaluations, rep.gradients, rep.x_best
+    );
+    assert!(rep.evaluations <= 120);
+    assert!(rep.loss_best < l0 / 1000.0, "{} vs {l0}", rep.loss_best);
+    assert!(
+        (rep.x_best[0] - 45.0).abs() / 45.0 < 0.03,
+        "dc {}",
+        rep.x_best[0]
+    );
+    assert!(
+        (rep.x_best[1] - 20.0).abs() / 20.0 < 0.3,
+        "amp {}",
+        rep.x_best[1]
+    );
+}
+
+#[test]
+fn spiking_joint_errors_name_the_field() {
+    use myodiff::fit::joint::SpikingJoint;
+    let spec = JointSpec::from_toml_str(
+        &spec_text(SPIKING).replace("seed = 3", "seed = 3\nmodel = \"faithful\""),
+    )
+    .unwrap();
+    let e = SpikingJoint::new(&spec.network, spec.freq_hz)
+        .expect_err("faithful has no event-time network")
+        .to_string();
+    assert!(e.contains("model"), "{e}");
+    let e = JointSpec::from_toml_str(&spec_text(&SPIKING.replace("1.0", "0.0")))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("gradient.h_hz"), "{e}");
+    let model = SpikingJoint::new(
+        &JointSpec::from_toml_str(&spec_text(SPIKING))
+            .unwrap()
+            .network,
+        20.0,
+    )
+    .unwrap();
+    let e = model
+        .observables(&[45.0, 20.0, f64::NAN, 3.0])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("parameter row"), "{e}");
+}

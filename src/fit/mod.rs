@@ -1,7 +1,9 @@
 //! Calibration: bounded parameters with an unconstrained representation, one objective shared by
 //! every optimiser, gradient and derivative-free methods, and run reports.
 
+pub mod difference;
 pub mod joint;
+pub mod journal;
 pub mod noise;
 pub mod objective;
 pub mod optimize;

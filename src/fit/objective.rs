@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::journal::Journal;
 use super::params::ParamSet;
 use crate::error::{Error, Result};
 
@@ -55,6 +56,8 @@ pub struct Tracked<'a> {
     pub history: Vec<Evaluation>,
     /// Best physical point so far and its loss.
     pub best: Option<(Vec<f64>, f64)>,
+    /// Evaluation journal (resumable runs; see [`super::journal`]); `None`: not journalled.
+    pub journal: Option<Journal>,
 }
 
 impl<'a> Tracked<'a> {
@@ -70,15 +73,14 @@ impl<'a> Tracked<'a> {
             time_budget_s: None,
             history: Vec::new(),
             best: None,
+            journal: None,
         }
     }
 
     /// Error when the evaluation or time budget is spent.
     pub fn exhausted(&self) -> bool {
         self.budget.is_some_and(|b| self.evaluations >= b)
-            || self
-                .time_budget_s
-                .is_some_and(|t| self.start.elapsed().as_secs_f64() >= t)
+            || self.time_budget_s.is_some_and(|t| self.elapsed_s() >= t)
     }
 
     fn budget_error(&self) -> Error {
@@ -103,7 +105,7 @@ impl<'a> Tracked<'a> {
         self.history.push(Evaluation {
             evaluations: self.evaluations,
             gradients: self.gradients,
-            wall_s: self.start.elapsed().as_secs_f64(),
+            wall_s: self.elapsed_s(),
             loss,
             best_loss: self.best.as_ref().map(|b| b.1).unwrap_or(f64::INFINITY),
         });
@@ -115,7 +117,10 @@ impl<'a> Tracked<'a> {
             return Err(self.budget_error());
         }
         let x = self.params.to_physical(theta);
-        let v = self.objective.value(&x)?;
+        let v = match self.journal.as_mut() {
+            Some(j) => j.eval("v", &x, || self.objective.value(&x).map(|v| vec![v]))?[0],
+            None => self.objective.value(&x)?,
+        };
         self.record(&x, v, false);
         Ok(v)
     }
@@ -126,7 +131,18 @@ impl<'a> Tracked<'a> {
             return Err(self.budget_error());
         }
         let x = self.params.to_physical(theta);
-        let (v, gx) = self.objective.value_and_grad(&x)?;
+        let (v, gx) = match self.journal.as_mut() {
+            Some(j) => {
+                let mut y = j.eval("g", &x, || {
+                    let (v, mut g) = self.objective.value_and_grad(&x)?;
+                    g.insert(0, v);
+                    Ok(g)
+                })?;
+                let v = y.remove(0);
+                (v, y)
+            }
+            None => self.objective.value_and_grad(&x)?,
+        };
         self.record(&x, v, true);
         Ok((v, self.params.grad_to_unconstrained(theta, &gx)))
     }
@@ -145,15 +161,24 @@ impl<'a> Tracked<'a> {
                     .collect()
             })
             .collect();
-        let vs = self.objective.values(&clamped)?;
+        let vs = match self.journal.as_mut() {
+            Some(j) => {
+                let flat: Vec<f64> = clamped.iter().flatten().copied().collect();
+                j.eval("p", &flat, || self.objective.values(&clamped))?
+            }
+            None => self.objective.values(&clamped)?,
+        };
         for (x, v) in clamped.iter().zip(&vs) {
             self.record(x, *v, false);
         }
         Ok(vs)
     }
 
-    /// Wall time since the start (s).
+    /// Wall time of the method (s): since the start, or the journal's clock in a resumed run.
     pub fn elapsed_s(&self) -> f64 {
-        self.start.elapsed().as_secs_f64()
+        match &self.journal {
+            Some(j) => j.now_s(),
+            None => self.start.elapsed().as_secs_f64(),
+        }
     }
 }

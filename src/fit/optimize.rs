@@ -185,6 +185,7 @@ pub fn minimize_within(
     params.check_in_bounds(&x0)?;
     let theta0 = params.to_unconstrained(&x0);
     let mut t = Tracked::new(objective, params.clone());
+    t.journal = super::journal::open_next(method.name())?;
     t.time_budget_s = budget.time_s;
     t.budget = budget.max_evals;
     // A derivative-free method's own evaluation count, capped by the shared one.

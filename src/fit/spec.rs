@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -30,4 +31,17 @@ pub fn resolve_data_path(configured: Option<&Path>, spec_path: &Path) -> PathBuf
             .map(|d| d.join(p))
             .unwrap_or_else(|| p.to_path_buf()),
     }
+}
+
+/// Which network the loss and gradient are computed on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FitModel {
+    /// The smooth (rate-mode) network, exact autodiff gradient (a surrogate of the spiking one).
+    #[default]
+    Smooth,
+    /// The spiking network (event-time fast pool, `crate::event`), gradient by central
+    /// differences with common random numbers (the estimator chosen by measurement,
+    /// BENCHMARKS.md §7).
+    Spiking,
 }

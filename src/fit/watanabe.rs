@@ -41,6 +41,7 @@ use std::time::Instant;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
+use super::journal::Journal;
 use super::objective::{Evaluation, Objective};
 use super::optimize::{Budget, FitReport, Method, minimize_within};
 use super::params::{ParamSet, ParamSpec, Transform};
@@ -48,8 +49,10 @@ use super::report::{RunSummary, write_report};
 use crate::drive::generator::GeneratorMode;
 use crate::drive::rate::{DriveParams, NoiseKind};
 use crate::error::{Error, Result, check};
+use crate::event::reference::{default_threads, par_map};
+use crate::event::{EventDrive, EventNetwork, RunOptions};
 use crate::kernel::{Ctx, ExecPath, Precision, to_vec_f64};
-use crate::network::{MYOGEN_WEIGHT_S, MuscleParams, NetworkConfig, build};
+use crate::network::{MYOGEN_WEIGHT_S, MembraneModel, MuscleParams, NetworkConfig, build};
 use crate::neuron::spike::SpikeMode;
 
 /// How the force is turned into the matched quantity.
@@ -62,6 +65,19 @@ pub enum Normalisation {
     /// MyoGen's example: each run's force divided by that run's own maximum, times 100 N
     /// (compatibility option; matches a mean-to-peak ratio, not a force).
     MyogenPerRunMax,
+}
+
+/// Which implementation of the spiking network evaluates `F̄(dc)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// The burn tensor network (fused or tape path; spikes on the step grid; batched rows).
+    #[default]
+    Tensor,
+    /// The event-time network (`crate::event`: fast pool only, spikes at the interpolated
+    /// threshold crossing, so `F̄(dc)` is continuous under common random numbers); each row is
+    /// one run, rows run in parallel on every core.
+    Event,
 }
 
 /// Drive protocol of the reference run.
@@ -267,9 +283,12 @@ pub struct WatanabeSpec {
     /// Synaptic weight (S).
     #[serde(default = "default_weight")]
     pub weight_s: f64,
-    /// Execution path (`fused` or `tape`).
+    /// Execution path of the tensor engine (`fused` or `tape`).
     #[serde(default = "default_path")]
     pub path: ExecPath,
+    /// Network implementation (`tensor`, default, or `event`).
+    #[serde(default)]
+    pub engine: Engine,
     /// Largest batch per rollout (memory cap; bigger populations are split).
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
@@ -348,6 +367,13 @@ impl WatanabeSpec {
             return Err(Error::invalid("kind", k, "watanabe"));
         }
         self.network.validate()?;
+        if self.engine == Engine::Event && self.network.model != MembraneModel::Fast {
+            return Err(Error::invalid(
+                "engine",
+                "event",
+                "tensor for network.model = faithful (the event-time network is the fast pool)",
+            ));
+        }
         check::positive("weight_s", self.weight_s)?;
         check::count_at_least("max_batch", self.max_batch, 1)?;
         check::finite("protocol.amp_hz", self.protocol.amp_hz)?;
@@ -411,7 +437,7 @@ impl WatanabeSpec {
 }
 
 /// The network and protocol with fixed seeds: `dc` values → mean force of the second half.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct WatanabeModel {
     /// Network (task duration).
     pub cfg: NetworkConfig,
@@ -423,12 +449,16 @@ pub struct WatanabeModel {
     pub normalisation: Normalisation,
     /// Execution path.
     pub path: ExecPath,
+    /// Network implementation.
+    pub engine: Engine,
     /// Largest batch per rollout.
     pub max_batch: usize,
     /// Rollouts run (batched ones count once).
     pub rollouts: usize,
     /// Float precision of every rollout (f32 by default; f64 for gradient checks).
     pub precision: Precision,
+    /// Evaluation journal of the root-finder running on this model (resumable runs).
+    pub journal: Option<Journal>,
 }
 
 /// Mean of the second half of each batch row of a host force trace `[n_steps, batch]`, with the
@@ -459,9 +489,11 @@ impl WatanabeModel {
             protocol: spec.protocol.clone(),
             normalisation: spec.normalisation,
             path: spec.path,
+            engine: spec.engine,
             max_batch: spec.max_batch,
             rollouts: 0,
             precision: Precision::F32,
+            journal: None,
         }
     }
 
@@ -500,10 +532,25 @@ impl WatanabeModel {
     /// each `dc` (Hz), in batched rollouts of at most `max_batch` rows (hard model, in the model's precision).
     pub fn mean_forces(&mut self, dcs: &[f64]) -> Result<Vec<f64>> {
         let cfg = self.cfg.clone();
-        self.mean_forces_with(&cfg, dcs)
+        match self.journal.take() {
+            Some(mut j) => {
+                let r = j.eval("f", dcs, || self.mean_forces_with(&cfg, dcs));
+                self.journal = Some(j);
+                r
+            }
+            None => self.mean_forces_with(&cfg, dcs),
+        }
     }
 
     fn mean_forces_with(&mut self, cfg: &NetworkConfig, dcs: &[f64]) -> Result<Vec<f64>> {
+        if self.engine == Engine::Event {
+            let (amp, f, sd) = (
+                self.protocol.amp_hz,
+                self.protocol.freq_hz,
+                self.protocol.noise_sd_hz,
+            );
+            return self.event_mean_forces(cfg, dcs, amp, f, sd);
+        }
         let ctx = self.ctx();
         let mut out = Vec::with_capacity(dcs.len());
         for chunk in dcs.chunks(self.max_batch.max(1)) {
@@ -533,9 +580,40 @@ impl WatanabeModel {
             drive_noise: NoiseKind::Rectified,
             ..self.cfg.clone()
         };
+        if self.engine == Engine::Event {
+            return Ok(self.event_mean_forces(&cfg, &[dc_hz], 0.0, 0.0, 1.0)?[0]);
+        }
         let f = self.run_batch(&cfg, DriveParams::constant(&ctx, dc_hz), 1, &ctx)?;
         let n = f.dims()[0];
         Ok(second_half_means(&to_vec_f64(f), n, 1, self.normalisation)[0])
+    }
+
+    /// Second-half mean forces (N, normalised as configured) of the event-time network of `cfg`
+    /// under `dc + amp·sin(2π f t) + σ ξ` (Hz) at each `dc`: one run per row, rows in parallel
+    /// on every core (each counts as one rollout).
+    fn event_mean_forces(
+        &mut self,
+        cfg: &NetworkConfig,
+        dcs: &[f64],
+        amp_hz: f64,
+        freq_hz: f64,
+        noise_sd_hz: f64,
+    ) -> Result<Vec<f64>> {
+        let net = EventNetwork::new(cfg)?;
+        let (w, norm) = (self.weight_s, self.normalisation);
+        let out = par_map(dcs, default_threads(), |&dc_hz| {
+            let drive = EventDrive::Sine {
+                dc_hz,
+                amp_hz,
+                freq_hz,
+                phase_rad: 0.0,
+                noise_sd_hz,
+            };
+            let run = net.run(&drive, w, &RunOptions::default())?;
+            Ok(second_half_means(&run.force_n, run.n_steps(), 1, norm)[0])
+        })?;
+        self.rollouts += dcs.len();
+        Ok(out)
     }
 
     /// The smooth (rate-mode) network: spike_mode = rate with sharpness `beta` (per mV),
@@ -552,6 +630,20 @@ impl WatanabeModel {
     /// Smooth model: mean force of the second half `F̄_s(dc)` (N, absolute) and its exact
     /// derivative `dF̄_s/d dc` (N/Hz) by autodiff (one forward + one backward pass).
     pub fn smooth_force_and_slope(&mut self, beta: f64, dc_hz: f64) -> Result<(f64, f64)> {
+        match self.journal.take() {
+            Some(mut j) => {
+                let r = j.eval("s", &[beta, dc_hz], || {
+                    self.smooth_force_and_slope_raw(beta, dc_hz)
+                        .map(|(f, g)| vec![f, g])
+                });
+                self.journal = Some(j);
+                r.map(|y| (y[0], y[1]))
+            }
+            None => self.smooth_force_and_slope_raw(beta, dc_hz),
+        }
+    }
+
+    fn smooth_force_and_slope_raw(&mut self, beta: f64, dc_hz: f64) -> Result<(f64, f64)> {
         let cfg = self.smooth_config(beta);
         let ctx = self.ctx().autodiff();
         let dc = ctx.tensor(vec![dc_hz], [1, 1]).require_grad();
@@ -733,6 +825,27 @@ pub enum SlopeSource {
 /// Every evaluated `(dc, F̄)` is appended to `evaluated`.
 #[allow(clippy::too_many_arguments)]
 pub fn root_find(
+    model: &mut WatanabeModel,
+    f_ref: f64,
+    x0: f64,
+    lo: f64,
+    hi: f64,
+    slope: SlopeSource,
+    budget: usize,
+    tol: f64,
+    evaluated: &mut Vec<(f64, f64)>,
+    method: &str,
+) -> Result<FitReport> {
+    model.journal = super::journal::open_next(method)?;
+    let r = root_find_inner(
+        model, f_ref, x0, lo, hi, slope, budget, tol, evaluated, method,
+    );
+    model.journal = None;
+    r
+}
+
+#[allow(clippy::too_many_arguments)]
+fn root_find_inner(
     model: &mut WatanabeModel,
     f_ref: f64,
     x0: f64,

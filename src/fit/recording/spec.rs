@@ -160,18 +160,7 @@ impl Default for SurrogateSpec {
     }
 }
 
-/// Which network the loss and gradient are computed on.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FitModel {
-    /// The smooth (rate-mode) network, exact autodiff gradient (a surrogate of the spiking one).
-    #[default]
-    Smooth,
-    /// The spiking network (event-time fast pool, `crate::event`), gradient by central
-    /// differences with common random numbers (the estimator chosen by measurement,
-    /// BENCHMARKS.md §7).
-    Spiking,
-}
+pub use crate::fit::spec::FitModel;
 
 /// The model of the fit and its gradient.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -12,8 +12,8 @@
 
 use super::model::{RecordingModel, Simulated};
 use crate::error::{Error, Result};
-use crate::event::reference::{default_threads, par_map};
 use crate::event::{EventDrive, EventNetwork, RunOptions};
+use crate::fit::difference::{central_gradient, parallel_values};
 use crate::fit::objective::Objective;
 use crate::fit::smooth::check_finite_values;
 
@@ -158,32 +158,36 @@ impl Objective for SpikingRecording<'_> {
 
     fn value_and_grad(&mut self, x: &[f64]) -> Result<(f64, Vec<f64>)> {
         let n = x.len();
-        let mut points = vec![x.to_vec()];
-        let mut hs = Vec::with_capacity(n);
-        for i in 0..n {
-            let h = if i == n - 1 {
-                self.h_scale_rel * x[i].abs().max(1e-12)
-            } else {
-                self.h_hz
-            };
-            hs.push(h);
-            for sgn in [1.0, -1.0] {
-                let mut p = x.to_vec();
-                p[i] += sgn * h;
-                points.push(p);
-            }
-        }
-        let this = &*self;
-        let l = par_map(&points, default_threads(), |p| this.run(p).map(|r| r.0))?;
-        let g: Vec<f64> = (0..n)
-            .map(|i| (l[1 + 2 * i] - l[2 + 2 * i]) / (2.0 * hs[i]))
+        let h: Vec<f64> = (0..n)
+            .map(|i| {
+                if i == n - 1 {
+                    self.h_scale_rel * x[i].abs().max(1e-12)
+                } else {
+                    self.h_hz
+                }
+            })
             .collect();
-        check_finite_values("recording gradient (spiking)", &g)?;
-        Ok((l[0], g))
+        // Domain: σ ≥ 0 when fitted, scale > 0 (knot values unrestricted; the rate is clipped).
+        let k = self.model.knots.len();
+        let lower: Vec<f64> = (0..n)
+            .map(|i| {
+                if i == n - 1 {
+                    0.5 * x[i]
+                } else if self.model.fit_noise && i == k {
+                    0.0
+                } else {
+                    f64::NEG_INFINITY
+                }
+            })
+            .collect();
+        let this = &*self;
+        central_gradient("recording loss (spiking)", x, &h, &lower, |p| {
+            this.run(p).map(|r| r.0)
+        })
     }
 
     fn values(&mut self, xs: &[Vec<f64>]) -> Result<Vec<f64>> {
         let this = &*self;
-        par_map(xs, default_threads(), |p| this.run(p).map(|r| r.0))
+        parallel_values(xs, |p| this.run(p).map(|r| r.0))
     }
 }

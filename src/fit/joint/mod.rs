@@ -1,7 +1,9 @@
 //! Joint fit of the oscillating-drive parameters to force and firing statistics (issue 5 item 2),
 //! and how gradient and derivative-free methods scale with the number of fitted parameters.
 //!
-//! **Model.** The smooth network ([`super::smooth`]) driven by
+//! **Model.** The smooth network ([`super::smooth`], exact autodiff gradients) or, with
+//! `[gradient] model = "spiking"`, the spiking network ([`spiking`]: event-time fast pool, CRN
+//! central-difference gradients), driven by
 //! `r(t) = clip(dc + A·sin(2π f t) + σ·ξ(t), 0, ∞)` (Hz), synaptic weight w (µS in the
 //! parameter vector, S inside). Parameters, in fitting order: `dc_hz`, `amp_hz`, `weight_us`,
 //! `noise_sd_hz`; a run of dimension d fits the first d and holds the rest at the truth.
@@ -31,10 +33,46 @@ use super::params::{ParamSet, ParamSpec};
 use super::plot::{Scale, Series, line_plot};
 use super::report::{RunSummary, write_report};
 use super::smooth::{check_finite_values, gradients, run_network, smooth_config};
+use super::spec::FitModel;
 use crate::drive::{DriveParams, DriveRate};
 use crate::error::{Error, Result, check};
 use crate::kernel::{Ctx, Precision, to_vec_f64};
 use crate::network::NetworkConfig;
+
+pub mod spiking;
+pub use spiking::{SpikingJoint, SpikingJointObjective};
+
+/// The four observables ([`OBSERVABLES`]) of full parameter rows ([`PARAM_NAMES`] order), on
+/// either network.
+pub trait JointObservables {
+    /// Observables `[B][4]` of `rows` `[B][4]` (force N, rates Hz).
+    fn evaluate(&self, rows: &[Vec<f64>]) -> Result<Vec<Vec<f64>>>;
+    /// The network, in words (for reports).
+    fn describe(&self) -> String;
+    /// The loss `L(x)` of [`loss_of`] with the first `x.len()` parameters free, the rest at
+    /// `base`, and this network's gradient (settings in `gradient`).
+    fn objective<'a>(
+        &'a self,
+        targets: [f64; 4],
+        base: Vec<f64>,
+        gradient: &JointGradientSpec,
+    ) -> Box<dyn Objective + 'a>;
+}
+
+/// The full parameter row: `base` with its first `x.len()` entries replaced by `x`.
+pub fn full_row(base: &[f64], x: &[f64]) -> Vec<f64> {
+    let mut r = base.to_vec();
+    r[..x.len()].copy_from_slice(x);
+    r
+}
+
+/// `L = Σ_k ((y_k − y*_k)/y*_k)²`.
+pub fn loss_of(y: &[f64], targets: &[f64; 4]) -> f64 {
+    y.iter()
+        .zip(targets)
+        .map(|(v, t)| ((v - t) / t).powi(2))
+        .sum()
+}
 
 /// Names of the four parameters, in fitting order.
 pub const PARAM_NAMES: [&str; 4] = ["dc_hz", "amp_hz", "weight_us", "noise_sd_hz"];
@@ -138,8 +176,34 @@ pub struct JointSpec {
     /// Largest batch per population rollout.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
+    /// Network of the loss and its gradient (default: smooth, autodiff).
+    #[serde(default)]
+    pub gradient: JointGradientSpec,
     /// Methods.
     pub methods: Vec<Method>,
+}
+
+/// The model of the joint fit and its gradient.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JointGradientSpec {
+    /// Network of the loss: smooth (exact autodiff) or spiking (event-time fast pool, CRN
+    /// central differences; see [`spiking`]).
+    pub model: FitModel,
+    /// Central-difference step of dc, amplitude and noise σ (Hz; spiking model).
+    pub h_hz: f64,
+    /// Relative central-difference step of the synaptic weight (spiking model).
+    pub h_weight_rel: f64,
+}
+
+impl Default for JointGradientSpec {
+    fn default() -> Self {
+        Self {
+            model: FitModel::Smooth,
+            h_hz: 1.0,
+            h_weight_rel: 0.02,
+        }
+    }
 }
 
 impl JointSpec {
@@ -171,6 +235,8 @@ impl JointSpec {
         }
         self.network.validate()?;
         check::positive("freq_hz", self.freq_hz)?;
+        check::positive("gradient.h_hz", self.gradient.h_hz)?;
+        check::positive("gradient.h_weight_rel", self.gradient.h_weight_rel)?;
         self.budget().validate()?;
         check::count_at_least("max_batch", self.max_batch, 1)?;
         check::count_at_least("methods", self.methods.len(), 1)?;
@@ -321,6 +387,32 @@ impl JointModel {
 
     /// Observables of full parameter rows (batched, in the model's precision, no tape), `[B][4]`.
     pub fn evaluate(&self, rows: &[Vec<f64>]) -> Result<Vec<Vec<f64>>> {
+        JointObservables::evaluate(self, rows)
+    }
+}
+
+impl JointObservables for JointModel {
+    fn describe(&self) -> String {
+        format!(
+            "the smooth network ({} MNs, {} s, dt {} s; exact autodiff gradients)",
+            self.cfg.n_mn, self.cfg.duration_s, self.cfg.dt_s
+        )
+    }
+
+    fn objective<'a>(
+        &'a self,
+        targets: [f64; 4],
+        base: Vec<f64>,
+        _gradient: &JointGradientSpec,
+    ) -> Box<dyn Objective + 'a> {
+        Box::new(JointObjective {
+            model: self,
+            targets,
+            base,
+        })
+    }
+
+    fn evaluate(&self, rows: &[Vec<f64>]) -> Result<Vec<Vec<f64>>> {
         let ctx = self.ctx();
         let mut out = Vec::new();
         for chunk in rows.chunks(self.max_batch) {
@@ -341,27 +433,13 @@ pub struct JointObjective<'m> {
     pub base: Vec<f64>,
 }
 
-impl JointObjective<'_> {
-    fn full(&self, x: &[f64]) -> Vec<f64> {
-        let mut r = self.base.clone();
-        r[..x.len()].copy_from_slice(x);
-        r
-    }
-    fn loss_of(&self, y: &[f64]) -> f64 {
-        y.iter()
-            .zip(&self.targets)
-            .map(|(v, t)| ((v - t) / t).powi(2))
-            .sum()
-    }
-}
-
 impl Objective for JointObjective<'_> {
     fn value(&mut self, x: &[f64]) -> Result<f64> {
         Ok(self.values(&[x.to_vec()])?[0])
     }
     fn value_and_grad(&mut self, x: &[f64]) -> Result<(f64, Vec<f64>)> {
         let ctx = self.model.ctx().autodiff();
-        let full = self.full(x);
+        let full = full_row(&self.base, x);
         let p: [Tensor<2>; 4] = std::array::from_fn(|i| {
             let t = ctx.tensor(vec![full[i]], [1, 1]);
             if i < x.len() { t.require_grad() } else { t }
@@ -377,16 +455,16 @@ impl Objective for JointObjective<'_> {
         Ok((value, g))
     }
     fn values(&mut self, xs: &[Vec<f64>]) -> Result<Vec<f64>> {
-        let rows: Vec<Vec<f64>> = xs.iter().map(|x| self.full(x)).collect();
+        let rows: Vec<Vec<f64>> = xs.iter().map(|x| full_row(&self.base, x)).collect();
         let ys = self.model.evaluate(&rows)?;
-        let l: Vec<f64> = ys.iter().map(|y| self.loss_of(y)).collect();
+        let l: Vec<f64> = ys.iter().map(|y| loss_of(y, &self.targets)).collect();
         check_finite_values("joint loss", &l)?;
         Ok(l)
     }
 }
 
 /// Targets: the truth's observables, with any explicit override.
-pub fn targets(spec: &JointSpec, model: &JointModel) -> Result<[f64; 4]> {
+pub fn targets(spec: &JointSpec, model: &dyn JointObservables) -> Result<[f64; 4]> {
     let y = model.evaluate(&[spec.truth.to_vec()])?.remove(0);
     let o = &spec.targets;
     let t = [
@@ -430,10 +508,18 @@ pub fn run_joint_calibration(spec_path: &Path, out_dir: &Path) -> Result<RunSumm
 /// (summary.json with a `scaling` table, report.md, loss plots, `scaling.png`).
 pub fn run_joint_spec(spec: &JointSpec, out_dir: &Path) -> Result<RunSummary> {
     spec.validate()?;
-    let model = JointModel::new(&spec.network, spec.freq_hz, spec.max_batch)?;
+    let model: Box<dyn JointObservables> = match spec.gradient.model {
+        FitModel::Smooth => Box::new(JointModel::new(
+            &spec.network,
+            spec.freq_hz,
+            spec.max_batch,
+        )?),
+        FitModel::Spiking => Box::new(SpikingJoint::new(&spec.network, spec.freq_hz)?),
+    };
     let t0 = Instant::now();
-    let tgt = targets(spec, &model)?;
+    let tgt = targets(spec, model.as_ref())?;
     let target_s = t0.elapsed().as_secs_f64();
+    let base = spec.truth.to_vec();
     let mut fits: Vec<FitReport> = Vec::new();
     let mut table = Vec::new();
     for &d in &spec.dims {
@@ -442,13 +528,9 @@ pub fn run_joint_spec(spec: &JointSpec, out_dir: &Path) -> Result<RunSummary> {
             if matches!(method, Method::Brent { .. }) && d != 1 {
                 continue;
             }
-            let mut obj = JointObjective {
-                model: &model,
-                targets: tgt,
-                base: spec.truth.to_vec(),
-            };
-            let mut rep = minimize_within(&mut obj, &params, method, None, spec.budget())?;
-            let y = obj.model.evaluate(&[obj.full(&rep.x_best)])?.remove(0);
+            let mut obj = model.objective(tgt, base.clone(), &spec.gradient);
+            let mut rep = minimize_within(obj.as_mut(), &params, method, None, spec.budget())?;
+            let y = model.evaluate(&[full_row(&base, &rep.x_best)])?.remove(0);
             table.push(serde_json::json!({
                 "dim": d, "method": method.name(), "loss": rep.loss_best,
                 "evaluations": rep.evaluations, "gradients": rep.gradients,
@@ -494,12 +576,10 @@ pub fn run_joint_spec(spec: &JointSpec, out_dir: &Path) -> Result<RunSummary> {
         problem: spec.name.clone().unwrap_or_else(|| "joint".into()),
         description: format!(
             "Joint fit of (dc, amplitude, weight, noise) to mean force, force amplitude at {} Hz, \
-             pool mean rate and rate SD on the smooth network ({} MNs, {} s, dt {} s); d = first d \
-             parameters free, the rest at the truth; {} per method and d.",
+             pool mean rate and rate SD on {}; d = first d parameters free, the rest at the \
+             truth; {} per method and d.",
             spec.freq_hz,
-            model.cfg.n_mn,
-            model.cfg.duration_s,
-            model.cfg.dt_s,
+            model.describe(),
             spec.budget().describe()
         ),
         fits,
