@@ -18,5 +18,6 @@ pub mod kernel;
 pub mod muscle;
 pub mod network;
 pub mod neuron;
+pub mod progress;
 
 pub use error::{Error, Result};

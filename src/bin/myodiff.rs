@@ -22,6 +22,12 @@ use myodiff::neuron::SpikeMode;
     about = "Differentiable neuromuscular simulator (SI units: s, Hz, N, V)"
 )]
 struct Cli {
+    /// No progress bars (results are unaffected; progress goes to stderr).
+    #[arg(long, global = true)]
+    quiet: bool,
+    /// Print the run summary as JSON on stdout (for scripts) instead of the table.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -85,9 +91,17 @@ enum Cmd {
     Calibrate {
         /// Problem spec (see calibration/*.toml).
         problem: PathBuf,
-        /// Output directory (default: reports/<problem name>).
+        /// Output directory (default: reports/<problem name>). Refused if it holds an earlier
+        /// run, unless --resume or --force.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Continue an interrupted run in the output directory from its checkpoints (the
+        /// journal of every evaluation): same result as an uninterrupted run.
+        #[arg(long, conflicts_with = "force")]
+        resume: bool,
+        /// Replace an existing output directory.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -100,6 +114,8 @@ fn main() {
 }
 
 fn run(cli: Cli) -> myodiff::Result<()> {
+    myodiff::progress::set_quiet(cli.quiet);
+    let json = cli.json;
     match cli.cmd {
         Cmd::Rollout {
             model,
@@ -135,8 +151,26 @@ fn run(cli: Cli) -> myodiff::Result<()> {
                 h_hz,
             }),
         ),
-        Cmd::Calibrate { problem, out } => {
-            myodiff::calibrate::run_problem(&problem, out.as_deref()).map(|(s, dir)| {
+        Cmd::Calibrate {
+            problem,
+            out,
+            resume,
+            force,
+        } => {
+            let mode = match (resume, force) {
+                (true, _) => myodiff::calibrate::OutputMode::Resume,
+                (_, true) => myodiff::calibrate::OutputMode::Force,
+                _ => myodiff::calibrate::OutputMode::New,
+            };
+            let (s, dir) = myodiff::calibrate::run_problem_mode(&problem, out.as_deref(), mode)?;
+            if json {
+                let mut v = serde_json::to_value(&s)
+                    .map_err(|e| myodiff::Error::format("run summary", e.to_string()))?;
+                v["report_dir"] = serde_json::Value::String(dir.display().to_string());
+                println!("{v}");
+                return Ok(());
+            }
+            {
                 println!("{}: {}", s.problem, s.description);
                 println!(
                     "{:<24} {:>12} {:>12} {:>10} {:>10}",
@@ -149,7 +183,8 @@ fn run(cli: Cli) -> myodiff::Result<()> {
                     );
                 }
                 println!("report: {}", dir.join("report.md").display());
-            })
+            }
+            Ok(())
         }
     }
 }

@@ -16,12 +16,13 @@
 //! A journal from another spec or method is refused with the reason; a line cut short by a kill
 //! is dropped (its evaluation is simply redone).
 //!
-//! A session is process-wide ([`begin`]); library calls without one journal nothing.
+//! A session belongs to the thread that began it ([`begin`]; the optimisers record evaluations
+//! on that thread); calls without one journal nothing, so concurrent library use is unaffected.
 
+use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -44,7 +45,9 @@ struct Session {
     next: usize,
 }
 
-static SESSION: Mutex<Option<Session>> = Mutex::new(None);
+thread_local! {
+    static SESSION: RefCell<Option<Session>> = const { RefCell::new(None) };
+}
 
 /// A 64-bit FNV-1a fingerprint of `text` (e.g. the spec file), as 16 hex digits.
 pub fn fingerprint(text: &str) -> String {
@@ -56,45 +59,44 @@ pub fn fingerprint(text: &str) -> String {
     format!("{h:016x}")
 }
 
-/// Starts the process-wide journal session in `dir` for a spec with `fingerprint`.
-pub fn begin(dir: &Path, fingerprint: &str, mode: Mode) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-    let mut s = SESSION
-        .lock()
-        .map_err(|_| Error::config("journal", "session lock poisoned"))?;
-    *s = Some(Session {
-        dir: dir.to_path_buf(),
-        fingerprint: fingerprint.to_string(),
-        mode,
-        next: 0,
+/// Starts this thread's journal session in `dir` (created with the first journal) for a spec
+/// with `fingerprint`.
+pub fn begin(dir: &Path, fingerprint: &str, mode: Mode) {
+    SESSION.with(|s| {
+        *s.borrow_mut() = Some(Session {
+            dir: dir.to_path_buf(),
+            fingerprint: fingerprint.to_string(),
+            mode,
+            next: 0,
+        })
     });
-    Ok(())
 }
 
-/// Ends the session (later calibrations journal nothing).
+/// Ends this thread's session (later calibrations journal nothing).
 pub fn end() {
-    if let Ok(mut s) = SESSION.lock() {
-        *s = None;
-    }
+    SESSION.with(|s| *s.borrow_mut() = None);
 }
 
-/// The journal of the next method run in this session (`label` = the method's name), or `None`
-/// when no session is active.
+/// The journal of the next method run in this thread's session (`label` = the method's name),
+/// or `None` when no session is active.
 pub fn open_next(label: &str) -> Result<Option<Journal>> {
-    let mut guard = SESSION
-        .lock()
-        .map_err(|_| Error::config("journal", "session lock poisoned"))?;
-    let Some(s) = guard.as_mut() else {
+    let next = SESSION.with(|s| {
+        s.borrow_mut().as_mut().map(|s| {
+            let k = s.next;
+            s.next += 1;
+            (s.dir.clone(), s.fingerprint.clone(), s.mode, k)
+        })
+    });
+    let Some((dir, fingerprint, mode, k)) = next else {
         return Ok(None);
     };
-    let k = s.next;
-    s.next += 1;
+    std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
     let safe: String = label
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
-    let path = s.dir.join(format!("run-{k:03}-{safe}.jsonl"));
-    Journal::open(&path, &s.fingerprint, label, s.mode).map(Some)
+    let path = dir.join(format!("run-{k:03}-{safe}.jsonl"));
+    Journal::open(&path, &fingerprint, label, mode).map(Some)
 }
 
 #[derive(Serialize, Deserialize)]

@@ -58,6 +58,10 @@ pub struct Tracked<'a> {
     pub best: Option<(Vec<f64>, f64)>,
     /// Evaluation journal (resumable runs; see [`super::journal`]); `None`: not journalled.
     pub journal: Option<Journal>,
+    /// Progress bar (position = evaluations, or seconds when `progress_in_time`).
+    pub progress: Option<indicatif::ProgressBar>,
+    /// Whether the progress bar counts seconds of the wall-time budget.
+    pub progress_in_time: bool,
 }
 
 impl<'a> Tracked<'a> {
@@ -74,6 +78,8 @@ impl<'a> Tracked<'a> {
             history: Vec::new(),
             best: None,
             journal: None,
+            progress: None,
+            progress_in_time: false,
         }
     }
 
@@ -109,6 +115,24 @@ impl<'a> Tracked<'a> {
             loss,
             best_loss: self.best.as_ref().map(|b| b.1).unwrap_or(f64::INFINITY),
         });
+        if let Some(pb) = &self.progress {
+            pb.set_position(if self.progress_in_time {
+                self.elapsed_s() as u64
+            } else {
+                self.evaluations as u64
+            });
+            pb.set_message(self.progress_message());
+        }
+    }
+
+    /// "evaluations, gradients, best loss" (the progress message).
+    pub fn progress_message(&self) -> String {
+        format!(
+            "{} evals, {} grads, best loss {:.4e}",
+            self.evaluations,
+            self.gradients,
+            self.best.as_ref().map(|b| b.1).unwrap_or(f64::INFINITY)
+        )
     }
 
     /// Loss at unconstrained `θ`.

@@ -186,6 +186,12 @@ pub fn minimize_within(
     let theta0 = params.to_unconstrained(&x0);
     let mut t = Tracked::new(objective, params.clone());
     t.journal = super::journal::open_next(method.name())?;
+    t.progress = Some(crate::progress::fit_bar(
+        method.name(),
+        budget.max_evals,
+        budget.time_s,
+    ));
+    t.progress_in_time = budget.max_evals.is_none() && budget.time_s.is_some();
     t.time_budget_s = budget.time_s;
     t.budget = budget.max_evals;
     // A derivative-free method's own evaluation count, capped by the shared one.
@@ -317,6 +323,9 @@ pub fn minimize_within(
             reason
         }
     };
+    if let Some(pb) = t.progress.take() {
+        pb.finish_with_message(format!("{} ({stop})", t.progress_message()));
+    }
     let (x_best, loss_best) = t.best.clone().ok_or_else(|| Error::Optimizer {
         method: method.name().into(),
         reason: "no finite loss was evaluated".into(),

@@ -749,6 +749,7 @@ struct Recorder {
     gradients: usize,
     history: Vec<Evaluation>,
     best: Option<(f64, f64)>,
+    progress: Option<indicatif::ProgressBar>,
 }
 
 impl Recorder {
@@ -759,6 +760,16 @@ impl Recorder {
             gradients: 0,
             history: Vec::new(),
             best: None,
+            progress: None,
+        }
+    }
+    fn message(&self) -> String {
+        match self.best {
+            Some((dc, l)) => format!(
+                "{} evals, best dc {dc:.3} Hz, loss {l:.3e}",
+                self.evaluations
+            ),
+            None => format!("{} evals", self.evaluations),
         }
     }
     fn record(&mut self, dc: f64, loss: f64, grad: bool) {
@@ -776,8 +787,15 @@ impl Recorder {
             loss,
             best_loss: self.best.map(|b| b.1).unwrap_or(f64::INFINITY),
         });
+        if let Some(pb) = &self.progress {
+            pb.set_position(self.evaluations as u64);
+            pb.set_message(self.message());
+        }
     }
     fn finish(self, method: &str, stop: String) -> Result<FitReport> {
+        if let Some(pb) = &self.progress {
+            pb.finish_with_message(self.message());
+        }
         let (x, l) = self.best.ok_or_else(|| Error::Optimizer {
             method: method.into(),
             reason: "no finite loss was evaluated".into(),
@@ -858,6 +876,7 @@ fn root_find_inner(
     method: &str,
 ) -> Result<FitReport> {
     let mut rec = Recorder::new();
+    rec.progress = Some(crate::progress::bar(method, budget as u64));
     let (mut a, mut b) = (lo, hi);
     let mut x = x0.clamp(lo, hi);
     let mut prev: Option<(f64, f64)> = None;
