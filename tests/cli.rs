@@ -58,6 +58,7 @@ fn help_of_the_tool_and_every_subcommand_exits_zero() {
         vec!["rollout", "--help"],
         vec!["calibrate", "--help"],
         vec!["--version"],
+        vec!["info"],
     ] {
         let o = myodiff(&args);
         let (out, err) = text(&o);
@@ -134,7 +135,7 @@ fn bad_flags_and_values_exit_nonzero_with_the_message() {
             "{args:?}: stderr lacks {needle:?}: {err}"
         );
     }
-    // Library errors (not clap's) exit 1 with "error: " and name the field.
+    // A closed choice is a usage error (exit 2) listing the choices, also in --help.
     let o = myodiff(&[
         "rollout",
         "--path",
@@ -145,8 +146,20 @@ fn bad_flags_and_values_exit_nonzero_with_the_message() {
         "0.01",
     ]);
     let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("tape") && err.contains("fused"), "{err}");
+    let (out, _) = text(&myodiff(&["rollout", "--help"]));
+    for choice in ["faithful", "ndarray", "expected", "insertion"] {
+        assert!(out.contains(choice), "rollout --help lacks {choice}: {out}");
+    }
+    // Library errors (not clap's) exit 1 with "error: " and name the field.
+    let o = myodiff(&["rollout", "--n-mn", "4", "--duration-s=-1"]);
+    let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.starts_with("error: ") && err.contains("path"), "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("duration"),
+        "{err}"
+    );
 }
 
 /// The numbers of the `gradient check:` line: (autodiff, batched central difference) in N/Hz.

@@ -37,13 +37,13 @@ enum Cmd {
     /// Forward (and gradient) rollout of drive → inputs → motor-neuron pool → force.
     Rollout {
         /// Membrane model: fast (LIF+AHP) or faithful (NERLab two-compartment).
-        #[arg(long, default_value = "fast")]
+        #[arg(long, default_value = "fast", value_parser = ["fast", "faithful"])]
         model: String,
         /// Execution path: tape or fused.
-        #[arg(long, default_value = "fused")]
+        #[arg(long, default_value = "fused", value_parser = ["tape", "fused"])]
         path: String,
         /// Backend: flex, ndarray or wgpu.
-        #[arg(long, default_value = "flex")]
+        #[arg(long, default_value = "flex", value_parser = ["flex", "ndarray", "wgpu"])]
         backend: String,
         /// Batch size (candidate parameter sets evaluated at once; DC spread over 30–60 Hz).
         #[arg(long, default_value_t = 1)]
@@ -61,13 +61,13 @@ enum Cmd {
         #[arg(long, default_value_t = 800)]
         n_mn: usize,
         /// Motor-neuron spike mode: hard, surrogate or rate (default: hard, or surrogate with --grad).
-        #[arg(long)]
+        #[arg(long, value_parser = ["hard", "surrogate", "rate"])]
         spike_mode: Option<String>,
         /// Sharpness of the motor neurons' surrogate/rate spike function (per mV).
         #[arg(long, default_value_t = 10.0)]
         spike_beta: f64,
         /// Input generator mode: hard, pathwise, rate or expected (default: hard, or expected with --grad).
-        #[arg(long)]
+        #[arg(long, value_parser = ["hard", "pathwise", "rate", "expected"])]
         generator_mode: Option<String>,
         /// Also compute d(mean force over the 2nd half)/d(DC) of the spiking network, printed next to
         /// the seed-averaged reference and their relative error (batch 1).
@@ -87,6 +87,8 @@ enum Cmd {
         #[arg(long, default_value_t = 1.0)]
         h_hz: f64,
     },
+    /// Version, compiled-in backends and the CPU parallelism this build sees.
+    Info,
     /// Runs a calibration problem from a TOML spec and writes a report directory.
     Calibrate {
         /// Problem spec (see calibration/*.toml).
@@ -117,6 +119,10 @@ fn run(cli: Cli) -> myodiff::Result<()> {
     myodiff::progress::set_quiet(cli.quiet);
     let json = cli.json;
     match cli.cmd {
+        Cmd::Info => {
+            info(json);
+            Ok(())
+        }
         Cmd::Rollout {
             model,
             path,
@@ -186,6 +192,34 @@ fn run(cli: Cli) -> myodiff::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// `myodiff info`: version, backends compiled in, CPU threads.
+fn info(json: bool) {
+    let mut backends = vec!["flex (CPU)", "ndarray (CPU)"];
+    if cfg!(feature = "wgpu") {
+        backends.push("wgpu (GPU; adapters are probed when a rollout uses it)");
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "backends": backends,
+                "cpu_threads": threads,
+                "units": "SI: s, Hz, N, V, S",
+            })
+        );
+    } else {
+        println!("myodiff {}", env!("CARGO_PKG_VERSION"));
+        println!("backends: {}", backends.join(", "));
+        if !cfg!(feature = "wgpu") {
+            println!("(GPU: not compiled in; build with --features wgpu)");
+        }
+        println!("CPU threads: {threads}");
+        println!("units: SI (s, Hz, N, V, S)");
     }
 }
 
