@@ -16,6 +16,9 @@ fn plot_err(path: &Path) -> impl Fn(&dyn std::fmt::Display) -> Error + '_ {
     }
 }
 
+/// Longest EMG stretch plotted by [`emg_channel`] (s).
+pub const EMG_WINDOW_S: f64 = 0.25;
+
 /// Spike raster of set 0: one dot per spike at (time (s), motor unit index).
 pub fn raster(path: &Path, run: &SavedRun) -> Result<()> {
     register_font();
@@ -42,10 +45,12 @@ pub fn raster(path: &Path, run: &SavedRun) -> Result<()> {
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(|e| err(&e))?;
+    // One pixel wide (the plot area is ≈800 px), 0.8 unit tall.
+    let w = (t1 - run.t_start_s()) / 800.0;
     let dots = set.spike_times_s.iter().enumerate().flat_map(|(u, train)| {
         train
             .iter()
-            .map(move |&t| Rectangle::new([(t, u as f64), (t, u as f64 + 0.8)], BLACK.filled()))
+            .map(move |&t| Rectangle::new([(t, u as f64), (t + w, u as f64 + 0.8)], BLACK.filled()))
     });
     chart.draw_series(dots).map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
@@ -93,7 +98,8 @@ pub fn emg_rms_v(run: &SavedRun) -> Option<(usize, usize, Vec<f64>)> {
     Some((rows, cols, rms))
 }
 
-/// The EMG channel of largest RMS in set 0 (µV against s).
+/// The EMG channel of largest RMS in set 0 (µV against s), over a window of at most
+/// [`EMG_WINDOW_S`] starting at mid-run (whole samples stay visible).
 pub fn emg_channel(path: &Path, run: &SavedRun) -> Result<()> {
     let (_, cols, rms) = emg_rms_v(run).ok_or_else(|| Error::config("plot", "no EMG recorded"))?;
     let ch = (0..rms.len())
@@ -104,7 +110,10 @@ pub fn emg_channel(path: &Path, run: &SavedRun) -> Result<()> {
         .as_ref()
         .expect("checked by emg_rms_v");
     let (r, c) = (ch / cols, ch % cols);
-    let pts = (0..e.dim().0)
+    let n_t = e.dim().0;
+    let len = ((EMG_WINDOW_S / run.dt_s()).round() as usize).clamp(1, n_t);
+    let first = (n_t / 2).min(n_t - len);
+    let pts = (first..first + len)
         .map(|t| (run.t_start_s() + t as f64 * run.dt_s(), e[[t, r, c]] * 1e6))
         .collect();
     line_plot(

@@ -123,15 +123,15 @@ impl SavedRun {
                 ));
             }
         }
-        if let (Some(l), Some((r, c))) = (&self.electrodes, first.grid_shape) {
-            if (l.rows, l.cols) != (r, c) || l.positions_zx_m.len() != r * c {
-                return bad(format!(
-                    "electrode layout {}×{} ({} positions) vs EMG grid {r}×{c}",
-                    l.rows,
-                    l.cols,
-                    l.positions_zx_m.len()
-                ));
-            }
+        if let (Some(l), Some((r, c))) = (&self.electrodes, first.grid_shape)
+            && ((l.rows, l.cols) != (r, c) || l.positions_zx_m.len() != r * c)
+        {
+            return bad(format!(
+                "electrode layout {}×{} ({} positions) vs EMG grid {r}×{c}",
+                l.rows,
+                l.cols,
+                l.positions_zx_m.len()
+            ));
         }
         Ok(())
     }

@@ -3,8 +3,9 @@
 Usage: check_run.py RESULT.npz RESULT.nwb N_SETS N_UNITS N_STEPS DT_S HAS_EMG(0|1)
 
 Checks that the NWB units table, force and EMG series agree with the NPZ arrays (same spike
-times, shapes, rate = 1/dt, SI unit strings), that the experiment spec is stored in both, and
-that nwbinspector reports no CRITICAL issue. Exits non-zero with the reason on any mismatch;
+times, shapes, rate = 1/dt, SI unit strings), that the experiment spec is stored in both, that
+the file validates against the NWB core schema (pynwb.validate) and that nwbinspector reports no
+CRITICAL issue. Exits non-zero with the reason on any mismatch;
 prints one line per check.
 """
 import sys
@@ -67,6 +68,18 @@ with NWBHDF5IO(nwb_path, "r") as io:
         check(len(el) == int(np.prod(z["grid_shape"])), f"electrodes table has {len(el)} rows")
         check(np.allclose(el["z_m"], z["electrode_zx_m"][:, 0]), "electrode positions (m)")
     check(nwb.source_script == spec, "NWB general/source_script holds the experiment spec")
+
+import warnings  # noqa: E402
+
+from pynwb import validate  # noqa: E402
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # "no cached namespace": validated against pynwb's core schema
+    res = validate(path=nwb_path)
+errors = res[0] if isinstance(res, tuple) else res
+for e in errors:
+    print(f"pynwb validation: {e}")
+check(not errors, f"pynwb schema validation: {len(errors)} errors")
 
 from nwbinspector import inspect_nwbfile, Importance  # noqa: E402
 
