@@ -326,6 +326,16 @@ fn bad_specs_give_errors_naming_the_key() {
     // a set key that does not apply to the drive kind
     let e = parse_err(&format!("{base}[[sets]]\nvalues_hz = [1.0]\n"));
     assert!(e.contains("sets[0].values_hz"), "{e}");
+    // MUAP layout: unknown key, wrong type, invalid value
+    let emg = format!("{base}[emg]\n[emg.muap]\n");
+    let e = parse_err(&format!("{emg}depth_mx_m = 0.01\n"));
+    assert!(e.contains("emg.muap.depth_mx_m"), "{e}");
+    let e = parse_err(&format!("{emg}depth_max_m = \"deep\"\n"));
+    assert!(e.contains("emg.muap") && e.contains("depth_max_m"), "{e}");
+    let e = parse_err(&format!("{emg}cv_min_m_s = -3.0\n"));
+    assert!(e.contains("emg.muap.cv_min_m_s"), "{e}");
+    let e = parse_err(&format!("{base}[emg]\nrows = 4\n"));
+    assert!(e.contains("emg.rows"), "{e}");
     // a recorded buffer the spec cannot produce
     let e = parse_err(&format!("record = [\"surface_emg_v\"]\n{base}"));
     assert!(e.contains("record[0]") && e.contains("[emg]"), "{e}");

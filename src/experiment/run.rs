@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::{Instant, SystemTime};
 
+use burn::tensor::Tensor;
 use ndarray::Array3;
 
 use super::spec::{DriveSpec, Experiment, ExperimentSpec};
@@ -28,19 +29,6 @@ pub struct RunOutcome {
     pub wall_s: f64,
 }
 
-/// Per-set values of one drive field: the set's override, else the base value.
-fn per_set(
-    spec: &ExperimentSpec,
-    base: f64,
-    pick: impl Fn(&super::spec::SetSpec) -> Option<f64>,
-) -> Vec<f64> {
-    if spec.sets.is_empty() {
-        vec![base]
-    } else {
-        spec.sets.iter().map(|s| pick(s).unwrap_or(base)).collect()
-    }
-}
-
 /// Builds the simulation of `spec` on `ctx` (network + drive + EMG readout); also returns the
 /// electrode grid when EMG is configured.
 pub fn build_simulation(
@@ -50,45 +38,63 @@ pub fn build_simulation(
     let cfg = &spec.network;
     let b = spec.n_sets();
     let col = |v: Vec<f64>| ctx.tensor(v.clone(), [v.len(), 1]);
-    let weight = col(per_set(spec, spec.synaptic_weight_s, |s| {
-        s.synaptic_weight_s
-    }));
+    let weight = col(if spec.sets.is_empty() {
+        vec![spec.synaptic_weight_s]
+    } else {
+        spec.sets
+            .iter()
+            .map(|s| s.synaptic_weight_s.unwrap_or(spec.synaptic_weight_s))
+            .collect()
+    });
     let muscle = MuscleParams::from_config(cfg, ctx)?;
+    let drives = spec.set_drives()?;
+    // One column per drive field, one row per set (every set has the kind of `[drive]`).
+    let field = |f: &dyn Fn(&DriveSpec) -> Option<f64>| -> Result<Tensor<2>> {
+        let v = drives
+            .iter()
+            .map(|d| f(d).ok_or_else(|| Error::config("sets", "a set changed the drive kind")))
+            .collect::<Result<Vec<f64>>>()?;
+        Ok(col(v))
+    };
     let mut sim = match &spec.drive {
-        DriveSpec::Sine {
-            dc_hz,
-            amp_hz,
-            freq_hz,
-            phase_rad,
-            noise_sd_hz,
-        } => {
+        DriveSpec::Sine { .. } => {
+            let sine = |i: usize| {
+                move |d: &DriveSpec| match d {
+                    DriveSpec::Sine {
+                        dc_hz,
+                        amp_hz,
+                        freq_hz,
+                        phase_rad,
+                        noise_sd_hz,
+                    } => Some([*dc_hz, *amp_hz, *freq_hz, *phase_rad, *noise_sd_hz][i]),
+                    DriveSpec::Knots { .. } => None,
+                }
+            };
             let drive = DriveParams {
-                dc_hz: col(per_set(spec, *dc_hz, |s| s.dc_hz)),
-                amp_hz: col(per_set(spec, *amp_hz, |s| s.amp_hz)),
-                freq_hz: col(per_set(spec, *freq_hz, |s| s.freq_hz)),
-                phase_rad: col(per_set(spec, *phase_rad, |s| s.phase_rad)),
-                noise_sd_hz: col(per_set(spec, *noise_sd_hz, |s| s.noise_sd_hz)),
+                dc_hz: field(&sine(0))?,
+                amp_hz: field(&sine(1))?,
+                freq_hz: field(&sine(2))?,
+                phase_rad: field(&sine(3))?,
+                noise_sd_hz: field(&sine(4))?,
             };
             build(cfg, ctx, b, drive, weight, &muscle)?
         }
-        DriveSpec::Knots {
-            times_s,
-            values_hz,
-            noise_sd_hz,
-        } => {
+        DriveSpec::Knots { times_s, .. } => {
             let k = times_s.len();
-            let values: Vec<f64> = if spec.sets.is_empty() {
-                values_hz.clone()
-            } else {
-                spec.sets
-                    .iter()
-                    .flat_map(|s| s.values_hz.clone().unwrap_or_else(|| values_hz.clone()))
-                    .collect()
-            };
+            let mut values = Vec::with_capacity(b * k);
+            for d in &drives {
+                if let DriveSpec::Knots { values_hz, .. } = d {
+                    values.extend_from_slice(values_hz);
+                }
+            }
+            let sd = field(&|d: &DriveSpec| match d {
+                DriveSpec::Knots { noise_sd_hz, .. } => Some(*noise_sd_hz),
+                DriveSpec::Sine { .. } => None,
+            })?;
             let stage = PiecewiseLinearDrive::new(
                 KnotTimes::new(times_s.clone())?,
                 ctx.tensor(values, [b, k]),
-                col(per_set(spec, *noise_sd_hz, |s| s.noise_sd_hz)),
+                sd,
                 cfg.drive_noise_spec(),
                 cfg.rate_clip,
             );
@@ -100,7 +106,7 @@ pub fn build_simulation(
         Some(emg) => {
             let grid = emg.array()?;
             let rp = to_vec_f64(muscle.rp.clone())[0];
-            let units = emg.muap.geometry(rp).units(cfg.n_mn, emg.seed)?;
+            let units = emg.pool_geometry(rp)?.units(cfg.n_mn, emg.seed)?;
             let tp = MuapTemplates::compute(&grid, &units, &MuapModel::default(), cfg.dt_s, None)?;
             sim.add_readout(SurfaceEmg::new(&tp)?);
             Some(grid)

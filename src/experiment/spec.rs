@@ -31,9 +31,11 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::drive::KnotTimes;
 use crate::emg::electrodes::{Differentiation, ElectrodeArray};
 use crate::emg::muap::PoolGeometry;
 use crate::error::{Error, Result, check};
+use crate::event::EventDrive;
 use crate::kernel::{BackendKind, ExecPath};
 use crate::network::{MYOGEN_WEIGHT_S, NetworkConfig};
 
@@ -218,80 +220,45 @@ pub struct EmgSpec {
     /// Seed of the MUAP territory draws (default 1).
     #[serde(default = "default_muap_seed")]
     pub seed: u64,
-    /// Layout of the units in the muscle.
+    /// Layout of the units in the muscle: any field of [`PoolGeometry`] but `size_ratio`
+    /// (which is the pool's twitch range RP); the others default to `PoolGeometry::default()`.
     #[serde(default)]
-    pub muap: MuapSpec,
+    pub muap: toml::Table,
 }
 
 fn default_muap_seed() -> u64 {
     1
 }
 
-/// Overrides of [`PoolGeometry`] (defaults: its defaults; the size ratio is the pool's twitch
-/// range RP).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MuapSpec {
-    /// Total fibres of the pool.
-    pub total_fibres: f64,
-    /// Shallowest territory centre (m).
-    pub depth_min_m: f64,
-    /// Deepest territory centre (m).
-    pub depth_max_m: f64,
-    /// Half width of the muscle across the fibres (m).
-    pub x_half_width_m: f64,
-    /// Slowest conduction velocity (m/s).
-    pub cv_min_m_s: f64,
-    /// Fastest conduction velocity (m/s).
-    pub cv_max_m_s: f64,
-    /// Innervation-zone centre along the fibres (m).
-    pub iz_z_m: f64,
-    /// Half spread of the NMJ positions (m).
-    pub iz_spread_m: f64,
-    /// Fibre semi-length towards −z (m).
-    pub fibre_left_m: f64,
-    /// Fibre semi-length towards +z (m).
-    pub fibre_right_m: f64,
-}
-
-impl Default for MuapSpec {
-    fn default() -> Self {
-        let g = PoolGeometry::default();
-        Self {
-            total_fibres: g.total_fibres,
-            depth_min_m: g.depth_min_m,
-            depth_max_m: g.depth_max_m,
-            x_half_width_m: g.x_half_width_m,
-            cv_min_m_s: g.cv_min_m_s,
-            cv_max_m_s: g.cv_max_m_s,
-            iz_z_m: g.iz_z_m,
-            iz_spread_m: g.iz_spread_m,
-            fibre_left_m: g.fibre_left_m,
-            fibre_right_m: g.fibre_right_m,
-        }
-    }
-}
-
-impl MuapSpec {
-    /// The pool geometry with size ratio `size_ratio` (the twitch range RP).
-    pub fn geometry(&self, size_ratio: f64) -> PoolGeometry {
-        PoolGeometry {
-            total_fibres: self.total_fibres,
-            size_ratio,
-            depth_min_m: self.depth_min_m,
-            depth_max_m: self.depth_max_m,
-            x_half_width_m: self.x_half_width_m,
-            cv_min_m_s: self.cv_min_m_s,
-            cv_max_m_s: self.cv_max_m_s,
-            iz_z_m: self.iz_z_m,
-            iz_spread_m: self.iz_spread_m,
-            fibre_left_m: self.fibre_left_m,
-            fibre_right_m: self.fibre_right_m,
-        }
-    }
-}
-
 impl EmgSpec {
+    /// The unit layout: `PoolGeometry::default()` overlaid with `[emg.muap]`, size ratio
+    /// `size_ratio` (the twitch range RP). Errors name `emg.muap.<key>` (unknown key, wrong
+    /// type, invalid value).
+    pub fn pool_geometry(&self, size_ratio: f64) -> Result<PoolGeometry> {
+        let fmt = |e: &dyn std::fmt::Display| Error::format("emg.muap", e.to_string());
+        let toml::Value::Table(mut base) =
+            toml::Value::try_from(PoolGeometry::default()).map_err(|e| fmt(&e))?
+        else {
+            return Err(fmt(&"PoolGeometry is not a table"));
+        };
+        for (k, v) in &self.muap {
+            if k == "size_ratio" || !base.contains_key(k) {
+                return Err(Error::config(
+                    format!("emg.muap.{k}"),
+                    "unknown key (size_ratio is the pool's twitch range; see emg::muap::PoolGeometry)",
+                ));
+            }
+            base.insert(k.clone(), v.clone());
+        }
+        base.insert("size_ratio".into(), toml::Value::Float(size_ratio));
+        let g: PoolGeometry = toml::Value::Table(base)
+            .try_into()
+            .map_err(|e: toml::de::Error| fmt(&e))?;
+        // `units` validates every field.
+        g.units(1, 0).map_err(|e| prefix("emg.muap", e))?;
+        Ok(g)
+    }
+
     /// The electrode array (errors name `emg.<key>`).
     pub fn array(&self) -> Result<ElectrodeArray> {
         match self.grid {
@@ -372,33 +339,11 @@ impl ExperimentSpec {
         }
         self.network.validate().map_err(|e| prefix("network", e))?;
         check::positive("synaptic_weight_s", self.synaptic_weight_s)?;
-        match &self.drive {
-            DriveSpec::Sine {
-                dc_hz,
-                amp_hz,
-                freq_hz,
-                phase_rad,
-                noise_sd_hz,
-            } => {
-                check::finite("drive.dc_hz", *dc_hz)?;
-                check::finite("drive.amp_hz", *amp_hz)?;
-                check::non_negative("drive.freq_hz", *freq_hz)?;
-                check::finite("drive.phase_rad", *phase_rad)?;
-                check::non_negative("drive.noise_sd_hz", *noise_sd_hz)?;
-            }
-            DriveSpec::Knots {
-                times_s,
-                values_hz,
-                noise_sd_hz,
-            } => {
-                crate::drive::KnotTimes::new(times_s.clone()).map_err(|e| prefix("drive", e))?;
-                knot_values("drive.values_hz", values_hz, times_s.len())?;
-                check::non_negative("drive.noise_sd_hz", *noise_sd_hz)?;
-            }
-        }
-        for (i, s) in self.sets.iter().enumerate() {
-            self.validate_set(i, s)?;
-        }
+        // The drive of every set (the base drive when there are no sets) is validated as the
+        // event-time network's drive description, the one place these checks live.
+        self.drive.validate().map_err(|e| prefix("drive", e))?;
+        self.set_drives()?;
+
         let recorded = self.recorded();
         if recorded.is_empty() {
             return Err(Error::invalid("record", "[]", "at least one buffer"));
@@ -415,101 +360,160 @@ impl ExperimentSpec {
         }
         if let Some(emg) = &self.emg {
             emg.array()?;
-            self.emg_geometry_check(emg)?;
+            emg.pool_geometry(self.network.recruitment_range)?;
         }
         Ok(())
     }
 
-    fn emg_geometry_check(&self, emg: &EmgSpec) -> Result<()> {
-        let m = &emg.muap;
-        check::positive("emg.muap.total_fibres", m.total_fibres)?;
-        check::non_negative("emg.muap.depth_min_m", m.depth_min_m)?;
-        check::in_range(
-            "emg.muap.depth_max_m",
-            m.depth_max_m,
-            m.depth_min_m,
-            f64::INFINITY,
-        )?;
-        check::positive("emg.muap.cv_min_m_s", m.cv_min_m_s)?;
-        check::in_range("emg.muap.cv_max_m_s", m.cv_max_m_s, m.cv_min_m_s, 1e3)?;
-        Ok(())
+    /// The drive of every parameter set: `[drive]` with the set's overrides applied (just
+    /// `[drive]` when there are no sets). Errors name `sets[i].<key>`: a key that does not apply
+    /// to the drive kind, or an invalid value.
+    pub fn set_drives(&self) -> Result<Vec<DriveSpec>> {
+        if self.sets.is_empty() {
+            return Ok(vec![self.drive.clone()]);
+        }
+        let mut out = Vec::with_capacity(self.sets.len());
+        for (i, s) in self.sets.iter().enumerate() {
+            let table = format!("sets[{i}]");
+            let d = self.drive.with_overrides(s).map_err(|k| {
+                Error::config(
+                    format!("{table}.{k}"),
+                    format!("does not apply to a {} drive", self.drive.kind()),
+                )
+            })?;
+            d.validate().map_err(|e| prefix(&table, e))?;
+            if let Some(w) = s.synaptic_weight_s {
+                check::positive(&format!("{table}.synaptic_weight_s"), w)?;
+            }
+            out.push(d);
+        }
+        Ok(out)
+    }
+}
+
+impl DriveSpec {
+    /// `sine` or `knots`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DriveSpec::Sine { .. } => "sine",
+            DriveSpec::Knots { .. } => "knots",
+        }
     }
 
-    fn validate_set(&self, i: usize, s: &SetSpec) -> Result<()> {
-        let key = |k: &str| format!("sets[{i}].{k}");
-        let sine = matches!(self.drive, DriveSpec::Sine { .. });
-        let wrong = |k: &str| {
-            Error::config(
-                key(k),
-                format!(
-                    "does not apply to a {} drive",
-                    if sine { "sine" } else { "knots" }
-                ),
-            )
-        };
-        if sine {
-            if s.values_hz.is_some() {
-                return Err(wrong("values_hz"));
-            }
-        } else {
-            for (k, v) in [
-                ("dc_hz", s.dc_hz),
-                ("amp_hz", s.amp_hz),
-                ("freq_hz", s.freq_hz),
-                ("phase_rad", s.phase_rad),
-            ] {
-                if v.is_some() {
-                    return Err(wrong(k));
+    /// This drive with the set's overrides; `Err(key)` names an override of the other kind.
+    fn with_overrides(&self, s: &SetSpec) -> std::result::Result<DriveSpec, &'static str> {
+        let mut d = self.clone();
+        match &mut d {
+            DriveSpec::Sine {
+                dc_hz,
+                amp_hz,
+                freq_hz,
+                phase_rad,
+                noise_sd_hz,
+            } => {
+                if s.values_hz.is_some() {
+                    return Err("values_hz");
+                }
+                for (dst, src) in [
+                    (dc_hz, s.dc_hz),
+                    (amp_hz, s.amp_hz),
+                    (freq_hz, s.freq_hz),
+                    (phase_rad, s.phase_rad),
+                    (noise_sd_hz, s.noise_sd_hz),
+                ] {
+                    *dst = src.unwrap_or(*dst);
                 }
             }
-        }
-        for (k, v) in [
-            ("dc_hz", s.dc_hz),
-            ("amp_hz", s.amp_hz),
-            ("phase_rad", s.phase_rad),
-        ] {
-            if let Some(v) = v {
-                check::finite(&key(k), v)?;
+            DriveSpec::Knots {
+                values_hz,
+                noise_sd_hz,
+                ..
+            } => {
+                let sine_keys = [
+                    ("dc_hz", s.dc_hz),
+                    ("amp_hz", s.amp_hz),
+                    ("freq_hz", s.freq_hz),
+                    ("phase_rad", s.phase_rad),
+                ];
+                if let Some((k, _)) = sine_keys.iter().find(|(_, v)| v.is_some()) {
+                    return Err(k);
+                }
+                if let Some(v) = &s.values_hz {
+                    *values_hz = v.clone();
+                }
+                *noise_sd_hz = s.noise_sd_hz.unwrap_or(*noise_sd_hz);
             }
         }
-        if let Some(v) = s.freq_hz {
-            check::non_negative(&key("freq_hz"), v)?;
-        }
-        if let Some(v) = s.noise_sd_hz {
-            check::non_negative(&key("noise_sd_hz"), v)?;
-        }
-        if let Some(v) = s.synaptic_weight_s {
-            check::positive(&key("synaptic_weight_s"), v)?;
-        }
-        if let (Some(v), DriveSpec::Knots { times_s, .. }) = (&s.values_hz, &self.drive) {
-            knot_values(&key("values_hz"), v, times_s.len())?;
-        }
-        Ok(())
+        Ok(d)
+    }
+
+    /// The same drive as the event-time network describes it (validates the knot times).
+    pub fn to_event_drive(&self) -> Result<EventDrive> {
+        Ok(match self {
+            DriveSpec::Sine {
+                dc_hz,
+                amp_hz,
+                freq_hz,
+                phase_rad,
+                noise_sd_hz,
+            } => EventDrive::Sine {
+                dc_hz: *dc_hz,
+                amp_hz: *amp_hz,
+                freq_hz: *freq_hz,
+                phase_rad: *phase_rad,
+                noise_sd_hz: *noise_sd_hz,
+            },
+            DriveSpec::Knots {
+                times_s,
+                values_hz,
+                noise_sd_hz,
+            } => EventDrive::Knots {
+                knots: KnotTimes::new(times_s.clone())?,
+                values_hz: values_hz.clone(),
+                noise_sd_hz: *noise_sd_hz,
+            },
+        })
+    }
+
+    /// Checks every value (finite; f, σ ≥ 0; knot times increasing; one value per knot) —
+    /// [`EventDrive::validate`]; field names without the table prefix.
+    pub fn validate(&self) -> Result<()> {
+        self.to_event_drive()?.validate()
     }
 }
 
-fn knot_values(field: &str, v: &[f64], k: usize) -> Result<()> {
-    if v.len() != k {
-        return Err(Error::shape(
-            field,
-            format!("{k} values (one per knot time)"),
-            v.len(),
-        ));
-    }
-    check::all_finite(field, v)
-}
-
-/// Prefixes the field of a value error with `table.` (so `dt_s` reads `network.dt_s`).
+/// Prefixes the field of a value, shape or configuration error with `table.` (so `dt_s` reads
+/// `network.dt_s`).
 fn prefix(table: &str, e: Error) -> Error {
+    let p = |field: String| {
+        if field.starts_with(&format!("{table}.")) {
+            field
+        } else {
+            format!("{table}.{field}")
+        }
+    };
     match e {
         Error::InvalidParameter {
             field,
             value,
             allowed,
-        } if !field.starts_with(&format!("{table}.")) => Error::InvalidParameter {
-            field: format!("{table}.{field}"),
+        } => Error::InvalidParameter {
+            field: p(field),
             value,
             allowed,
+        },
+        Error::ShapeMismatch {
+            field,
+            expected,
+            got,
+        } => Error::ShapeMismatch {
+            field: p(field),
+            expected,
+            got,
+        },
+        Error::Config { field, reason } => Error::Config {
+            field: p(field),
+            reason,
         },
         other => other,
     }
