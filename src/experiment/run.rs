@@ -58,18 +58,7 @@ pub fn build_simulation(
     };
     let mut sim = match &spec.drive {
         DriveSpec::Sine { .. } => {
-            let sine = |i: usize| {
-                move |d: &DriveSpec| match d {
-                    DriveSpec::Sine {
-                        dc_hz,
-                        amp_hz,
-                        freq_hz,
-                        phase_rad,
-                        noise_sd_hz,
-                    } => Some([*dc_hz, *amp_hz, *freq_hz, *phase_rad, *noise_sd_hz][i]),
-                    DriveSpec::Knots { .. } => None,
-                }
-            };
+            let sine = |i: usize| move |d: &DriveSpec| d.sine_params().map(|p| p[i]);
             let drive = DriveParams {
                 dc_hz: field(&sine(0))?,
                 amp_hz: field(&sine(1))?,

@@ -400,6 +400,20 @@ impl DriveSpec {
         }
     }
 
+    /// `[DC, A, f, φ, σ]` (Hz, Hz, Hz, rad, Hz) of a sine drive; `None` for knots.
+    pub fn sine_params(&self) -> Option<[f64; 5]> {
+        match self {
+            DriveSpec::Sine {
+                dc_hz,
+                amp_hz,
+                freq_hz,
+                phase_rad,
+                noise_sd_hz,
+            } => Some([*dc_hz, *amp_hz, *freq_hz, *phase_rad, *noise_sd_hz]),
+            DriveSpec::Knots { .. } => None,
+        }
+    }
+
     /// This drive with the set's overrides; `Err(key)` names an override of the other kind.
     fn with_overrides(&self, s: &SetSpec) -> std::result::Result<DriveSpec, &'static str> {
         let mut d = self.clone();

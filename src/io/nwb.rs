@@ -73,26 +73,13 @@ impl Nwb {
         attr_str(loc, "object_id", &id)
     }
 
-    /// `VectorData` column `name` of `table` with `description`.
-    fn column_f64(
+    /// Numeric `VectorData` column `name` of `table` with `description`.
+    fn column<T: H5Type>(
         &mut self,
         table: &Group,
         name: &str,
         desc: &str,
-        v: &[f64],
-    ) -> H5Result<Dataset> {
-        let d = ds_f64(table, name, &[v.len()], v)?;
-        attr_str(&d, "description", desc)?;
-        self.typed(&d, "VectorData", "hdmf-common")?;
-        Ok(d)
-    }
-
-    fn column_i64(
-        &mut self,
-        table: &Group,
-        name: &str,
-        desc: &str,
-        v: &[i64],
+        v: &[T],
     ) -> H5Result<Dataset> {
         let d = ds_num(table, name, &[v.len()], v)?;
         attr_str(&d, "description", desc)?;
@@ -100,6 +87,7 @@ impl Nwb {
         Ok(d)
     }
 
+    /// Text `VectorData` column `name` of `table` with `description`.
     fn column_str(
         &mut self,
         table: &Group,
@@ -144,7 +132,7 @@ impl Nwb {
         attr_str(&g, "description", desc)?;
         attr_str(&g, "comments", "simulated by myodiff")?;
         self.typed(&g, ty, "core")?;
-        let d = ds_f64(&g, "data", shape, data)?;
+        let d = ds_num(&g, "data", shape, data)?;
         attr_str(&d, "unit", unit)?;
         attr_scalar(&d, "conversion", 1.0f32)?;
         attr_scalar(&d, "offset", 0.0f32)?;
@@ -185,10 +173,6 @@ fn ds_str(g: &Group, name: &str, value: &str) -> H5Result<Dataset> {
     let d = g.new_dataset::<VarLenUnicode>().create(name)?;
     d.write_scalar(&vlen(value))?;
     Ok(d)
-}
-
-fn ds_f64(g: &Group, name: &str, shape: &[usize], v: &[f64]) -> H5Result<Dataset> {
-    ds_num(g, name, shape, v)
 }
 
 /// A numeric dataset of `shape` (C order); chunked along the first axis and deflated (level 4)
@@ -378,13 +362,13 @@ fn write_root(w: &mut Nwb, run: &SavedRun) -> H5Result<()> {
         )?;
         let rows: Vec<i64> = (0..n).map(|i| (i / l.cols) as i64).collect();
         let cols: Vec<i64> = (0..n).map(|i| (i % l.cols) as i64).collect();
-        w.column_i64(
+        w.column(
             &tab,
             "grid_row",
             "output-grid row (along the fibres)",
             &rows,
         )?;
-        w.column_i64(
+        w.column(
             &tab,
             "grid_col",
             "output-grid column (across the fibres)",
@@ -392,8 +376,8 @@ fn write_root(w: &mut Nwb, run: &SavedRun) -> H5Result<()> {
         )?;
         let z: Vec<f64> = l.positions_zx_m.iter().map(|p| p.0).collect();
         let x: Vec<f64> = l.positions_zx_m.iter().map(|p| p.1).collect();
-        w.column_f64(&tab, "z_m", "position along the fibres on the skin (m)", &z)?;
-        w.column_f64(
+        w.column(&tab, "z_m", "position along the fibres on the skin (m)", &z)?;
+        w.column(
             &tab,
             "x_m",
             "position across the fibres on the skin (m)",
@@ -427,7 +411,7 @@ fn write_units(w: &mut Nwb, run: &SavedRun) -> H5Result<()> {
         }
     }
     w.ids(&units, index.len())?;
-    let st = w.column_f64(&units, "spike_times", "spike times (s)", &times)?;
+    let st = w.column(&units, "spike_times", "spike times (s)", &times)?;
     attr_scalar(&st, "resolution", run.dt_s())?;
     let idx = ds_num(&units, "spike_times_index", &[index.len()], &index)?;
     attr_str(&idx, "description", "index into spike_times")?;
@@ -436,13 +420,13 @@ fn write_units(w: &mut Nwb, run: &SavedRun) -> H5Result<()> {
         .create("target")?
         .write_scalar(&r)?;
     w.typed(&idx, "VectorIndex", "hdmf-common")?;
-    w.column_i64(
+    w.column(
         &units,
         "motor_unit",
         "index of the motor unit in the pool (recruitment order)",
         &mu,
     )?;
-    w.column_i64(
+    w.column(
         &units,
         "parameter_set",
         "index of the parameter set (batch row) of the experiment",
