@@ -11,6 +11,7 @@ pub mod drive;
 pub mod emg;
 pub mod error;
 pub mod event;
+pub mod experiment;
 pub mod fit;
 pub mod gradcheck;
 pub mod io;

@@ -556,6 +556,9 @@ fn every_shipped_spec_parses_and_validates() {
             let v: toml::Value = toml::from_str(&text).unwrap_or_else(|e| panic!("{p:?}: {e}"));
             let kind = v.get("kind").and_then(|k| k.as_str()).unwrap_or("");
             let r = match kind {
+                _ if sub == "experiments" => {
+                    myodiff::experiment::Experiment::from_path(&p).map(|_| ())
+                }
                 "noise" => NoiseCalibrationSpec::load(&p).map(|_| ()),
                 "watanabe" => WatanabeSpec::load(&p).map(|_| ()),
                 "joint" => JointSpec::load(&p).map(|_| ()),

@@ -5,6 +5,9 @@
 //!   seed-averaged reference.
 //! - `myodiff calibrate <problem.toml>`: runs a calibration problem (gradient method and
 //!   derivative-free baselines on the same objective) and writes a report directory.
+//! - `myodiff simulate <experiment.toml>`: runs a simulated experiment and writes a run directory
+//!   (NPZ, NWB, figures; see `myodiff::experiment`).
+//! - `myodiff export <run_dir> --format nwb|npz`: converts a saved run.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -105,6 +108,32 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Runs a simulated experiment from a TOML spec (see experiments/*.toml) and writes a run
+    /// directory: result.npz, result.nwb, figures, summary.json.
+    Simulate {
+        /// Experiment spec.
+        experiment: PathBuf,
+        /// Output directory (default: runs/<experiment name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Replace an existing output directory.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Converts the saved result of a run directory (its result.npz) to NWB or NPZ.
+    Export {
+        /// Run directory written by `myodiff simulate`.
+        run_dir: PathBuf,
+        /// Output format: nwb or npz.
+        #[arg(long, value_parser = ["nwb", "npz"])]
+        format: String,
+        /// Output file (default: <run_dir>/result.<format>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Replace an existing output file.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() {
@@ -192,6 +221,36 @@ fn run(cli: Cli) -> myodiff::Result<()> {
             }
             Ok(())
         }
+        Cmd::Simulate {
+            experiment,
+            out,
+            force,
+        } => myodiff::experiment::simulate(&experiment, out.as_deref(), force).map(|(dir, s)| {
+            println!(
+                "{}: {} set(s), {} units, {} steps of {} s, {:.2} s wall",
+                s.name, s.n_sets, s.n_units, s.n_steps, s.dt_s, s.wall_s
+            );
+            for (b, r) in s.sets.iter().enumerate() {
+                println!(
+                    "set {b}: {} spikes, mean rate {:.2} Hz, mean force {}, EMG RMS {}",
+                    r.spikes,
+                    r.mean_rate_hz,
+                    r.mean_force_n.map_or("-".into(), |f| format!("{f:.3} N")),
+                    r.emg_rms_v
+                        .map_or("-".into(), |v| format!("{:.1} µV", v * 1e6)),
+                );
+            }
+            println!("run directory: {} ({})", dir.display(), s.files.join(", "));
+        }),
+        Cmd::Export {
+            run_dir,
+            format,
+            out,
+            force,
+        } => format.parse().and_then(|f| {
+            myodiff::experiment::export(&run_dir, f, out.as_deref(), force)
+                .map(|p| println!("wrote {}", p.display()))
+        }),
     }
 }
 
