@@ -1,0 +1,131 @@
+//! How well each smooth twin matches the spiking (hard) fast pool: pool mean rate and mean force
+//! under constant drives, for several time steps and pool sizes (issue 9 item 4).
+//!
+//! Protocol: constant drive `dc + max(0, N(0,1))` Hz (MyoGen's), 400 Poisson inputs, p = 0.3,
+//! w = 0.05 µS, seed 42, `duration` s (default 2 s); observables over the second half: pool mean
+//! rate = spikes of all units / (units · seconds) (Hz), mean force (N). Models: the hard network,
+//! the sigmoid (rate-mode) twin at smooth gain 1 and 1.45 (the value the recording fit starts
+//! from), and the mean-field twin (`smooth_twin = meanfield`, no gain). Prints one markdown table.
+//!
+//! `cargo run --release --example twin_match -- [duration_s] [sizes…]`
+//! (defaults: 2 s; sizes 100 400 800; dts 1e-4, 2.5e-4, 5e-4 s; drives 20–100 Hz).
+
+use myodiff::drive::{DriveParams, DriveRate, NoiseKind};
+use myodiff::fit::smooth::{run_network, smooth_config};
+use myodiff::kernel::{Ctx, to_vec_f64};
+use myodiff::network::{MYOGEN_WEIGHT_S, NetworkConfig, SmoothTwin};
+
+const DRIVES_HZ: [f64; 5] = [20.0, 40.0, 60.0, 80.0, 100.0];
+
+/// Per drive: (pool mean rate over the second half in Hz, mean force over the second half in N).
+fn run(cfg: &NetworkConfig) -> myodiff::Result<Vec<(f64, f64)>> {
+    let ctx = Ctx::cpu();
+    let b = DRIVES_HZ.len();
+    let mut drive = DriveParams::constant(&ctx, 0.0);
+    drive.dc_hz = ctx.tensor(DRIVES_HZ.to_vec(), [b, 1]);
+    let stage = DriveRate::new(drive, cfg.drive_noise_spec(), cfg.rate_clip);
+    let w = ctx.tensor(vec![MYOGEN_WEIGHT_S], [1, 1]);
+    let (f, s) = run_network(cfg, &ctx, b, Box::new(stage), w)?;
+    let n_t = f.dims()[0];
+    let (f, s) = (to_vec_f64(f), to_vec_f64(s));
+    let h = n_t / 2;
+    let secs = (n_t - h) as f64 * cfg.dt_s;
+    let n = cfg.n_mn;
+    Ok((0..b)
+        .map(|bi| {
+            let spikes: f64 = (h..n_t)
+                .map(|t| {
+                    s[(t * b + bi) * n..(t * b + bi + 1) * n]
+                        .iter()
+                        .sum::<f64>()
+                })
+                .sum();
+            let force = (h..n_t).map(|t| f[t * b + bi]).sum::<f64>() / (n_t - h) as f64;
+            (spikes / (n as f64 * secs), force)
+        })
+        .collect())
+}
+
+fn main() -> myodiff::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let parse = |a: &String, name: &str| -> myodiff::Result<f64> {
+        a.parse()
+            .map_err(|_| myodiff::Error::invalid(name, a, "a number"))
+    };
+    let duration_s = match args.first() {
+        Some(a) => parse(a, "duration_s")?,
+        None => 2.0,
+    };
+    let sizes: Vec<usize> = if args.len() > 1 {
+        args[1..]
+            .iter()
+            .map(|a| parse(a, "n_mn").map(|x| x as usize))
+            .collect::<myodiff::Result<_>>()?
+    } else {
+        vec![100, 400, 800]
+    };
+    println!(
+        "Constant drive dc + max(0, N(0,1)) Hz, {duration_s} s, second-half means; rate = pool mean over all units (Hz), force (N); Δ = twin − hard."
+    );
+    println!();
+    println!(
+        "| n_mn | dt (ms) | drive (Hz) | hard rate | hard force | sigmoid×1 rate / force | sigmoid×1.45 rate / force | mean-field rate / force | mean-field Δrate (Hz) | mean-field Δforce (%) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut worst = (0.0f64, 0.0f64);
+    for &n_mn in &sizes {
+        for dt_s in [1e-4, 2.5e-4, 5e-4] {
+            let base = NetworkConfig {
+                n_mn,
+                n_dd: 400,
+                dt_s,
+                duration_s,
+                drive_noise: NoiseKind::Rectified,
+                gain: match std::env::var("TWIN_GAIN").as_deref() {
+                    Ok("none") => myodiff::muscle::force::GainMode::None,
+                    _ => myodiff::muscle::force::GainMode::Fuglevand,
+                },
+                ..NetworkConfig::default()
+            };
+            let hard = run(&base)?;
+            let sig1 = run(&smooth_config(&base))?;
+            let sig145 = run(&NetworkConfig {
+                smooth_synaptic_gain: 1.45,
+                ..smooth_config(&base)
+            })?;
+            let mf = run(&NetworkConfig {
+                smooth_twin: SmoothTwin::MeanField,
+                ..smooth_config(&base)
+            })?;
+            for (k, d) in DRIVES_HZ.iter().enumerate() {
+                let (hr, hf) = hard[k];
+                let (mr, mfo) = mf[k];
+                let df = if hf > 0.0 {
+                    100.0 * (mfo - hf) / hf
+                } else {
+                    f64::NAN
+                };
+                worst.0 = worst.0.max((mr - hr).abs());
+                if hf > 0.0 {
+                    worst.1 = worst.1.max(df.abs());
+                }
+                println!(
+                    "| {n_mn} | {:.2} | {d:.0} | {hr:.3} | {hf:.4} | {:.3} / {:.4} | {:.3} / {:.4} | {mr:.3} / {mfo:.4} | {:+.3} | {:+.1} |",
+                    dt_s * 1e3,
+                    sig1[k].0,
+                    sig1[k].1,
+                    sig145[k].0,
+                    sig145[k].1,
+                    mr - hr,
+                    df
+                );
+            }
+        }
+    }
+    println!();
+    println!(
+        "Mean-field twin: worst |Δrate| {:.3} Hz (target ≤ 1), worst |Δforce| {:.1} % (target ≤ 5, rows with hard force > 0).",
+        worst.0, worst.1
+    );
+    Ok(())
+}
