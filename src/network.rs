@@ -309,17 +309,6 @@ pub fn build_with_drive(
     let n_steps = cfg.n_steps();
     let mut sim = Simulation::new(ctx.clone(), batch, cfg.dt_s, n_steps)?;
     sim.add_boxed_stage(drive);
-    sim.add_stage(InputPopulation::new(InputPopulationConfig {
-        n_dd: cfg.n_dd,
-        process: cfg.process,
-        mode: cfg.generator_mode,
-        seed: cfg.seed.wrapping_add(1),
-        ..Default::default()
-    })?);
-    let weight_s = match cfg.model {
-        MembraneModel::Fast => weight_s * cfg.fast_synaptic_gain,
-        MembraneModel::Faithful => weight_s,
-    };
     let meanfield = cfg.spike_mode == SpikeMode::Rate && cfg.smooth_twin == SmoothTwin::MeanField;
     if meanfield && cfg.model != MembraneModel::Fast {
         return Err(Error::invalid(
@@ -328,6 +317,29 @@ pub fn build_with_drive(
             "model = fast (the mean-field twin is that of the LIF pool)",
         ));
     }
+    if meanfield && cfg.process != SpikeProcess::Poisson {
+        return Err(Error::invalid(
+            "smooth_twin",
+            "meanfield",
+            "process = poisson (its input noise is Poisson shot noise)",
+        ));
+    }
+    sim.add_stage(InputPopulation::new(InputPopulationConfig {
+        n_dd: cfg.n_dd,
+        process: cfg.process,
+        // the mean-field twin takes the hard generators' step-grid rate (1 − e^{−r·dt})/dt
+        mode: if meanfield && cfg.generator_mode == GeneratorMode::Rate {
+            GeneratorMode::GridRate
+        } else {
+            cfg.generator_mode
+        },
+        seed: cfg.seed.wrapping_add(1),
+        ..Default::default()
+    })?);
+    let weight_s = match cfg.model {
+        MembraneModel::Fast => weight_s * cfg.fast_synaptic_gain,
+        MembraneModel::Faithful => weight_s,
+    };
     let weight_s = if meanfield {
         weight_s
     } else if cfg.spike_mode == SpikeMode::Rate && cfg.smooth_synaptic_gain != 1.0 {
