@@ -14,40 +14,15 @@
 //! `cargo run --release --example twin_match -- [duration_s] [seeds] [sizes…]`
 //! (defaults: 2 s; 3 seeds; sizes 100 400 800; dts 1e-4, 2.5e-4, 5e-4 s; drives 20–100 Hz).
 
-use myodiff::drive::{DriveParams, DriveRate, NoiseKind};
-use myodiff::fit::smooth::{run_network, smooth_config};
-use myodiff::kernel::{Ctx, to_vec_f64};
-use myodiff::network::{MYOGEN_WEIGHT_S, NetworkConfig, SmoothTwin};
+use myodiff::drive::NoiseKind;
+use myodiff::fit::smooth::{constant_drive_rate_force, smooth_config};
+use myodiff::network::{NetworkConfig, SmoothTwin};
 
 const DRIVES_HZ: [f64; 5] = [20.0, 40.0, 60.0, 80.0, 100.0];
 
 /// Per drive: (pool mean rate over the second half in Hz, mean force over the second half in N).
 fn run(cfg: &NetworkConfig) -> myodiff::Result<Vec<(f64, f64)>> {
-    let ctx = Ctx::cpu();
-    let b = DRIVES_HZ.len();
-    let mut drive = DriveParams::constant(&ctx, 0.0);
-    drive.dc_hz = ctx.tensor(DRIVES_HZ.to_vec(), [b, 1]);
-    let stage = DriveRate::new(drive, cfg.drive_noise_spec(), cfg.rate_clip);
-    let w = ctx.tensor(vec![MYOGEN_WEIGHT_S], [1, 1]);
-    let (f, s) = run_network(cfg, &ctx, b, Box::new(stage), w)?;
-    let n_t = f.dims()[0];
-    let (f, s) = (to_vec_f64(f), to_vec_f64(s));
-    let h = n_t / 2;
-    let secs = (n_t - h) as f64 * cfg.dt_s;
-    let n = cfg.n_mn;
-    Ok((0..b)
-        .map(|bi| {
-            let spikes: f64 = (h..n_t)
-                .map(|t| {
-                    s[(t * b + bi) * n..(t * b + bi + 1) * n]
-                        .iter()
-                        .sum::<f64>()
-                })
-                .sum();
-            let force = (h..n_t).map(|t| f[t * b + bi]).sum::<f64>() / (n_t - h) as f64;
-            (spikes / (n as f64 * secs), force)
-        })
-        .collect())
+    constant_drive_rate_force(cfg, &DRIVES_HZ)
 }
 
 fn main() -> myodiff::Result<()> {
@@ -89,10 +64,6 @@ fn main() -> myodiff::Result<()> {
                 dt_s,
                 duration_s,
                 drive_noise: NoiseKind::Rectified,
-                gain: match std::env::var("TWIN_GAIN").as_deref() {
-                    Ok("none") => myodiff::muscle::force::GainMode::None,
-                    _ => myodiff::muscle::force::GainMode::Fuglevand,
-                },
                 ..NetworkConfig::default()
             };
             let mut per_seed = Vec::new();

@@ -10,7 +10,7 @@
 //! (Hz) and the synaptic weight (S) against central differences, f64.
 
 use myodiff::drive::{DriveParams, DriveRate, NoiseKind};
-use myodiff::fit::smooth::{gradients, run_network, smooth_config};
+use myodiff::fit::smooth::{constant_drive_rate_force, gradients, run_network, smooth_config};
 use myodiff::gradcheck::GradCheck;
 use myodiff::kernel::{Ctx, to_vec_f64};
 use myodiff::network::{MYOGEN_WEIGHT_S, NetworkConfig, SmoothTwin};
@@ -26,28 +26,10 @@ fn observables(cfg: &NetworkConfig) -> Vec<(f64, f64)> {
             seed,
             ..cfg.clone()
         };
-        let ctx = Ctx::cpu();
-        let b = DRIVES_HZ.len();
-        let mut drive = DriveParams::constant(&ctx, 0.0);
-        drive.dc_hz = ctx.tensor(DRIVES_HZ.to_vec(), [b, 1]);
-        let stage = DriveRate::new(drive, cfg.drive_noise_spec(), cfg.rate_clip);
-        let w = ctx.tensor(vec![MYOGEN_WEIGHT_S], [1, 1]);
-        let (f, s) = run_network(&cfg, &ctx, b, Box::new(stage), w).unwrap();
-        let n_t = f.dims()[0];
-        let (f, s) = (to_vec_f64(f), to_vec_f64(s));
-        let (h, n) = (n_t / 2, cfg.n_mn);
-        let secs = (n_t - h) as f64 * cfg.dt_s;
-        for (bi, a) in acc.iter_mut().enumerate() {
-            let spikes: f64 = (h..n_t)
-                .map(|t| {
-                    s[(t * b + bi) * n..(t * b + bi + 1) * n]
-                        .iter()
-                        .sum::<f64>()
-                })
-                .sum();
-            let force = (h..n_t).map(|t| f[t * b + bi]).sum::<f64>() / (n_t - h) as f64;
-            a.0 += spikes / (n as f64 * secs) / SEEDS.len() as f64;
-            a.1 += force / SEEDS.len() as f64;
+        let obs = constant_drive_rate_force(&cfg, &DRIVES_HZ).unwrap();
+        for (a, (r, f)) in acc.iter_mut().zip(obs) {
+            a.0 += r / SEEDS.len() as f64;
+            a.1 += f / SEEDS.len() as f64;
         }
     }
     acc

@@ -39,7 +39,7 @@ use super::siegert::{siegert_cv, siegert_rate_hz};
 use crate::drive::synapse::{SYN_CONDUCTANCE_S, SynapseKinetics};
 use crate::error::{Error, Result, check};
 use crate::kernel::{
-    BufferSpec, Ctx, ReadSpec, Stage, StageDecl, StageIo, Traces, names, to_vec_f64,
+    BufferSpec, Ctx, ReadSpec, Stage, StageDecl, StageIo, Traces, input_trace, names, to_vec_f64,
 };
 
 /// Grid points of the rate table per unit.
@@ -464,13 +464,7 @@ impl Stage for MeanFieldPool {
         dt_s: f64,
     ) -> Option<Result<Traces>> {
         Some((|| {
-            let g = inputs
-                .get(SYN_CONDUCTANCE_S)
-                .cloned()
-                .ok_or_else(|| Error::MissingBuffer {
-                    stage: self.name.clone(),
-                    buffer: SYN_CONDUCTANCE_S.into(),
-                })?;
+            let g = input_trace(inputs, &self.name, SYN_CONDUCTANCE_S)?;
             self.prepare(ctx, batch, dt_s)?;
             let (nu, gained) = self.rates(g, ctx)?;
             let mut traces = Traces::new();
