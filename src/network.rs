@@ -14,10 +14,11 @@ use crate::drive::generator::{
 use crate::drive::rate::{DriveNoise, DriveParams, DriveRate, NoiseKind, RateClip};
 use crate::drive::synapse::{ConnectivityRule, Synapse, SynapseConfig, SynapseKinetics};
 use crate::error::{Error, Result, check};
-use crate::kernel::{Ctx, Simulation, Stage};
+use crate::kernel::{Ctx, Simulation, Stage, to_vec_f64};
 use crate::muscle::force::{GainMode, TwitchForce};
 use crate::muscle::twitch::fuglevand_twitches;
-use crate::neuron::lif::{LifConfig, LifParams, LifPool};
+use crate::neuron::lif::{LifConfig, LifParams, LifPool, LifUnitValues};
+use crate::neuron::meanfield::{MF_GAINED_SPIKES, MeanFieldPool};
 use crate::neuron::nerlab::NerlabPool;
 use crate::neuron::nerlab_params::{NerlabConstants, NerlabParams};
 use crate::neuron::recruitment::{RecruitmentMode, RecruitmentThresholds};
@@ -41,6 +42,31 @@ impl std::str::FromStr for MembraneModel {
             "faithful" | "nerlab" => Ok(Self::Faithful),
             "fast" | "lif" => Ok(Self::Fast),
             _ => Err(Error::invalid("model", s, "faithful or fast")),
+        }
+    }
+}
+
+/// Which smooth model stands in for the spiking fast pool when `spike_mode = rate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmoothTwin {
+    /// The LIF pool stepped with the per-step sigmoid spike `σ(β·m)` (dt-dependent; matched to
+    /// the spiking pool only through [`NetworkConfig::smooth_synaptic_gain`]).
+    #[default]
+    Sigmoid,
+    /// The mean-field rate model [`crate::neuron::meanfield::MeanFieldPool`]: each unit's
+    /// stationary rate from the diffusion approximation of its membrane (no fitted gain;
+    /// `smooth_synaptic_gain` is ignored). Fast model only.
+    MeanField,
+}
+
+impl std::str::FromStr for SmoothTwin {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "sigmoid" => Ok(Self::Sigmoid),
+            "meanfield" | "mean_field" | "mean-field" => Ok(Self::MeanField),
+            _ => Err(Error::invalid("smooth_twin", s, "sigmoid or meanfield")),
         }
     }
 }
@@ -85,6 +111,8 @@ pub struct NetworkConfig {
     /// dt- and size-dependent: calibrate it for the network in use
     /// (`fit::smooth::calibrate_smooth_gain`).
     pub smooth_synaptic_gain: f64,
+    /// The smooth model used when `spike_mode = rate` (default: the sigmoid-spike LIF).
+    pub smooth_twin: SmoothTwin,
     /// Mode of the input generators.
     pub generator_mode: GeneratorMode,
     /// Poisson or gamma inputs.
@@ -131,6 +159,7 @@ impl Default for NetworkConfig {
             spike_beta: crate::neuron::spike::SURROGATE_BETA,
             fast_synaptic_gain: FAST_SYNAPTIC_GAIN,
             smooth_synaptic_gain: 1.0,
+            smooth_twin: SmoothTwin::Sigmoid,
             generator_mode: GeneratorMode::Hard,
             process: SpikeProcess::Poisson,
             drive_noise: NoiseKind::Gaussian,
@@ -280,10 +309,30 @@ pub fn build_with_drive(
     let n_steps = cfg.n_steps();
     let mut sim = Simulation::new(ctx.clone(), batch, cfg.dt_s, n_steps)?;
     sim.add_boxed_stage(drive);
+    let meanfield = cfg.spike_mode == SpikeMode::Rate && cfg.smooth_twin == SmoothTwin::MeanField;
+    if meanfield && cfg.model != MembraneModel::Fast {
+        return Err(Error::invalid(
+            "smooth_twin",
+            "meanfield",
+            "model = fast (the mean-field twin is that of the LIF pool)",
+        ));
+    }
+    if meanfield && cfg.process != SpikeProcess::Poisson {
+        return Err(Error::invalid(
+            "smooth_twin",
+            "meanfield",
+            "process = poisson (its input noise is Poisson shot noise)",
+        ));
+    }
     sim.add_stage(InputPopulation::new(InputPopulationConfig {
         n_dd: cfg.n_dd,
         process: cfg.process,
-        mode: cfg.generator_mode,
+        // the mean-field twin takes the hard generators' step-grid rate (1 − e^{−r·dt})/dt
+        mode: if meanfield && cfg.generator_mode == GeneratorMode::Rate {
+            GeneratorMode::GridRate
+        } else {
+            cfg.generator_mode
+        },
         seed: cfg.seed.wrapping_add(1),
         ..Default::default()
     })?);
@@ -291,7 +340,9 @@ pub fn build_with_drive(
         MembraneModel::Fast => weight_s * cfg.fast_synaptic_gain,
         MembraneModel::Faithful => weight_s,
     };
-    let weight_s = if cfg.spike_mode == SpikeMode::Rate && cfg.smooth_synaptic_gain != 1.0 {
+    let weight_s = if meanfield {
+        weight_s
+    } else if cfg.spike_mode == SpikeMode::Rate && cfg.smooth_synaptic_gain != 1.0 {
         weight_s * cfg.smooth_synaptic_gain
     } else {
         weight_s
@@ -305,14 +356,23 @@ pub fn build_with_drive(
             kinetics: cfg.kinetics,
             delay_s: cfg.synaptic_delay_s,
         },
-        weight_s,
+        weight_s.clone(),
     )?);
     let rt = cfg.thresholds()?;
+    let tw = fuglevand_twitches(&muscle.rp, &muscle.t_l_s, &muscle.rt, cfg.n_mn)?;
     let params = NerlabParams::from_thresholds(&rt.rt, NerlabConstants::default())?;
     let delays = params.axon_delay_s.clone();
     match cfg.model {
         MembraneModel::Faithful => {
             sim.add_stage(NerlabPool::from_recruitment(ctx, &rt, cfg.spike_mode)?);
+        }
+        MembraneModel::Fast if meanfield => {
+            let mut pool =
+                MeanFieldPool::new(LifUnitValues::calibrated(&rt.rt)?, weight_s, cfg.kinetics)?;
+            if cfg.gain == GainMode::Fuglevand {
+                pool = pool.with_contraction_times_s(to_vec_f64(tw.t_s.clone()))?;
+            }
+            sim.add_stage(pool);
         }
         MembraneModel::Fast => {
             // The smooth (Rate) forward gets its exact derivative; hard/surrogate spikes cut the
@@ -330,8 +390,13 @@ pub fn build_with_drive(
             )?);
         }
     }
-    let tw = fuglevand_twitches(&muscle.rp, &muscle.t_l_s, &muscle.rt, cfg.n_mn)?;
     let mut force = TwitchForce::new(tw, muscle.f0_n.clone())?.with_gain(cfg.gain);
+    if meanfield && cfg.gain == GainMode::Fuglevand {
+        // the pool's gain-weighted expected spikes already carry E[g]
+        force = force
+            .with_gain(GainMode::None)
+            .with_buffers(MF_GAINED_SPIKES, crate::kernel::names::FORCE_N);
+    }
     if cfg.axonal_delays {
         force = force.with_delays_s(delays)?;
     }

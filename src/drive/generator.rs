@@ -40,6 +40,15 @@ use crate::error::{Error, Result, check};
 use crate::kernel::{BufferSpec, Ctx, ReadSpec, Stage, StageDecl, StageIo, Traces, to_vec_f64};
 use crate::neuron::spike::SURROGATE_BETA;
 
+/// Expected spikes per step of the hard Poisson generator at rate `r` (Hz) and step `dt_s` (s):
+/// `1 − e^{−max(r, 0)·dt}` (see [`GeneratorMode::GridRate`]).
+fn grid_count<const D: usize>(r: Tensor<D>, dt_s: f64) -> Tensor<D> {
+    (r.clamp_min(0.0).mul_scalar(-dt_s))
+        .exp()
+        .neg()
+        .add_scalar(1.0)
+}
+
 /// Name of the descending-drive spike buffer (`[n_dd]`, spikes per step).
 pub const DD_SPIKES: &str = "dd_spikes";
 
@@ -71,6 +80,10 @@ pub enum GeneratorMode {
     Pathwise,
     /// Expected count `r·dt` per step (smooth).
     Rate,
+    /// Expected count of the hard Poisson generator on the step grid, `1 − e^{−r·dt}` per step
+    /// (smooth; the hard accumulator fires after `⌈θ/(r·dt)⌉` steps, `θ ~ Exp(1)`, so its rate is
+    /// `(1 − e^{−r·dt})/dt`; → `r·dt` as dt → 0). Used by the mean-field twin.
+    GridRate,
     /// Hard forward (bit-identical to `Hard`); backward uses the derivative of the expected count,
     /// `∂s/∂r := dt` per neuron and step (a straight-through expected-value estimator). Unlike the
     /// per-step surrogate of `Pathwise`, whose slope is applied at every step between spikes and
@@ -86,11 +99,12 @@ impl std::str::FromStr for GeneratorMode {
             "hard" => Ok(Self::Hard),
             "pathwise" | "surrogate" => Ok(Self::Pathwise),
             "rate" => Ok(Self::Rate),
+            "grid_rate" | "gridrate" => Ok(Self::GridRate),
             "expected" => Ok(Self::Expected),
             _ => Err(Error::invalid(
                 "generator_mode",
                 s,
-                "one of hard, pathwise, rate, expected",
+                "one of hard, pathwise, rate, grid_rate, expected",
             )),
         }
     }
@@ -285,7 +299,7 @@ impl Stage for InputPopulation {
         self.n_steps = io.n_steps();
         self.state = None;
         self.first_nan = Some(io.ctx().full([b, 1], -1.0));
-        if self.cfg.mode == GeneratorMode::Rate {
+        if matches!(self.cfg.mode, GeneratorMode::Rate | GeneratorMode::GridRate) {
             return Ok(());
         }
         self.k1 = self.cfg.stream_len(self.n_steps, dt);
@@ -334,6 +348,9 @@ impl Stage for InputPopulation {
         if self.cfg.mode == GeneratorMode::Rate {
             let s = r.clamp_min(0.0).mul_scalar(dt).repeat_dim(1, n);
             return io.write(DD_SPIKES, s);
+        }
+        if self.cfg.mode == GeneratorMode::GridRate {
+            return io.write(DD_SPIKES, grid_count(r, dt).repeat_dim(1, n));
         }
         let mode = self.cfg.mode;
         let expected_grad = if mode == GeneratorMode::Expected {
@@ -412,6 +429,7 @@ impl Stage for InputPopulation {
             let n = self.cfg.n_dd;
             let s = match self.cfg.mode {
                 GeneratorMode::Rate => r.clamp_min(0.0).mul_scalar(dt_s).repeat_dim(2, n),
+                GeneratorMode::GridRate => grid_count(r, dt_s).repeat_dim(2, n),
                 mode => {
                     let expected_grad = if mode == GeneratorMode::Expected {
                         let rdt = r.clone().clamp_min(0.0).mul_scalar(dt_s).repeat_dim(2, n);

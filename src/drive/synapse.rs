@@ -247,6 +247,27 @@ impl SynapseKinetics {
         }
     }
 
+    /// Charge per event and unit weight that the step-grid pool integrates (s):
+    /// `Q(dt) = Σ_{n≥0} k(n·dt)·dt` with `k` = [`Self::impulse_response`] (the conductance of the
+    /// arrival step and of each later step, each held for one step). Closed form:
+    /// `dt/(1 − e^{−dt/τ})` (SingleExp), `f·dt·(1/(1 − e^{−dt/τ2}) − 1/(1 − e^{−dt/τ1}))`
+    /// (Exp2Syn); → `∫k dt` (τ, resp. `f·(τ2 − τ1)`) as dt → 0. Errors on an invalid `dt_s`.
+    pub fn grid_charge_s(&self, dt_s: f64) -> Result<f64> {
+        self.check_dt(dt_s)?;
+        Ok(match *self {
+            SynapseKinetics::SingleExp { tau_s } => dt_s / (1.0 - (-dt_s / tau_s).exp()),
+            SynapseKinetics::Exp2Syn {
+                tau_rise_s,
+                tau_decay_s,
+            } => {
+                self.peak_factor()
+                    * dt_s
+                    * (1.0 / (1.0 - (-dt_s / tau_decay_s).exp())
+                        - 1.0 / (1.0 - (-dt_s / tau_rise_s).exp()))
+            }
+        })
+    }
+
     /// Per-step decay factors for time step `dt_s`.
     pub(crate) fn iir(&self, dt_s: f64) -> IirKind {
         match *self {

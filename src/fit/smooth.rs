@@ -74,6 +74,19 @@ pub fn check_finite_values(what: &str, v: &[f64]) -> Result<()> {
 /// Mean force over the second half (N) of constant-drive runs `dc + max(0, N(0,1))` (Hz), one
 /// batch row per drive, of the network `cfg` as given (hard or smooth).
 pub fn constant_drive_forces(cfg: &NetworkConfig, drives_hz: &[f64]) -> Result<Vec<f64>> {
+    Ok(constant_drive_rate_force(cfg, drives_hz)?
+        .into_iter()
+        .map(|(_, f)| f)
+        .collect())
+}
+
+/// Per constant drive `dc + max(0, N(0,1))` (Hz; one batch row each) of the network `cfg` (hard
+/// or smooth): (pool mean rate over the second half = spikes of all units / (units · seconds),
+/// in Hz; mean force over the second half, in N).
+pub fn constant_drive_rate_force(
+    cfg: &NetworkConfig,
+    drives_hz: &[f64],
+) -> Result<Vec<(f64, f64)>> {
     let ctx = Ctx::cpu();
     let b = drives_hz.len();
     let mut drive = DriveParams::constant(&ctx, 0.0);
@@ -85,14 +98,26 @@ pub fn constant_drive_forces(cfg: &NetworkConfig, drives_hz: &[f64]) -> Result<V
     };
     let stage = DriveRate::new(drive, cfg.drive_noise_spec(), cfg.rate_clip);
     let w = ctx.tensor(vec![MYOGEN_WEIGHT_S], [1, 1]);
-    let (f, _) = run_network(&cfg, &ctx, b, Box::new(stage), w)?;
-    let n = f.dims()[0];
-    Ok(second_half_means(
-        &to_vec_f64(f),
-        n,
-        b,
-        Normalisation::Absolute,
-    ))
+    let (f, s) = run_network(&cfg, &ctx, b, Box::new(stage), w)?;
+    let n_t = f.dims()[0];
+    let forces = second_half_means(&to_vec_f64(f), n_t, b, Normalisation::Absolute);
+    let s = to_vec_f64(s);
+    let (h, n) = (n_t / 2, cfg.n_mn);
+    let secs = (n_t - h) as f64 * cfg.dt_s;
+    Ok(forces
+        .into_iter()
+        .enumerate()
+        .map(|(bi, force)| {
+            let spikes: f64 = (h..n_t)
+                .map(|t| {
+                    s[(t * b + bi) * n..(t * b + bi + 1) * n]
+                        .iter()
+                        .sum::<f64>()
+                })
+                .sum();
+            (spikes / (n as f64 * secs), force)
+        })
+        .collect())
 }
 
 /// One row of the gain calibration: (constant drive Hz, hard force N, smooth force N).

@@ -17,5 +17,5 @@ pub use ctx::{BackendKind, Ctx, Precision, scalar_f64, to_vec_f32, to_vec_f64};
 pub use graph::Graph;
 pub use result::SimResult;
 pub use simulation::{ExecPath, Rollout, Simulation, StepCallback, check_trace_finite, names};
-pub use stage::{ReadSpec, Readout, Stage, StageDecl, StageIo, Traces};
+pub use stage::{ReadSpec, Readout, Stage, StageDecl, StageIo, Traces, input_trace};
 pub use state::{BufferSpec, SimState};

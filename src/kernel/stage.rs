@@ -48,6 +48,18 @@ pub struct StageDecl {
 /// Whole traces `[n_steps, batch, width]` by buffer name (differentiable tensors).
 pub type Traces = BTreeMap<String, Tensor<3>>;
 
+/// The trace `name` of `inputs` (for a stage's `scan`), or [`crate::Error::MissingBuffer`] naming
+/// `stage` and the buffer.
+pub fn input_trace(inputs: &Traces, stage: &str, name: &str) -> crate::Result<Tensor<3>> {
+    inputs
+        .get(name)
+        .cloned()
+        .ok_or_else(|| crate::Error::MissingBuffer {
+            stage: stage.into(),
+            buffer: name.into(),
+        })
+}
+
 /// A node of the lockstep graph.
 ///
 /// The kernel allocates every declared output before `init`; `init` may set initial values

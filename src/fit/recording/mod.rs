@@ -205,7 +205,9 @@ pub fn run_recording_spec(
     let t0 = Instant::now();
     let mut spec = spec.clone();
     let mut gain_table = Vec::new();
-    if spec.surrogate.auto_gain {
+    // the mean-field twin has no gain to calibrate
+    if spec.surrogate.auto_gain && spec.network.smooth_twin != crate::network::SmoothTwin::MeanField
+    {
         let (g, table) = calibrate_smooth_gain(
             &spec.network,
             &spec.surrogate.drives_hz,
