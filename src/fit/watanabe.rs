@@ -532,13 +532,23 @@ impl WatanabeModel {
     /// each `dc` (Hz), in batched rollouts of at most `max_batch` rows (hard model, in the model's precision).
     pub fn mean_forces(&mut self, dcs: &[f64]) -> Result<Vec<f64>> {
         let cfg = self.cfg.clone();
+        self.journalled("f", dcs, |m| m.mean_forces_with(&cfg, dcs))
+    }
+
+    /// `f(self)`, served from / appended to the root-finder's journal when one is open.
+    fn journalled(
+        &mut self,
+        kind: &str,
+        x: &[f64],
+        f: impl FnOnce(&mut Self) -> Result<Vec<f64>>,
+    ) -> Result<Vec<f64>> {
         match self.journal.take() {
             Some(mut j) => {
-                let r = j.eval("f", dcs, || self.mean_forces_with(&cfg, dcs));
+                let r = j.eval(kind, x, || f(self));
                 self.journal = Some(j);
                 r
             }
-            None => self.mean_forces_with(&cfg, dcs),
+            None => f(self),
         }
     }
 
@@ -630,17 +640,11 @@ impl WatanabeModel {
     /// Smooth model: mean force of the second half `F̄_s(dc)` (N, absolute) and its exact
     /// derivative `dF̄_s/d dc` (N/Hz) by autodiff (one forward + one backward pass).
     pub fn smooth_force_and_slope(&mut self, beta: f64, dc_hz: f64) -> Result<(f64, f64)> {
-        match self.journal.take() {
-            Some(mut j) => {
-                let r = j.eval("s", &[beta, dc_hz], || {
-                    self.smooth_force_and_slope_raw(beta, dc_hz)
-                        .map(|(f, g)| vec![f, g])
-                });
-                self.journal = Some(j);
-                r.map(|y| (y[0], y[1]))
-            }
-            None => self.smooth_force_and_slope_raw(beta, dc_hz),
-        }
+        self.journalled("s", &[beta, dc_hz], |m| {
+            m.smooth_force_and_slope_raw(beta, dc_hz)
+                .map(|(f, g)| vec![f, g])
+        })
+        .map(|y| (y[0], y[1]))
     }
 
     fn smooth_force_and_slope_raw(&mut self, beta: f64, dc_hz: f64) -> Result<(f64, f64)> {
