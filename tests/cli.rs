@@ -57,6 +57,7 @@ fn help_of_the_tool_and_every_subcommand_exits_zero() {
         vec!["help"],
         vec!["rollout", "--help"],
         vec!["calibrate", "--help"],
+        vec!["gradcheck", "--help"],
         vec!["--version"],
         vec!["info"],
     ] {
@@ -356,9 +357,8 @@ fn calibrate_writes_the_report_for_a_tiny_watanabe_spec() {
     std::fs::remove_dir_all(dir).ok();
 }
 
-#[test]
-fn calibrate_writes_the_report_for_a_tiny_joint_spec() {
-    let spec = r#"
+/// A tiny joint problem (smooth network, d = 1, 2; L-BFGS and Nelder–Mead).
+const JOINT_TINY: &str = r#"
 kind = "joint"
 name = "joint_tiny"
 max_evals = 6
@@ -399,6 +399,10 @@ method = "nelder_mead"
 budget = 1000
 step = 0.5
 "#;
+
+#[test]
+fn calibrate_writes_the_report_for_a_tiny_joint_spec() {
+    let spec = JOINT_TINY;
     let (dir, json) = calibrate(spec, "joint");
     let fits = json["fits"].as_array().unwrap();
     assert_eq!(fits.len(), 4, "2 methods × 2 dimensions: {json}");
@@ -570,4 +574,78 @@ fn every_shipped_spec_parses_and_validates() {
         }
     }
     assert!(n >= 5, "found {n} shipped specs");
+}
+
+/// `myodiff gradcheck`: autodiff vs central differences passes on the smooth joint problem, the
+/// same check with an impossible tolerance fails with exit code 1 (negative control), bad options
+/// are named; on the spiking network the reference is a seed average with a standard error.
+#[test]
+fn gradcheck_checks_a_tiny_joint_spec_and_can_fail() {
+    let dir = tmp("gradcheck");
+    let spec = dir.join("joint_tiny.toml");
+    std::fs::write(&spec, JOINT_TINY).unwrap();
+    let sp = spec.to_str().unwrap();
+    let o = myodiff(&["--json", "gradcheck", sp]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}\n{out}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = r["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "dims = [1, 2]: dc_hz and amp_hz: {r}");
+    for row in rows {
+        assert!(row["pass"].as_bool().unwrap(), "{row}");
+        assert!(row["error"].as_f64().unwrap() <= 1e-4, "{row}");
+        assert!(row["analytic"].as_f64().unwrap() != 0.0, "{row}");
+    }
+    // negative control: agreement to 1e-15 is beyond f64 central differences
+    let o = myodiff(&["gradcheck", sp, "--tol", "1e-15", "--param", "dc_hz"]);
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("FAIL") && out.contains("dc_hz"), "{out}");
+    assert!(!out.contains("amp_hz"), "--param selects: {out}");
+    // bad options
+    let o = myodiff(&["gradcheck", sp, "--param", "bogus_hz"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("--param bogus_hz"), "{}", text(&o).1);
+    let o = myodiff(&["gradcheck", sp, "--at", "dc_hz=fast"]);
+    assert_eq!(o.status.code(), Some(2), "usage error");
+    let o = myodiff(&["gradcheck", sp, "--seeds", "1"]);
+    assert!(text(&o).1.contains("--seeds"), "{}", text(&o).1);
+    // the spiking network: seed-averaged reference with its standard error
+    let spiking = dir.join("joint_spiking_tiny.toml");
+    // (1 s at a truth of 80 Hz: the tiny pool's event-time network is active)
+    let text_spiking = JOINT_TINY
+        .replace("duration_s = 0.3", "duration_s = 1.0")
+        .replacen("dc_hz = 45.0", "dc_hz = 80.0", 1);
+    std::fs::write(
+        &spiking,
+        format!("{text_spiking}\n[gradient]\nmodel = \"spiking\"\n"),
+    )
+    .unwrap();
+    let o = myodiff(&[
+        "--json",
+        "gradcheck",
+        spiking.to_str().unwrap(),
+        "--seeds",
+        "3",
+        "--at",
+        "dc_hz=70",
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.code().is_some_and(|c| c <= 1), "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        r["reference"]
+            .as_str()
+            .unwrap()
+            .contains("3 other network seeds"),
+        "{r}"
+    );
+    let rows = r["rows"].as_array().unwrap();
+    assert_eq!(rows[0]["x"].as_f64(), Some(70.0), "--at applies: {r}");
+    for row in rows {
+        let se = row["reference_se"].as_f64().unwrap();
+        assert!(se.is_finite() && se > 0.0, "{row}");
+        assert!(row["reference"].as_f64().unwrap().is_finite(), "{row}");
+    }
+    std::fs::remove_dir_all(dir).ok();
 }

@@ -200,8 +200,7 @@ fn bad_inputs_get_typed_errors() {
             0.5,
             1,
         )
-        .err()
-        .expect("a typed error")
+        .expect_err("a typed error")
         .to_string()
     };
     let e = model_err(NetworkConfig {

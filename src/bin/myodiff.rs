@@ -108,6 +108,29 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Checks the gradient a calibration problem's gradient methods use, per parameter, at the
+    /// spec's starting point: autodiff (f64) against central differences, or, on the spiking
+    /// network, the spec-seed estimate against its seed-averaged reference with its standard
+    /// error. Exit code 1 when a component fails.
+    Gradcheck {
+        /// Problem spec (see calibration/*.toml).
+        problem: PathBuf,
+        /// Parameter to check (repeatable; default: every fitted parameter).
+        #[arg(long = "param", value_name = "NAME")]
+        params: Vec<String>,
+        /// Check point override, NAME=VALUE in the parameter's unit (repeatable).
+        #[arg(long, value_name = "NAME=VALUE", value_parser = parse_at)]
+        at: Vec<(String, f64)>,
+        /// Relative central-difference step (deterministic objectives).
+        #[arg(long, default_value_t = 1e-5)]
+        rel_h: f64,
+        /// Per-component relative tolerance (deterministic objectives).
+        #[arg(long, default_value_t = 1e-4)]
+        tol: f64,
+        /// Network seeds of the spiking model's reference.
+        #[arg(long, default_value_t = 8)]
+        seeds: usize,
+    },
     /// Runs a simulated experiment from a TOML spec (see experiments/*.toml) and writes a run
     /// directory: result.npz, result.nwb, figures, summary.json.
     Simulate {
@@ -134,6 +157,18 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// `NAME=VALUE` of `--at`.
+fn parse_at(s: &str) -> Result<(String, f64), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))?;
+    let v: f64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{value}` is not a number"))?;
+    Ok((name.trim().to_string(), v))
 }
 
 fn main() {
@@ -186,6 +221,39 @@ fn run(cli: Cli) -> myodiff::Result<()> {
                 h_hz,
             }),
         ),
+        Cmd::Gradcheck {
+            problem,
+            params,
+            at,
+            rel_h,
+            tol,
+            seeds,
+        } => {
+            let opts = myodiff::calibrate::gradcheck::GradcheckOptions {
+                params,
+                at,
+                rel_h,
+                tol,
+                seeds,
+            };
+            let spinner = myodiff::progress::spinner("gradcheck");
+            let r = myodiff::calibrate::gradcheck::gradcheck_problem(&problem, &opts);
+            spinner.finish_and_clear();
+            let r = r?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&r)
+                        .map_err(|e| myodiff::Error::format("gradcheck report", e.to_string()))?
+                );
+            } else {
+                print!("{}", r.table());
+            }
+            if !r.passed {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Cmd::Calibrate {
             problem,
             out,
@@ -508,6 +576,7 @@ fn rollout(
     if let Some(m) = generator_mode {
         cfg.generator_mode = m.parse()?;
     }
+    cfg.validate()?;
     let dcs: Vec<f64> = if batch == 1 {
         vec![dc_hz]
     } else {
@@ -521,6 +590,8 @@ fn rollout(
     drive.dc_hz = dc.clone();
     drive.amp_hz = ctx.full([1, 1], amp_hz);
     let muscle = MuscleParams::from_config(&cfg, &ctx)?;
+    let spin = myodiff::progress::spinner("rollout");
+    spin.set_message(format!("forward, {} steps × batch {batch}", cfg.n_steps()));
     let t0 = Instant::now();
     let mut sim = build(
         &cfg,
@@ -537,6 +608,7 @@ fn rollout(
     let mean_force = force.slice(half..n_t).mean_dim(0).reshape([batch]);
     let fwd_s = t0.elapsed().as_secs_f64();
     let (mut g, mut bwd_s) = if grad {
+        spin.set_message("backward (autodiff)");
         let t1 = Instant::now();
         let grads = mean_force.clone().sum().backward();
         let g = dc.grad(&grads).map(to_vec_f64).unwrap_or_default();
@@ -546,6 +618,10 @@ fn rollout(
     };
     let (estimate, report) = match &grad_opts {
         Some(o) if !grad => {
+            spin.set_message(format!(
+                "gradient ({}) and its reference over {} seeds",
+                o.estimator, o.ref_seeds
+            ));
             let t1 = Instant::now();
             let (e, lines) = spiking_gradient(&cfg, &ctx, path, dc_hz, amp_hz, fwd_s, o)?;
             bwd_s = t1.elapsed().as_secs_f64();
@@ -554,6 +630,7 @@ fn rollout(
         }
         _ => (false, Vec::new()),
     };
+    spin.finish_and_clear();
     let means = to_vec_f64(mean_force);
     if !r.stage_wall_s.is_empty() {
         let parts: Vec<String> = r

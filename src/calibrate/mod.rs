@@ -1,6 +1,8 @@
 //! Calibration problems from TOML specs: `kind` selects the problem; each kind runs its gradient
 //! method and derivative-free baselines on one objective and writes a report directory.
 
+pub mod gradcheck;
+
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;

@@ -32,7 +32,22 @@ pub fn central_gradient(
     for &hi in h {
         crate::error::check::positive("difference step", hi)?;
     }
-    let mut points = vec![x.to_vec()];
+    let (mut points, spacing) = stencil(x, h, lower);
+    points.insert(0, x.to_vec());
+    let l = par_map(&points, default_threads(), |p| loss(p))?;
+    let g: Vec<f64> = (0..x.len())
+        .map(|i| (l[1 + 2 * i] - l[2 + 2 * i]) / spacing[i])
+        .collect();
+    check_finite_values(&format!("{what} (value)"), &l[..1])?;
+    check_finite_values(&format!("{what} (gradient)"), &g)?;
+    Ok((l[0], g))
+}
+
+/// The central-difference stencil at `x` with steps `h`: for every coordinate `i` the points
+/// `x + h_i e_i` and `max(x_i − h_i, lower_i) e_i` (in that order, `2n` points) and their spacing
+/// `up_i − down_i`, so `∂L/∂x_i ≈ (L(up_i) − L(down_i)) / spacing_i`.
+pub fn stencil(x: &[f64], h: &[f64], lower: &[f64]) -> (Vec<Vec<f64>>, Vec<f64>) {
+    let mut points = Vec::with_capacity(2 * x.len());
     let mut spacing = Vec::with_capacity(x.len());
     for (i, &hi) in h.iter().enumerate() {
         let (up, down) = (x[i] + hi, (x[i] - hi).max(lower[i]).min(x[i]));
@@ -43,13 +58,7 @@ pub fn central_gradient(
             points.push(p);
         }
     }
-    let l = par_map(&points, default_threads(), |p| loss(p))?;
-    let g: Vec<f64> = (0..x.len())
-        .map(|i| (l[1 + 2 * i] - l[2 + 2 * i]) / spacing[i])
-        .collect();
-    check_finite_values(&format!("{what} (value)"), &l[..1])?;
-    check_finite_values(&format!("{what} (gradient)"), &g)?;
-    Ok((l[0], g))
+    (points, spacing)
 }
 
 /// Losses of a population on every core (the derivative-free methods' batch).

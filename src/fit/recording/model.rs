@@ -13,6 +13,7 @@ use crate::kernel::{Ctx, Precision, to_vec_f64};
 use crate::network::NetworkConfig;
 
 /// The recording problem: smooth network, knots, targets, frozen unit matching.
+#[derive(Clone, Debug)]
 pub struct RecordingModel {
     /// Smooth network (duration = `n_bins · bin_s`).
     pub cfg: NetworkConfig,
