@@ -517,7 +517,10 @@ pub fn run_joint_spec(spec: &JointSpec, out_dir: &Path) -> Result<RunSummary> {
         FitModel::Spiking => Box::new(SpikingJoint::new(&spec.network, spec.freq_hz)?),
     };
     let t0 = Instant::now();
+    let spin = crate::progress::spinner("targets");
+    spin.set_message("observables of the truth");
     let tgt = targets(spec, model.as_ref())?;
+    spin.finish_and_clear();
     let target_s = t0.elapsed().as_secs_f64();
     let base = spec.truth.to_vec();
     let mut fits: Vec<FitReport> = Vec::new();

@@ -51,7 +51,14 @@ pub fn run_noise_calibration_on(
                  wall: f64|
      -> Result<MethodScore> {
         let p = problem.noise_params(x)?;
+        let spin = crate::progress::spinner("report metric");
+        spin.set_message(format!(
+            "MyoGen distance of `{name}` ({} realisations × {} seeds)",
+            m.realisations,
+            m.seeds.len()
+        ));
         let (mm, ms) = myogen_distance_stats(&problem.data, &problem.config, &p, &m)?;
+        spin.finish_and_clear();
         Ok(MethodScore {
             method: name.into(),
             objective: problem.objective.value(x)?,

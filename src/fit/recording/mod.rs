@@ -253,6 +253,8 @@ pub fn run_recording_spec(
         path: out_dir.display().to_string(),
         source: e,
     })?;
+    let spin = crate::progress::spinner("report");
+    spin.set_message("fit plots and quality metrics (initial and best drive)");
     let mut quality = plot_fit(&model, &x0, best_fit, out_dir)?;
     if let Some(sp) = spiking.as_ref() {
         quality.push((
@@ -266,6 +268,7 @@ pub fn run_recording_spec(
             ));
         }
     }
+    spin.finish_and_clear();
     let model_label = match spec.gradient.model {
         FitModel::Smooth => "smooth (rate-mode) fast LIF pool, exact autodiff gradient",
         FitModel::Spiking => {

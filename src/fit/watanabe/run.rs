@@ -22,6 +22,8 @@ pub fn run_watanabe_calibration(spec_path: &Path, out_dir: &Path) -> Result<RunS
 /// The reference force `F_ref` (N) of a spec and the wall time it took (s).
 pub fn reference_force(spec: &WatanabeSpec, model: &mut WatanabeModel) -> Result<(f64, f64)> {
     let t0 = Instant::now();
+    let spin = crate::progress::spinner("reference");
+    spin.set_message(format!("{:?} reference rollout", spec.reference.protocol));
     let f_ref = match spec.reference.force_n {
         Some(f) => f,
         None => match spec.reference.protocol {
@@ -43,6 +45,7 @@ pub fn reference_force(spec: &WatanabeSpec, model: &mut WatanabeModel) -> Result
             }
         },
     };
+    spin.finish_and_clear();
     if !(f_ref.is_finite() && f_ref > 0.0) {
         return Err(Error::invalid(
             "network.n_mn",
