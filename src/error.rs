@@ -80,15 +80,21 @@ pub enum Error {
 }
 
 impl Error {
-    /// Shorthand for [`Error::InvalidParameter`].
+    /// Shorthand for [`Error::InvalidParameter`]. An empty value is shown as `""`, so the
+    /// message still shows what was given (e.g. `kind = ""`).
     pub fn invalid(
         field: impl Into<String>,
         value: impl ToString,
         allowed: impl Into<String>,
     ) -> Self {
+        let value = value.to_string();
         Error::InvalidParameter {
             field: field.into(),
-            value: value.to_string(),
+            value: if value.is_empty() {
+                "\"\"".into()
+            } else {
+                value
+            },
             allowed: allowed.into(),
         }
     }

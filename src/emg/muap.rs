@@ -250,6 +250,20 @@ impl PoolGeometry {
             f64::INFINITY,
         )?;
         check::non_negative("x_half_width_m", self.x_half_width_m)?;
+        // Territories are drawn uniformly from [-w, w]: 2w must be finite (rand panics on an
+        // infinite range), likewise for the innervation-zone spread.
+        for (field, w) in [
+            ("x_half_width_m", self.x_half_width_m),
+            ("iz_spread_m", self.iz_spread_m),
+        ] {
+            if !(2.0 * w).is_finite() {
+                return Err(Error::invalid(
+                    field,
+                    w,
+                    "finite and >= 0 with a finite range [-w, w]",
+                ));
+            }
+        }
         check::positive("cv_min_m_s", self.cv_min_m_s)?;
         check::in_range("cv_max_m_s", self.cv_max_m_s, self.cv_min_m_s, 1e3)?;
         check::finite("iz_z_m", self.iz_z_m)?;

@@ -61,11 +61,13 @@ impl ParamSpec {
     /// Checks bounds, init and transform; errors name the field.
     pub fn validate(&self) -> Result<()> {
         let f = |s: &str| format!("{}.{s}", self.name);
-        if !self.lower.is_finite() || !self.upper.is_finite() || self.lower >= self.upper {
+        // The width must be finite too: random search and particle swarm draw uniformly from
+        // [lower, upper] (rand panics on an infinite range, e.g. [-1e308, 1e308]).
+        if !(self.upper - self.lower).is_finite() || self.lower >= self.upper {
             return Err(Error::invalid(
                 f("lower/upper"),
                 format!("[{}, {}]", self.lower, self.upper),
-                "finite with lower < upper",
+                "finite with lower < upper and a finite width upper - lower",
             ));
         }
         if !(self.init >= self.lower && self.init <= self.upper) {

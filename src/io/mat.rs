@@ -537,7 +537,8 @@ fn decode_chars(typ: u32, raw: &[u8], big_endian: bool, dims: &[usize]) -> Resul
         other => return Err(fmt_err(format!("char data stored as type {other}"))),
     };
     let rows = dims.first().copied().unwrap_or(1);
-    if rows <= 1 || !chars.len().is_multiple_of(rows) {
+    // An m×0 array is empty text (not m − 1 newlines: m comes from the file and can be 2^31).
+    if rows <= 1 || chars.is_empty() || !chars.len().is_multiple_of(rows) {
         return Ok(chars.into_iter().collect());
     }
     let cols = chars.len() / rows;
