@@ -267,6 +267,16 @@ fn reports_are_written_with_json_markdown_and_png_plots() {
     };
     let files = write_report(&dir, &summary).unwrap();
     assert_eq!(files.len(), 4);
+    assert!(
+        files.last().unwrap().ends_with("summary.json"),
+        "summary.json is written last (it marks a complete report): {files:?}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(json["fits"][1]["method"], "nelder_mead");

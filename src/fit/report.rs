@@ -39,16 +39,28 @@ fn fmt_value(v: f64) -> String {
     }
 }
 
-/// Writes `summary.json`, `report.md`, `loss_vs_evaluations.png` and `loss_vs_time.png` into
-/// `dir` (created if missing). Returns the paths written.
+/// Writes `bytes` to `path` through a temporary sibling and a rename, so a reader (or a killed
+/// run) never sees a half-written file under the final name.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).map_err(|e| io_err(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io_err(path, e)
+    })
+}
+
+/// Writes `loss_vs_evaluations.png`, `loss_vs_time.png`, `report.md` and, last, `summary.json`
+/// into `dir` (created if missing); the text files through a temporary name and a rename, so a
+/// `summary.json` present marks a complete report. Returns the paths written.
 pub fn write_report(dir: &Path, summary: &RunSummary) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     let mut written = Vec::new();
     let json = dir.join("summary.json");
     let text = serde_json::to_string_pretty(summary)
         .map_err(|e| Error::format("summary", e.to_string()))?;
-    std::fs::write(&json, text).map_err(|e| io_err(&json, e))?;
-    written.push(json);
 
     let by_eval: Vec<Series> = summary
         .fits
@@ -129,7 +141,9 @@ pub fn write_report(dir: &Path, summary: &RunSummary) -> Result<Vec<PathBuf>> {
         ));
     }
     let p = dir.join("report.md");
-    std::fs::write(&p, md).map_err(|e| io_err(&p, e))?;
+    write_atomic(&p, md.as_bytes())?;
     written.push(p);
+    write_atomic(&json, text.as_bytes())?;
+    written.push(json);
     Ok(written)
 }
