@@ -175,7 +175,7 @@ fn geometry_and_tendon_match_myogen() {
         {
             // tier 1: 1e-12 relative, plus 1e-15 absolute for F_SE deep in the softplus tail
             // (~5e-6 F0 there, where LT − LT_r cancels: 1e-17 F0 absolute differences)
-            worst[k] = worst[k].max(rel(got, want));
+            worst[k] = worst[k].max((got - want).abs() / (want.abs() + 1e-15));
             assert!(
                 (got - want).abs() <= 1e-12 * want.abs() + 1e-15,
                 "geometry col {k} at angle {} rad LM {}: {got} vs {want}",
@@ -305,42 +305,35 @@ fn isometric_spike_response_matches_myogen_tier2() {
 
 #[test]
 fn quick_release_matches_myogen_tier2() {
+    // README §8 tier 2 says "L within 2e-3 L0 and force within 5 % in the first 5 ms; within
+    // 1e-4 after that", but its own rk4-variant check (reimpl_check.csv, `hill_release,rk4`) has
+    // max |dL| = 1.212e-3 L0 at step 1167 (29 ms), max |dF| = 2.41e-3 F0, and 9.3e-6 L0 from
+    // 0.2 s: the RK4-vs-staggered gap of a lightly damped fast oscillation. myodiff's RK4 matches
+    // that variant (measured max |dL| 1.2117e-3), so the test uses: |dL| <= 1.3e-3 L0 and
+    // |dF| <= 2.5e-3 F0 everywhere, |dL| <= 2e-5 L0 from 0.2 s.
     let (h, rows) = csv("hill_release.csv");
     let last = rows.last().unwrap()[0] as usize;
     let sim = run_hill(last, 0.95, false);
-    let (mut el_early, mut ef_early, mut el, mut ef) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
-    let mut el_late = 0.0f64;
+    let (mut el, mut ef, mut el_late) = (0.0f64, 0.0f64, 0.0f64);
     for r in &rows {
         let k = r[0] as usize;
         let got = sim[k];
         let dl = (got[0] - r[col(&h, "L_L0")]).abs();
-        let df = rel(got[2], r[col(&h, "force_F0")]);
-        if k <= 200 {
-            // first 5 ms: 0.12's staggered scheme differs most (README D-H2: force up to 4.7 %)
-            el_early = el_early.max(dl);
-            ef_early = ef_early.max(df);
-            assert!(
-                dl <= 2e-3 && df <= 5e-2,
-                "step {k}: dL {dl:.2e}, rel dF {df:.2e}"
-            );
-        } else {
-            el = el.max(dl);
-            if r[col(&h, "force_F0")] >= 1e-3 {
-                ef = ef.max(df);
-            }
-            // README tier 2 says 1e-4 after 5 ms; measured RK4-vs-staggered gap is 3.1e-4 L0 at
-            // 5.5 ms and decays (printed below), so: 5e-4 up to 20 ms, 1e-4 after
-            let tol = if k <= 800 { 5e-4 } else { 1e-4 };
-            if k > 800 {
-                el_late = el_late.max(dl);
-            }
-            assert!(dl <= tol, "step {k}: dL {dl:.2e}");
+        let df = (got[2] - r[col(&h, "force_F0")]).abs();
+        el = el.max(dl);
+        ef = ef.max(df);
+        assert!(
+            dl <= 1.3e-3 && df <= 2.5e-3,
+            "step {k}: dL {dl:.2e}, dF {df:.2e}"
+        );
+        if k >= 8000 {
+            el_late = el_late.max(dl);
+            assert!(dl <= 2e-5, "step {k}: dL {dl:.2e}");
         }
     }
     eprintln!(
-        "quick release: first 5 ms max |dL| {el_early:.3e} L0, max rel dF {ef_early:.3e}; after: max |dL| {el:.3e} L0 (after 20 ms {el_late:.3e}), max rel dF {ef:.3e}"
+        "quick release: max |dL| {el:.4e} L0, max |dF| {ef:.4e} F0, max |dL| from 0.2 s {el_late:.3e} L0"
     );
-    // relaxes to the rest length
     assert!(
         (sim[last][0] - 1.00584).abs() < 1e-4,
         "final L {}",
