@@ -4,10 +4,14 @@
 //!   critically damped twitch IIR, Fuglevand's gain, saturation, %MVC helpers.
 //! - [`force`]: the [`TwitchForce`] stage `spikes → force_n` (axonal delays, gain modes).
 //! - [`fused`]: the fused whole-trace op of `TwitchForce` (hand-written adjoint).
+//! - [`hill`]: Hill muscle–tendon model with Fuglevand motor units (MODEL.md §3.2, §5.4).
+//! - [`joint`]: joint dynamics (MODEL.md §5.3).
 //! - [`myogen_compat`]: exact f64 emulation of MyoGen 0.12's open-loop `ForceModel`.
 
 pub mod force;
 pub mod fused;
+pub mod hill;
+pub mod joint;
 pub mod myogen_compat;
 pub mod twitch;
 

@@ -1,0 +1,142 @@
+//! [`HillMuscle`]: the Hill model as a kernel [`Stage`] (tape path).
+
+use super::{HillModel, HillState};
+use crate::error::{Error, Result, check};
+use crate::kernel::{BufferSpec, ReadSpec, Stage, StageDecl, StageIo};
+
+/// Kernel stage around [`HillModel::step`].
+///
+/// Reads `spikes` `[n]` (same tick) and, if configured with [`HillMuscle::with_angle`], the joint
+/// angle `[1]` (rad) **delayed by one tick** (the muscle → joint → muscle feedback edge);
+/// otherwise the angle is the constant given to [`HillMuscle::new`]. Writes `muscle_force_n`
+/// (N), `muscle_torque_nm` (N·m), `fibre_length_l0` (L0) and `fibre_velocity_l0_s` (L0/s), all
+/// `[1]`, from the state after the tick's update. `init` sets the length buffer to the initial
+/// length and the force/torque buffers to their values there (what delayed readers see at tick 0).
+#[derive(Debug)]
+pub struct HillMuscle {
+    name: String,
+    model: HillModel,
+    initial_length_l0: f64,
+    fixed_angle_rad: f64,
+    spikes: String,
+    angle: Option<String>,
+    state: Option<HillState>,
+}
+
+/// Output buffer names.
+pub mod buffers {
+    /// Tendon force (N).
+    pub const FORCE_N: &str = "muscle_force_n";
+    /// Joint torque (N·m).
+    pub const TORQUE_NM: &str = "muscle_torque_nm";
+    /// Fascicle length (L0).
+    pub const LENGTH_L0: &str = "fibre_length_l0";
+    /// Fascicle velocity (L0/s).
+    pub const VELOCITY_L0_S: &str = "fibre_velocity_l0_s";
+}
+
+impl HillMuscle {
+    /// A stage named `hill` reading `spikes`, at the fixed angle `angle_rad`, starting at
+    /// `initial_length_l0` with `V = 0` (use [`super::HillParams::rest_length_l0`] for rest).
+    pub fn new(model: HillModel, initial_length_l0: f64, angle_rad: f64) -> Result<Self> {
+        check::in_range(
+            "hill.initial_length_l0",
+            initial_length_l0,
+            model.params.min_length_l0(),
+            3.0,
+        )?;
+        check::in_range(
+            "hill.angle_rad",
+            angle_rad,
+            -std::f64::consts::PI,
+            std::f64::consts::PI,
+        )?;
+        Ok(Self {
+            name: "hill".into(),
+            model,
+            initial_length_l0,
+            fixed_angle_rad: angle_rad,
+            spikes: "spikes".into(),
+            angle: None,
+            state: None,
+        })
+    }
+
+    /// Reads the angle (rad) from buffer `name`, one tick delayed.
+    pub fn with_angle(mut self, name: impl Into<String>) -> Self {
+        self.angle = Some(name.into());
+        self
+    }
+
+    /// Reads spikes from buffer `name` instead of `spikes`.
+    pub fn with_spikes(mut self, name: impl Into<String>) -> Self {
+        self.spikes = name.into();
+        self
+    }
+}
+
+impl Stage for HillMuscle {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn declare(&self) -> StageDecl {
+        let mut reads = vec![ReadSpec::now(self.spikes.clone())];
+        if let Some(a) = &self.angle {
+            reads.push(ReadSpec::delayed(a.clone()));
+        }
+        StageDecl {
+            reads,
+            writes: vec![
+                BufferSpec::new(buffers::FORCE_N, &[1], "N"),
+                BufferSpec::new(buffers::TORQUE_NM, &[1], "N m"),
+                BufferSpec::new(buffers::LENGTH_L0, &[1], "L0"),
+                BufferSpec::new(buffers::VELOCITY_L0_S, &[1], "L0/s"),
+            ],
+        }
+    }
+
+    fn init(&mut self, io: &mut StageIo<'_>) -> Result<()> {
+        let ctx = io.ctx().clone();
+        let batch = io.batch();
+        if (io.dt_s() - self.model.dt_s).abs() > 1e-12 * self.model.dt_s {
+            return Err(Error::config(
+                "hill.dt_s",
+                format!(
+                    "model built for dt_s = {}, simulation runs at {}",
+                    self.model.dt_s,
+                    io.dt_s()
+                ),
+            ));
+        }
+        let st = self.model.state(&ctx, batch, self.initial_length_l0)?;
+        let p = &self.model.params;
+        let f = p.tendon_force_f0(self.fixed_angle_rad, self.initial_length_l0);
+        let arm = super::HillParams::poly(&p.bk, self.fixed_angle_rad);
+        io.write(buffers::FORCE_N, ctx.full([batch, 1], p.f0_n * f))?;
+        io.write(buffers::TORQUE_NM, ctx.full([batch, 1], p.f0_n * f * arm))?;
+        io.write(buffers::LENGTH_L0, st.l_l0.clone())?;
+        io.write(buffers::VELOCITY_L0_S, st.v_l0_s.clone())?;
+        self.state = Some(st);
+        Ok(())
+    }
+
+    fn step(&mut self, io: &mut StageIo<'_>, _t: usize) -> Result<()> {
+        let st = self
+            .state
+            .take()
+            .ok_or_else(|| Error::config(&self.name, "step called before init"))?;
+        let spikes = io.read(&self.spikes)?;
+        let angle = match &self.angle {
+            Some(a) => io.read(a)?,
+            None => io.ctx().full([1, 1], self.fixed_angle_rad),
+        };
+        let (next, out) = self.model.step(&st, spikes, angle)?;
+        io.write(buffers::FORCE_N, out.force_n)?;
+        io.write(buffers::TORQUE_NM, out.torque_nm)?;
+        io.write(buffers::LENGTH_L0, next.l_l0.clone())?;
+        io.write(buffers::VELOCITY_L0_S, next.v_l0_s.clone())?;
+        self.state = Some(next);
+        Ok(())
+    }
+}
