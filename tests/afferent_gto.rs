@@ -217,3 +217,65 @@ fn grad_ib_wrt_gains() {
             .is_err()
     );
 }
+
+/// The kernel stages compute what the direct calls compute (tape path, f64).
+#[test]
+fn stages_match_direct_calls() {
+    use myodiff::afferent::{GtoStage, SPINDLE_INPUTS, Spindle, SpindleStage, SpindleState};
+    use myodiff::kernel::{BufferSpec, Simulation};
+    let ctx = Ctx::cpu().f64();
+    let n = 400;
+    let dt = 5e-5;
+    let force: Vec<f64> = (0..n).map(|k| 0.05 * k as f64).collect();
+    let len: Vec<f64> = (0..n).map(|k| 1.0 + 1e-4 * k as f64).collect();
+    let mut sim = Simulation::new(ctx.clone(), 1, dt, n).unwrap();
+    sim.add_input(
+        BufferSpec::new("tendon_force_n", &[1], "N"),
+        ctx.tensor(force.clone(), [n, 1, 1]),
+    )
+    .unwrap();
+    let vals = [
+        len.clone(),
+        vec![2.0; n],
+        vec![0.0; n],
+        vec![60.0; n],
+        vec![30.0; n],
+    ];
+    for (name, v) in SPINDLE_INPUTS.iter().zip(vals.iter()) {
+        sim.add_input(
+            BufferSpec::new(*name, &[1], "-"),
+            ctx.tensor(v.clone(), [n, 1, 1]),
+        )
+        .unwrap();
+    }
+    sim.add_stage(GtoStage::new(GtoParams::default()));
+    sim.add_stage(SpindleStage::new(Spindle::myogen()));
+    sim.record(&["ib_hz", "ia_hz"]);
+    let roll = sim.run().unwrap();
+    let ib = to_vec_f64(roll.trace("ib_hz").unwrap());
+    let ia = to_vec_f64(roll.trace("ia_hz").unwrap());
+    let like = ctx.zeros([1, 1]);
+    let gto = Gto::from_params(GtoParams::default(), &like, dt).unwrap();
+    let sp = Spindle::myogen();
+    let (mut gs, mut ss) = (GtoState::zeros(&like, 1, 1), SpindleState::zeros(&like, 1));
+    let one = |x: f64| ctx.tensor(vec![x], [1, 1]);
+    for k in 0..n {
+        let (g2, y) = gto.step(gs, one(force[k]));
+        gs = g2;
+        assert_eq!(to_vec_f64(y)[0], ib[k], "ib at {k}");
+        let (s2, r) = sp
+            .step(
+                ss,
+                one(len[k]),
+                one(2.0),
+                one(0.0),
+                one(60.0),
+                one(30.0),
+                dt,
+            )
+            .unwrap();
+        ss = s2;
+        assert_eq!(to_vec_f64(r.ia_hz)[0], ia[k], "ia at {k}");
+    }
+    assert!(ia[n - 1] > 0.0 && ib[n - 1] > 0.0);
+}

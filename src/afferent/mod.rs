@@ -3,6 +3,7 @@
 //!
 //! - [`spindle`]: Mileusnic et al. (2006) spindle, MyoGen 0.12 numerics (or MODEL.md RK4).
 //! - [`gto`]: Lin & Crago (2002) GTO with MyoGen 0.12's second-order filter.
+//! - [`stage`]: both as kernel stages (tape path) on named buffers.
 //!
 //! Afferent spike populations (recruitment thresholds, gamma/Poisson generators, conduction
 //! delays) are not here yet; see the note in this module's source.
@@ -14,9 +15,11 @@
 
 pub mod gto;
 pub mod spindle;
+pub mod stage;
 
 pub use gto::{Gto, GtoFilter, GtoParams, GtoState};
 pub use spindle::{
     SPINDLE_MAX_DT_S, Spindle, SpindleParams, SpindleRates, SpindleScheme, SpindleState,
     check_spindle_dt,
 };
+pub use stage::{GtoStage, SPINDLE_INPUTS, SpindleStage};
