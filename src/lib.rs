@@ -6,6 +6,7 @@
 //!
 //! Layers: [`kernel`] (no physiology), then the physiological stages.
 
+pub mod afferent;
 pub mod calibrate;
 pub mod drive;
 pub mod emg;

@@ -1,0 +1,202 @@
+//! Golgi tendon organ (Lin & Crago 2002): Ib afferent rate from tendon force, as MyoGen 0.12's
+//! Cython `_gto.pyx` computes it (the reference fixtures come from there).
+//!
+//! # Equations (force `F` in N, rates in Hz, `T = dt_s` in s)
+//! - Static nonlinearity: `R_k = max(0, G1 · ln(max(F_k, 0)/G2 + 1))`.
+//!   (MyoGen uses `F_k` unclamped and clips `R` at 0, which is the same for `F > −G2`; it gives
+//!   NaN for `F ≤ −G2`, here such forces give `R = 0`.)
+//! - Second-order filter, the Tustin transform (no prewarping) of
+//!   `H(s) = (1.7 s² + 2.58 s + 0.4)/(s² + 2.2 s + 0.4)` (DC gain 1, instantaneous gain 1.7,
+//!   poles at −0.2 and −2 s⁻¹):
+//!   `y_k = b0·R_k + b1·R_{k−1} + b2·R_{k−2} − a1·y_{k−1} − a2·y_{k−2}` (zero history),
+//!   with `D = 0.4T² + 4.4T + 4`, `b0 = (0.4T² + 5.16T + 6.8)/D`, `b1 = (0.8T² − 13.6)/D`,
+//!   `b2 = (0.4T² − 5.16T + 6.8)/D`, `a1 = (0.8T² − 8)/D`, `a2 = (0.4T² − 4.4T + 4)/D`.
+//! - Output `Ib_k = max(0, y_k)`; the recursion keeps the unclipped `y`. No output lag.
+//!
+//! MODEL.md §5.2's first-order filter (`α = 0.3` per step) is *not* what MyoGen 0.12 computes
+//! (README D-G1) and is not implemented here.
+//!
+//! `G1` and `G2` are tensors (`[batch, 1]` or `[1, 1]`), so gradients flow to them.
+
+use burn::tensor::Tensor;
+
+use crate::error::{Error, Result, check};
+use crate::kernel::to_vec_f64;
+use crate::muscle::twitch::tensor_like;
+
+/// GTO parameters (MyoGen `GolgiTendonOrganModel.create_default_gto_parameters()`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GtoParams {
+    /// Gain `G1` of the log nonlinearity (Hz), ≥ 0.
+    pub g1_hz: f64,
+    /// Force scale `G2` of the log nonlinearity (N), > 0.
+    pub g2_n: f64,
+}
+
+impl Default for GtoParams {
+    fn default() -> Self {
+        Self {
+            g1_hz: 40.0,
+            g2_n: 4.0,
+        }
+    }
+}
+
+impl GtoParams {
+    /// `g1_hz` finite and ≥ 0, `g2_n` finite and > 0.
+    pub fn validate(&self) -> Result<()> {
+        check::non_negative("gto.g1_hz", self.g1_hz)?;
+        check::positive("gto.g2_n", self.g2_n)?;
+        Ok(())
+    }
+}
+
+/// The five Tustin coefficients of the Lin & Crago filter for a time step (dimensionless).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GtoFilter {
+    /// Feed-forward coefficients.
+    pub b0: f64,
+    /// See `b0`.
+    pub b1: f64,
+    /// See `b0`.
+    pub b2: f64,
+    /// Feedback coefficients.
+    pub a1: f64,
+    /// See `a1`.
+    pub a2: f64,
+}
+
+impl GtoFilter {
+    /// Coefficients for `dt_s` (s; finite and > 0). The bilinear transform is stable for every
+    /// positive step, but steps above 0.1 s distort the 0.5 s pole; those are rejected as
+    /// [`Error::UnstableTimeStep`].
+    pub fn new(dt_s: f64) -> Result<Self> {
+        if !(dt_s.is_finite() && dt_s > 0.0) {
+            return Err(Error::invalid("dt_s", dt_s, "finite and > 0 (s)"));
+        }
+        if dt_s > 0.1 {
+            return Err(Error::UnstableTimeStep {
+                dt_s,
+                model: "Lin & Crago GTO filter".into(),
+                reason: "dt_s must be <= 0.1 s (the fast pole has a 0.5 s time constant)".into(),
+            });
+        }
+        let dt = dt_s;
+        let dt2 = dt * dt;
+        let den = 0.4 * dt2 + 4.4 * dt + 4.0;
+        Ok(Self {
+            b0: (0.4 * dt2 + 5.16 * dt + 6.8) / den,
+            b1: (0.8 * dt2 - 13.6) / den,
+            b2: (0.4 * dt2 - 5.16 * dt + 6.8) / den,
+            a1: (0.8 * dt2 - 8.0) / den,
+            a2: (0.4 * dt2 - 4.4 * dt + 4.0) / den,
+        })
+    }
+}
+
+/// Filter history `[batch, width]`: the last two log-rates `R` and unclipped outputs `y` (Hz).
+#[derive(Clone, Debug)]
+pub struct GtoState {
+    /// `R_{k−1}`.
+    pub r1: Tensor<2>,
+    /// `R_{k−2}`.
+    pub r2: Tensor<2>,
+    /// `y_{k−1}`.
+    pub y1: Tensor<2>,
+    /// `y_{k−2}`.
+    pub y2: Tensor<2>,
+}
+
+impl GtoState {
+    /// Zero history (MyoGen's initial state).
+    pub fn zeros(like: &Tensor<2>, batch: usize, width: usize) -> Self {
+        let z = tensor_like(like, vec![0.0; batch * width], [batch, width]);
+        Self {
+            r1: z.clone(),
+            r2: z.clone(),
+            y1: z.clone(),
+            y2: z,
+        }
+    }
+}
+
+/// The GTO: filter coefficients for one `dt_s` and the gains as tensors.
+#[derive(Clone, Debug)]
+pub struct Gto {
+    filter: GtoFilter,
+    g1_hz: Tensor<2>,
+    g2_n: Tensor<2>,
+}
+
+impl Gto {
+    /// A GTO with gains `g1_hz` (Hz, ≥ 0) and `g2_n` (N, > 0), each `[batch, 1]` or `[1, 1]`
+    /// (differentiable), for time step `dt_s` (s).
+    pub fn new(g1_hz: Tensor<2>, g2_n: Tensor<2>, dt_s: f64) -> Result<Self> {
+        for (f, t, ok, allowed) in [
+            (
+                "gto.g1_hz",
+                &g1_hz,
+                (|x: f64| x >= 0.0) as fn(f64) -> bool,
+                "finite and >= 0 (Hz)",
+            ),
+            ("gto.g2_n", &g2_n, |x: f64| x > 0.0, "finite and > 0 (N)"),
+        ] {
+            let [_, w] = t.dims();
+            if w != 1 {
+                return Err(Error::shape(
+                    f,
+                    "[batch, 1] or [1, 1]",
+                    format!("{:?}", t.dims()),
+                ));
+            }
+            let v = to_vec_f64(t.clone());
+            if let Some(i) = v.iter().position(|x| !(x.is_finite() && ok(*x))) {
+                return Err(Error::invalid(f, v[i], allowed));
+            }
+        }
+        Ok(Self {
+            filter: GtoFilter::new(dt_s)?,
+            g1_hz,
+            g2_n,
+        })
+    }
+
+    /// A GTO from host parameters, its gains created like `like` (device and dtype).
+    pub fn from_params(params: GtoParams, like: &Tensor<2>, dt_s: f64) -> Result<Self> {
+        params.validate()?;
+        Self::new(
+            tensor_like(like, vec![params.g1_hz], [1, 1]),
+            tensor_like(like, vec![params.g2_n], [1, 1]),
+            dt_s,
+        )
+    }
+
+    /// The filter coefficients.
+    pub fn filter(&self) -> GtoFilter {
+        self.filter
+    }
+
+    /// The static nonlinearity `R = max(0, G1·ln(max(F, 0)/G2 + 1))` (Hz) of force `F` (N).
+    pub fn log_rate(&self, force_n: Tensor<2>) -> Tensor<2> {
+        let x = force_n.clamp_min(0.0) / self.g2_n.clone() + 1.0;
+        (self.g1_hz.clone() * x.log()).clamp_min(0.0)
+    }
+
+    /// One step: force `force_n` (N, `[batch, width]`) → (new history, Ib rate in Hz).
+    pub fn step(&self, state: GtoState, force_n: Tensor<2>) -> (GtoState, Tensor<2>) {
+        let f = &self.filter;
+        let r = self.log_rate(force_n);
+        let y = (r.clone() * f.b0 + state.r1.clone() * f.b1 + state.r2 * f.b2)
+            - (state.y1.clone() * f.a1 + state.y2 * f.a2);
+        let ib = y.clone().clamp_min(0.0);
+        (
+            GtoState {
+                r1: r,
+                r2: state.r1,
+                y1: y,
+                y2: state.y1,
+            },
+            ib,
+        )
+    }
+}
