@@ -608,6 +608,9 @@ fn gradcheck_checks_a_tiny_joint_spec_and_can_fail() {
     assert!(text(&o).1.contains("--param bogus_hz"), "{}", text(&o).1);
     let o = myodiff(&["gradcheck", sp, "--at", "dc_hz=fast"]);
     assert_eq!(o.status.code(), Some(2), "usage error");
+    let o = myodiff(&["gradcheck", sp, "--at", "dc_hz=500"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("--at dc_hz"), "{}", text(&o).1);
     let o = myodiff(&["gradcheck", sp, "--seeds", "1"]);
     assert!(text(&o).1.contains("--seeds"), "{}", text(&o).1);
     // the spiking network: seed-averaged reference with its standard error

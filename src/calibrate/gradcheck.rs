@@ -122,11 +122,10 @@ pub fn gradcheck_problem(spec: &Path, opts: &GradcheckOptions) -> Result<Gradche
     let text = crate::fit::spec::read_text(spec)?;
     #[derive(serde::Deserialize)]
     struct Kind {
-        kind: Option<String>,
+        kind: String,
     }
-    let k: Kind = crate::fit::spec::parse_toml(&text, &format!("problem spec {}", spec.display()))
-        .map_err(|_| Error::invalid("kind", "(missing)", "joint, recording, noise, watanabe"))?;
-    match k.kind.as_deref().unwrap_or("watanabe") {
+    let k: Kind = crate::fit::spec::parse_toml(&text, &format!("problem spec {}", spec.display()))?;
+    match k.kind.as_str() {
         "joint" => joint(spec, opts),
         "recording" => recording(spec, opts),
         "noise" => noise(spec, opts),
@@ -268,8 +267,16 @@ fn point(
 ) -> Result<(Vec<String>, Vec<f64>)> {
     let names = params.names();
     let mut x = params.init();
+    let (lo, hi) = (params.lower(), params.upper());
     for (name, v) in &opts.at {
         let i = index(&names, name, "--at")?;
+        if !(*v >= lo[i] && *v <= hi[i]) {
+            return Err(Error::invalid(
+                format!("--at {name}"),
+                v,
+                format!("the parameter's bounds [{}, {}]", lo[i], hi[i]),
+            ));
+        }
         x[i] = *v;
     }
     Ok((names, x))
@@ -352,10 +359,9 @@ fn check(
             .map(|&i| opts.rel_h * x[i].abs().max(1e-3))
             .collect();
         let lower = params.lower();
-        let xs: Vec<f64> = x.clone();
         // the stencil over the selected coordinates only
         let lo: Vec<f64> = selected.iter().map(|&i| lower[i]).collect();
-        let sub: Vec<f64> = selected.iter().map(|&i| xs[i]).collect();
+        let sub: Vec<f64> = selected.iter().map(|&i| x[i]).collect();
         let (pts_sub, spacing) = stencil(&sub, &h, &lo);
         let pts: Vec<Vec<f64>> = pts_sub
             .iter()
