@@ -4,6 +4,9 @@
 //! own magnitude, floor 1e-3 of the largest), and a negative control: the same check with any one
 //! analytic component 0.1 % off must fail.
 
+#[macro_use]
+mod joint_support;
+
 use myodiff::drive::KnotTimes;
 use myodiff::fit::Objective;
 use myodiff::fit::joint::{JointModel, JointObjective, JointSpec, targets};
@@ -90,7 +93,8 @@ fn assert_gradient(what: &str, x: &[f64], analytic: Vec<f64>, numeric: Vec<f64>)
 // Joint fit (src/fit/joint.rs)
 // ------------------------------------------------------------------------------------------
 
-const JOINT_SPEC: &str = r#"
+const JOINT_SPEC: &str = concat!(
+    r#"
 kind = "joint"
 max_evals = 10
 max_batch = 8
@@ -101,31 +105,15 @@ n_dd = 400
 duration_s = 0.6
 dt_s = 2e-4
 seed = 3
-[truth]
-dc_hz = 45.0
-amp_hz = 20.0
-weight_us = 0.05
-noise_sd_hz = 3.0
-[start]
-dc_hz = 65.0
-amp_hz = 8.0
-weight_us = 0.05
-noise_sd_hz = 3.0
-[lower]
-dc_hz = 10.0
-amp_hz = 0.0
-weight_us = 0.01
-noise_sd_hz = 0.0
-[upper]
-dc_hz = 100.0
-amp_hz = 40.0
-weight_us = 0.2
-noise_sd_hz = 10.0
-[[methods]]
+"#,
+    joint_truth_and_bounds!(),
+    joint_start!(),
+    r#"[[methods]]
 method = "lbfgs"
 iters = 1
 memory = 2
-"#;
+"#
+);
 
 #[test]
 fn joint_loss_gradient_f64_every_parameter() {

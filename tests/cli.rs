@@ -3,6 +3,9 @@
 //! `summary.json` into its own temporary directory), the dispatcher's errors and default report
 //! path, and every TOML spec shipped in the repository parsed and validated by the library.
 
+#[macro_use]
+mod joint_support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -358,7 +361,8 @@ fn calibrate_writes_the_report_for_a_tiny_watanabe_spec() {
 }
 
 /// A tiny joint problem (smooth network, d = 1, 2; L-BFGS and Nelder–Mead).
-const JOINT_TINY: &str = r#"
+const JOINT_TINY: &str = concat!(
+    r#"
 kind = "joint"
 name = "joint_tiny"
 max_evals = 6
@@ -370,26 +374,13 @@ n_dd = 200
 duration_s = 0.3
 dt_s = 2e-4
 seed = 3
-[truth]
-dc_hz = 45.0
-amp_hz = 20.0
-weight_us = 0.05
-noise_sd_hz = 3.0
-[start]
+"#,
+    joint_truth_and_bounds!(),
+    r#"[start]
 dc_hz = 60.0
 amp_hz = 10.0
 weight_us = 0.05
 noise_sd_hz = 3.0
-[lower]
-dc_hz = 10.0
-amp_hz = 0.0
-weight_us = 0.01
-noise_sd_hz = 0.0
-[upper]
-dc_hz = 100.0
-amp_hz = 40.0
-weight_us = 0.2
-noise_sd_hz = 10.0
 [[methods]]
 method = "lbfgs"
 iters = 50
@@ -398,7 +389,8 @@ memory = 4
 method = "nelder_mead"
 budget = 1000
 step = 0.5
-"#;
+"#
+);
 
 #[test]
 fn calibrate_writes_the_report_for_a_tiny_joint_spec() {

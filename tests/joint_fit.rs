@@ -1,12 +1,16 @@
 //! Joint fit of drive parameters to force and firing statistics (issue 5 item 2): gradient check
 //! of the loss, recovery of two parameters by L-BFGS, typed errors.
 
+#[macro_use]
+mod joint_support;
+
 use myodiff::fit::joint::{JointModel, JointObjective, JointSpec, param_set, targets};
 use myodiff::fit::{Method, Objective, minimize};
 
 fn spec_text(extra: &str) -> String {
     format!(
-        r#"
+        concat!(
+            r#"
 kind = "joint"
 max_evals = 400
 max_batch = 4
@@ -18,31 +22,16 @@ n_dd = 400
 duration_s = 1.0
 dt_s = 2e-4
 seed = 3
-[truth]
-dc_hz = 45.0
-amp_hz = 20.0
-weight_us = 0.05
-noise_sd_hz = 3.0
-[start]
-dc_hz = 65.0
-amp_hz = 8.0
-weight_us = 0.05
-noise_sd_hz = 3.0
-[lower]
-dc_hz = 10.0
-amp_hz = 0.0
-weight_us = 0.01
-noise_sd_hz = 0.0
-[upper]
-dc_hz = 100.0
-amp_hz = 40.0
-weight_us = 0.2
-noise_sd_hz = 10.0
-[[methods]]
+"#,
+            joint_truth_and_bounds!(),
+            joint_start!(),
+            r#"[[methods]]
 method = "lbfgs"
 iters = 60
 memory = 6
 "#
+        ),
+        extra = extra
     )
 }
 

@@ -4,13 +4,17 @@
 //! report directory is refused without `--resume`/`--force`; a checkpoint of another spec is
 //! refused with the reason.
 
+#[macro_use]
+mod joint_support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 /// A joint fit on the spiking network (plain f64 host arithmetic: deterministic), four methods
 /// of every kind (quasi-Newton, Adam, simplex, seeded swarm), evaluation budgets only.
-const SPEC: &str = r#"
+const SPEC: &str = concat!(
+    r#"
 kind = "joint"
 name = "resume_test"
 max_evals = 40
@@ -23,27 +27,10 @@ n_dd = 400
 duration_s = 1.0
 dt_s = 2e-4
 seed = 3
-[truth]
-dc_hz = 45.0
-amp_hz = 20.0
-weight_us = 0.05
-noise_sd_hz = 3.0
-[start]
-dc_hz = 65.0
-amp_hz = 8.0
-weight_us = 0.05
-noise_sd_hz = 3.0
-[lower]
-dc_hz = 10.0
-amp_hz = 0.0
-weight_us = 0.01
-noise_sd_hz = 0.0
-[upper]
-dc_hz = 100.0
-amp_hz = 40.0
-weight_us = 0.2
-noise_sd_hz = 10.0
-[[methods]]
+"#,
+    joint_truth_and_bounds!(),
+    joint_start!(),
+    r#"[[methods]]
 method = "lbfgs"
 iters = 100
 memory = 6
@@ -60,7 +47,8 @@ method = "particle_swarm"
 budget = 1000
 particles = 6
 seed = 1
-"#;
+"#
+);
 
 fn myodiff() -> Command {
     Command::new(env!("CARGO_BIN_EXE_myodiff"))
