@@ -8,6 +8,7 @@
 
 pub mod afferent;
 pub mod calibrate;
+pub mod closed_loop;
 pub mod drive;
 pub mod emg;
 pub mod error;

@@ -4,18 +4,24 @@
 //! - [`spindle`]: Mileusnic et al. (2006) spindle, MyoGen 0.12 numerics (or MODEL.md RK4).
 //! - [`gto`]: Lin & Crago (2002) GTO with MyoGen 0.12's second-order filter.
 //! - [`stage`]: both as kernel stages (tape path) on named buffers.
-//!
-//! Afferent spike populations (recruitment thresholds, gamma/Poisson generators, conduction
-//! delays) are not here yet; see the note in this module's source.
+//! - [`spindle_input`]: the spindle's inputs in the loop (Hill fascicle state + imposed stretch,
+//!   fusimotor drive).
+//! - [`population`]: afferent fibre populations (recruitment, generators, conduction delays).
+//! - [`delay`]: the per-unit conduction delay line (also the motor axons' delay in the loop).
+//! - [`current`]: the synaptic current from several conductances at the previous tick's voltage.
 
-// Not done yet (issue 11, item 2): per-fibre afferent populations. The plan: reuse
-// `drive::generator::InputPopulation` with the Ia/II/Ib rate of the previous tick as its rate input
-// (rate_i = rate if rate >= RT_i else 0, MODEL.md §5 step 3), and a per-fibre integer FIFO of
-// `delay_i >= 1` steps, written at slot delay_i − 1 after a left shift, read at slot 0.
-
+pub mod current;
+pub mod delay;
 pub mod gto;
+pub mod population;
 pub mod spindle;
+pub mod spindle_input;
 pub mod stage;
+
+pub use current::SynapticCurrent;
+pub use delay::ConductionDelay;
+pub use population::{AfferentKind, AfferentPoolConfig, RecruitmentGate};
+pub use spindle_input::{SpindleInput, Stretch};
 
 pub use gto::{Gto, GtoFilter, GtoParams, GtoState};
 pub use spindle::{

@@ -1,6 +1,8 @@
 //! The spindle and the GTO as kernel [`Stage`]s (tape path): they read and write named `[batch, 1]`
 //! buffers and keep their ODE / filter state inside the stage.
 
+use burn::tensor::Tensor;
+
 use crate::error::Result;
 use crate::kernel::{BufferSpec, ReadSpec, Stage, StageDecl, StageIo};
 
@@ -65,9 +67,12 @@ impl Stage for SpindleStage {
     }
 }
 
-/// GTO stage: reads `tendon_force_n` (N, same tick), writes `ib_hz`.
+/// GTO stage: reads the tendon force (N, same tick; buffer `tendon_force_n` unless set with
+/// [`GtoStage::with_force`]), writes `ib_hz`.
 pub struct GtoStage {
     params: GtoParams,
+    force: String,
+    g1_hz: Option<Tensor<2>>,
     gto: Option<Gto>,
     state: Option<GtoState>,
 }
@@ -77,8 +82,34 @@ impl GtoStage {
     pub fn new(params: GtoParams) -> Self {
         Self {
             params,
+            force: "tendon_force_n".into(),
+            g1_hz: None,
             gto: None,
             state: None,
+        }
+    }
+
+    /// Reads the tendon force from buffer `name` (N).
+    pub fn with_force(mut self, name: impl Into<String>) -> Self {
+        self.force = name.into();
+        self
+    }
+
+    /// Uses the gain `G1` (Hz) given as a tensor `[1|batch, 1]` (differentiable) instead of
+    /// `params.g1_hz`.
+    pub fn with_gain(mut self, g1_hz: Tensor<2>) -> Self {
+        self.g1_hz = Some(g1_hz);
+        self
+    }
+
+    fn build(&self, like: &Tensor<2>, dt_s: f64) -> Result<Gto> {
+        match &self.g1_hz {
+            Some(g1) => {
+                self.params.validate()?;
+                let g2 = like.zeros_like().add_scalar(self.params.g2_n);
+                Gto::new(g1.clone(), g2, dt_s)
+            }
+            None => Gto::from_params(self.params, like, dt_s),
         }
     }
 }
@@ -89,21 +120,21 @@ impl Stage for GtoStage {
     }
     fn declare(&self) -> StageDecl {
         StageDecl {
-            reads: vec![ReadSpec::now("tendon_force_n")],
+            reads: vec![ReadSpec::now(self.force.clone())],
             writes: vec![BufferSpec::new("ib_hz", &[1], "Hz")],
         }
     }
     fn init(&mut self, io: &mut StageIo<'_>) -> Result<()> {
         let like = io.ctx().zeros([1, 1]);
-        self.gto = Some(Gto::from_params(self.params, &like, io.dt_s())?);
+        self.gto = Some(self.build(&like, io.dt_s())?);
         self.state = Some(GtoState::zeros(&like, io.batch(), 1));
         Ok(())
     }
     fn step(&mut self, io: &mut StageIo<'_>, _t: usize) -> Result<()> {
-        let f = io.read("tendon_force_n")?;
+        let f = io.read(&self.force)?;
         let like = io.ctx().zeros([1, 1]);
         if self.gto.is_none() {
-            self.gto = Some(Gto::from_params(self.params, &like, io.dt_s())?);
+            self.gto = Some(self.build(&like, io.dt_s())?);
         }
         let state = self
             .state

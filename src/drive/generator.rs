@@ -235,6 +235,8 @@ pub struct InputPopulation {
     n_steps: usize,
     state: Option<TapeState>,
     first_nan: Option<Tensor<2>>,
+    input: String,
+    output: String,
 }
 
 impl InputPopulation {
@@ -250,7 +252,25 @@ impl InputPopulation {
             n_steps: 0,
             state: None,
             first_nan: None,
+            input: DRIVE_RATE_HZ.into(),
+            output: DD_SPIKES.into(),
         })
+    }
+
+    /// Renames the stage and its buffers: it reads the rate (Hz) from `input` — `[1]` (one rate
+    /// for every generator) or `[n_dd]` (one rate per generator; tape path only) — and writes the
+    /// spikes `[n_dd]` to `output` (defaults: `input_population`, `drive_rate_hz`, `dd_spikes`).
+    /// Used for the afferent fibre populations of the closed loop.
+    pub fn with_buffers(
+        mut self,
+        name: impl Into<String>,
+        input: impl Into<String>,
+        output: impl Into<String>,
+    ) -> Self {
+        self.name = name.into();
+        self.input = input.into();
+        self.output = output.into();
+        self
     }
 
     /// The configuration.
@@ -289,8 +309,12 @@ impl Stage for InputPopulation {
     }
     fn declare(&self) -> StageDecl {
         StageDecl {
-            reads: vec![ReadSpec::now(DRIVE_RATE_HZ)],
-            writes: vec![BufferSpec::new(DD_SPIKES, &[self.cfg.n_dd], "spike/step")],
+            reads: vec![ReadSpec::now(self.input.clone())],
+            writes: vec![BufferSpec::new(
+                self.output.clone(),
+                &[self.cfg.n_dd],
+                "spike/step",
+            )],
         }
     }
     fn init(&mut self, io: &mut StageIo<'_>) -> Result<()> {
@@ -324,20 +348,29 @@ impl Stage for InputPopulation {
     }
 
     fn step(&mut self, io: &mut StageIo<'_>, t: usize) -> Result<()> {
-        let r = io.read(DRIVE_RATE_HZ)?;
+        let r = io.read(&self.input)?;
         let (b, n, dt) = (io.batch(), self.cfg.n_dd, io.dt_s());
+        // One shared rate `[b, 1]` is broadcast to the n generators; per-generator rates `[b, n]`
+        // are used as they are.
+        let widen = |x: Tensor<2>| {
+            if x.dims()[1] == n {
+                x
+            } else {
+                x.repeat_dim(1, n)
+            }
+        };
         let first_nan = self
             .first_nan
             .take()
             .ok_or_else(|| Error::config("input_population", "step before init"))?;
-        let bad = r.clone().detach().is_nan();
+        let bad = r.clone().detach().is_nan().any_dim(1);
         let unset = first_nan.clone().lower_elem(0.0);
         let first_nan = first_nan.mask_fill(bad.bool_and(unset), t as f64);
         if t + 1 == self.n_steps {
             let fnan = to_vec_f64(first_nan.clone());
             if let Some((bb, &step)) = fnan.iter().enumerate().find(|(_, v)| **v >= 0.0) {
                 return Err(Error::NonFinite {
-                    buffer: DRIVE_RATE_HZ.into(),
+                    buffer: self.input.clone(),
                     step: step as usize,
                     batch: bb,
                     unit: 0,
@@ -346,15 +379,15 @@ impl Stage for InputPopulation {
         }
         self.first_nan = Some(first_nan);
         if self.cfg.mode == GeneratorMode::Rate {
-            let s = r.clamp_min(0.0).mul_scalar(dt).repeat_dim(1, n);
-            return io.write(DD_SPIKES, s);
+            let s = widen(r.clamp_min(0.0).mul_scalar(dt));
+            return io.write(&self.output, s);
         }
         if self.cfg.mode == GeneratorMode::GridRate {
-            return io.write(DD_SPIKES, grid_count(r, dt).repeat_dim(1, n));
+            return io.write(&self.output, widen(grid_count(r, dt)));
         }
         let mode = self.cfg.mode;
         let expected_grad = if mode == GeneratorMode::Expected {
-            let rdt = r.clone().clamp_min(0.0).mul_scalar(dt).repeat_dim(1, n);
+            let rdt = widen(r.clone().clamp_min(0.0).mul_scalar(dt));
             Some(rdt.clone() - rdt.detach())
         } else {
             None
@@ -398,7 +431,7 @@ impl Stage for InputPopulation {
                 return Err(self.exhausted_error());
             }
         }
-        io.write(DD_SPIKES, s)
+        io.write(&self.output, s)
     }
 
     fn scan(
@@ -408,19 +441,22 @@ impl Stage for InputPopulation {
         batch: usize,
         dt_s: f64,
     ) -> Option<Result<Traces>> {
+        if inputs.get(&self.input).is_some_and(|r| r.dims()[2] != 1) {
+            return None; // per-generator rates: stepped on the tape path
+        }
         Some((|| {
             let r = inputs
-                .get(DRIVE_RATE_HZ)
+                .get(&self.input)
                 .cloned()
                 .ok_or_else(|| Error::MissingBuffer {
                     stage: self.name.clone(),
-                    buffer: DRIVE_RATE_HZ.into(),
+                    buffer: self.input.clone(),
                 })?;
             let [t_steps, _, _] = r.dims();
             let host = to_vec_f64(r.clone());
             if let Some(k) = host.iter().position(|v| v.is_nan()) {
                 return Err(Error::NonFinite {
-                    buffer: DRIVE_RATE_HZ.into(),
+                    buffer: self.input.clone(),
                     step: k / batch,
                     batch: k % batch,
                     unit: 0,
@@ -455,7 +491,7 @@ impl Stage for InputPopulation {
                     }
                 }
             };
-            Ok([(DD_SPIKES.to_string(), s)].into_iter().collect())
+            Ok([(self.output.clone(), s)].into_iter().collect())
         })())
     }
 }

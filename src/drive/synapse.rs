@@ -368,6 +368,8 @@ pub struct Synapse {
     cfg: SynapseConfig,
     conn: ConnectivityMatrix,
     weight_s: Tensor<2>,
+    input: String,
+    output: String,
     state: Option<SynState>,
 }
 
@@ -405,8 +407,25 @@ impl Synapse {
             cfg,
             conn,
             weight_s,
+            input: DD_SPIKES.into(),
+            output: SYN_CONDUCTANCE_S.into(),
             state: None,
         })
+    }
+
+    /// Renames the stage and its buffers: it reads presynaptic spikes `[n_src]` from `input` and
+    /// writes the conductance `[n_tgt]` (S) to `output` (defaults: `synapse`, `dd_spikes`,
+    /// `syn_conductance_s`). Used for the afferent and interneuron pathways of the closed loop.
+    pub fn with_buffers(
+        mut self,
+        name: impl Into<String>,
+        input: impl Into<String>,
+        output: impl Into<String>,
+    ) -> Self {
+        self.name = name.into();
+        self.input = input.into();
+        self.output = output.into();
+        self
     }
 
     /// The connectivity.
@@ -509,8 +528,8 @@ impl Stage for Synapse {
     }
     fn declare(&self) -> StageDecl {
         StageDecl {
-            reads: vec![ReadSpec::now(DD_SPIKES)],
-            writes: vec![BufferSpec::new(SYN_CONDUCTANCE_S, &[self.cfg.n_mn], "S")],
+            reads: vec![ReadSpec::now(self.input.clone())],
+            writes: vec![BufferSpec::new(self.output.clone(), &[self.cfg.n_mn], "S")],
         }
     }
     fn init(&mut self, io: &mut StageIo<'_>) -> Result<()> {
@@ -531,7 +550,7 @@ impl Stage for Synapse {
         Ok(())
     }
     fn step(&mut self, io: &mut StageIo<'_>, _t: usize) -> Result<()> {
-        let s = io.read(DD_SPIKES)?;
+        let s = io.read(&self.input)?;
         let st = self
             .state
             .as_mut()
@@ -559,7 +578,7 @@ impl Stage for Synapse {
                 st.b.clone() - st.a.clone()
             }
         };
-        io.write(SYN_CONDUCTANCE_S, g)
+        io.write(&self.output, g)
     }
     fn scan(
         &mut self,
@@ -572,11 +591,11 @@ impl Stage for Synapse {
             self.cfg.kinetics.check_dt(dt_s)?;
             self.check_batch(batch)?;
             let s = inputs
-                .get(DD_SPIKES)
+                .get(&self.input)
                 .cloned()
                 .ok_or_else(|| Error::MissingBuffer {
                     stage: self.name.clone(),
-                    buffer: DD_SPIKES.into(),
+                    buffer: self.input.clone(),
                 })?;
             let delay = self.cfg.delay_steps(dt_s);
             let x = self.arrivals(ctx, s, delay);
@@ -587,7 +606,7 @@ impl Stage for Synapse {
                     kind: self.cfg.kinetics.iir(dt_s),
                 },
             );
-            Ok([(SYN_CONDUCTANCE_S.to_string(), g)].into_iter().collect())
+            Ok([(self.output.clone(), g)].into_iter().collect())
         })())
     }
 }

@@ -15,7 +15,8 @@ use crate::error::{Error, Result, check};
 use crate::kernel::{BufferSpec, Ctx, ReadSpec, Stage, StageDecl, StageIo};
 
 /// Joint constants (SI).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct JointParams {
     /// Moment of inertia (kg·m², > 0).
     pub inertia_kg_m2: f64,

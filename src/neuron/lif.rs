@@ -461,6 +461,7 @@ pub struct LifPool {
     name: String,
     params: LifParams,
     cfg: LifConfig,
+    buffers: [String; 3],
     tape: Option<(LifState, LifCoefs, Vec<f64>, Vec<f64>)>,
 }
 
@@ -469,12 +470,32 @@ impl LifPool {
     pub fn new(name: impl Into<String>, params: LifParams, cfg: LifConfig) -> Result<Self> {
         check::positive("spike_scale_v", cfg.spike_scale_v)?;
         check::positive("beta", cfg.beta)?;
+        let buffers = [
+            cfg.input.buffer().to_string(),
+            crate::kernel::names::SPIKES.to_string(),
+            MN_V.to_string(),
+        ];
         Ok(Self {
             name: name.into(),
             params,
             cfg,
+            buffers,
             tape: None,
         })
+    }
+
+    /// Renames the pool's buffers: it reads its input (conductance in S or current in A, as
+    /// `cfg.input` says) from `input`, writes spikes to `spikes` and, with `record_v`, the
+    /// membrane potential (V) to `v` (defaults: `syn_conductance_s` / `inj_current_a`, `spikes`,
+    /// `mn_v_v`). Used for the interneuron pools of the closed loop.
+    pub fn with_buffers(
+        mut self,
+        input: impl Into<String>,
+        spikes: impl Into<String>,
+        v: impl Into<String>,
+    ) -> Self {
+        self.buffers = [input.into(), spikes.into(), v.into()];
+        self
     }
 
     /// Number of units.
@@ -514,7 +535,7 @@ impl LifPool {
         t: usize,
         dt_s: f64,
     ) -> Result<()> {
-        let name = self.cfg.input.buffer();
+        let name = self.buffers[0].as_str();
         for (j, &xv) in x.iter().enumerate() {
             let (b, u) = (j / n, j % n);
             let issue = if !xv.is_finite() {
@@ -558,16 +579,13 @@ impl Stage for LifPool {
 
     fn declare(&self) -> StageDecl {
         let n = self.n_units();
-        let mut writes = vec![BufferSpec::new(
-            crate::kernel::names::SPIKES,
-            &[n],
-            "spike/step",
-        )];
+        let [input, spikes, v] = &self.buffers;
+        let mut writes = vec![BufferSpec::new(spikes.clone(), &[n], "spike/step")];
         if self.cfg.record_v {
-            writes.push(BufferSpec::new(MN_V, &[n], "V"));
+            writes.push(BufferSpec::new(v.clone(), &[n], "V"));
         }
         StageDecl {
-            reads: vec![ReadSpec::now(self.cfg.input.buffer())],
+            reads: vec![ReadSpec::now(input.clone())],
             writes,
         }
     }
@@ -576,7 +594,7 @@ impl Stage for LifPool {
         let c = self.params.coefficients(io.dt_s(), io.batch())?;
         let state = LifState::rest(&c);
         if self.cfg.record_v {
-            io.write(MN_V, state.v.clone())?;
+            io.write(&self.buffers[2], state.v.clone())?;
         }
         let alpha = to_vec_f64(c.alpha.clone());
         let r = to_vec_f64(c.r.clone());
@@ -585,7 +603,7 @@ impl Stage for LifPool {
     }
 
     fn step(&mut self, io: &mut StageIo<'_>, t: usize) -> Result<()> {
-        let x = io.read(self.cfg.input.buffer())?;
+        let x = io.read(&self.buffers[0])?;
         let n = self.n_units();
         let dt_s = io.dt_s();
         let (state, c, alpha, r) = self
@@ -594,9 +612,9 @@ impl Stage for LifPool {
             .ok_or_else(|| Error::config(&self.name, "step called before init"))?;
         self.check_input(&to_vec_f64(x.clone()), &alpha, &r, n, t, dt_s)?;
         let (next, s) = lif_step(&state, x, &c, &self.cfg);
-        io.write(crate::kernel::names::SPIKES, s)?;
+        io.write(&self.buffers[1], s)?;
         if self.cfg.record_v {
-            io.write(MN_V, next.v.clone())?;
+            io.write(&self.buffers[2], next.v.clone())?;
         }
         self.tape = Some((next, c, alpha, r));
         Ok(())
@@ -613,7 +631,8 @@ impl Stage for LifPool {
             return None;
         }
         Some((|| {
-            let name = self.cfg.input.buffer();
+            let [name, spikes, v] = &self.buffers;
+            let name = name.as_str();
             let x = inputs
                 .get(name)
                 .cloned()
@@ -627,15 +646,12 @@ impl Stage for LifPool {
             let mut traces = Traces::new();
             if self.cfg.record_v {
                 traces.insert(
-                    MN_V.into(),
+                    v.clone(),
                     out.clone().slice([t_steps..2 * t_steps, 0..batch, 0..n]),
                 );
-                traces.insert(
-                    crate::kernel::names::SPIKES.into(),
-                    out.slice([0..t_steps, 0..batch, 0..n]),
-                );
+                traces.insert(spikes.clone(), out.slice([0..t_steps, 0..batch, 0..n]));
             } else {
-                traces.insert(crate::kernel::names::SPIKES.into(), out);
+                traces.insert(spikes.clone(), out);
             }
             Ok(traces)
         })())

@@ -36,7 +36,7 @@ mod stage;
 pub use params::{
     ForceLength, ForceVelocity, HillParams, MotorPoolParams, MotorUnits, saturation_constants,
 };
-pub use stage::HillMuscle;
+pub use stage::{HillMuscle, buffers};
 
 use burn::tensor::Tensor;
 

@@ -1,0 +1,307 @@
+//! The closed neuromuscular loop (MODEL.md §5; MyoGen example 11's network), assembled from
+//! kernel stages and run tick by tick on the tape path:
+//!
+//! ```text
+//! drive → DD generators → DD synapses ─────────────────────────────┐
+//! Ia fibres → Ia synapses (excitatory) ────────────────────────────┤
+//! II fibres → II synapses → gII interneurons → inhibitory synapses ┤→ MN current → LIF pool
+//! Ib fibres → Ib synapses → gIb interneurons → inhibitory synapses ┘        │
+//!   ↑ (one tick delayed)                                           motor-axon delay
+//! spindle (Ia, II) ← spindle input (+ stretch) ← Hill muscle ←─────────────┘
+//! GTO (Ib) ← tendon force ←────────────────────┘   ↕ torque / angle (one tick delayed)
+//!                                                 joint
+//! ```
+//!
+//! Units at this API: s, Hz, S, V, N, N·m, rad. The motor-neuron current is
+//! `I = (g_dd + g_ia)·(E_exc − v_prev) + (g_gii + g_gib)·(E_inh − v_prev)` (A); without feedback
+//! pathways the loop's pool computes exactly what the open-loop network's pool computes.
+//!
+//! Defaults follow MyoGen's example 11 where it states a value: 400 DD fibres (p = 0.3), 73 Ia
+//! (p = 0.8 onto the MNs), 80 II and 58 Ib fibres (p = 0.3 onto 120 gII and 145 gIb
+//! interneurons, p = 0.3 from them onto the MNs), weights 0.05 µS (DD, Ia → MN, interneuron →
+//! MN) and 0.025 µS (II → gII, Ib → gIb), the inhibitory reversal 15 mV below rest and a 10 ms
+//! IPSP decay (its JAX version's choice), the joint I = 0.001 kg·m², B = 0.002 N·m·s/rad, the FDI
+//! Hill muscle with 85 % type I units. Choices of this crate, not MyoGen's: the pools are the
+//! fast LIF model (synaptic weights onto it scaled by [`FAST_SYNAPTIC_GAIN`] as in the open-loop
+//! network), and the interneurons are LIF units with a 2 nA rheobase (MyoGen's are
+//! Hodgkin–Huxley cells).
+
+mod config;
+pub mod metrics;
+
+pub use config::{ClosedLoopConfig, Interneurons, MuscleKind, Pathway};
+
+use burn::tensor::Tensor;
+
+use crate::afferent::{
+    AfferentKind, ConductionDelay, GtoParams, GtoStage, Spindle, SpindleInput, SpindleStage,
+    SynapticCurrent,
+};
+use crate::drive::generator::{GeneratorMode, InputPopulation, InputPopulationConfig};
+use crate::drive::rate::{DriveNoise, DriveParams, DriveRate, NoiseKind, RateClip};
+use crate::drive::synapse::{ConnectivityRule, Synapse, SynapseConfig, SynapseKinetics};
+use crate::error::Result;
+use crate::kernel::{Ctx, Simulation};
+use crate::muscle::hill::{HillModel, HillMuscle, buffers as hill};
+use crate::muscle::joint::{Joint, buffers as joint};
+use crate::network::FAST_SYNAPTIC_GAIN;
+use crate::neuron::lif::{LifConfig, LifInput, LifParams, LifPool, MN_V};
+use crate::neuron::nerlab_params::{NerlabConstants, NerlabParams};
+use crate::neuron::spike::SpikeMode;
+
+/// Motor-neuron current buffer (A).
+pub const MN_CURRENT_A: &str = "mn_current_a";
+/// Motor-neuron spikes after the motor-axon conduction delay (what the muscle receives).
+pub const MUSCLE_SPIKES: &str = "muscle_spikes";
+
+/// The differentiable parameters of the loop, each `[1|batch, 1]`.
+#[derive(Clone, Debug)]
+pub struct ClosedLoopParams {
+    /// Descending drive (Hz).
+    pub drive: DriveParams,
+    /// DD → MN weight (S).
+    pub w_dd_s: Tensor<2>,
+    /// Ia → MN weight (S).
+    pub w_ia_s: Tensor<2>,
+    /// Dynamic fusimotor drive (Hz).
+    pub gamma_dyn_hz: Tensor<2>,
+    /// Static fusimotor drive (Hz).
+    pub gamma_stat_hz: Tensor<2>,
+    /// GTO gain G1 (Hz).
+    pub gto_g1_hz: Tensor<2>,
+}
+
+impl ClosedLoopParams {
+    /// MyoGen's values at a constant drive `dc_hz`: DD and Ia weights 0.05 µS, gamma drives
+    /// `gamma_hz` (dynamic and static), G1 = 40 Hz.
+    pub fn myogen(ctx: &Ctx, dc_hz: f64, gamma_hz: f64) -> Self {
+        Self {
+            drive: DriveParams::constant(ctx, dc_hz),
+            w_dd_s: ctx.full([1, 1], 5e-8),
+            w_ia_s: ctx.full([1, 1], 5e-8),
+            gamma_dyn_hz: ctx.full([1, 1], gamma_hz),
+            gamma_stat_hz: ctx.full([1, 1], gamma_hz),
+            gto_g1_hz: ctx.full([1, 1], GtoParams::default().g1_hz),
+        }
+    }
+}
+
+fn kinetics(tau_s: f64) -> SynapseKinetics {
+    SynapseKinetics::SingleExp { tau_s }
+}
+
+/// Builds the closed-loop simulation for `batch` parameter rows. Recorded by default: `spikes`,
+/// `muscle_force_n`, `joint_angle_rad`, `fibre_length_l0`, `ia_hz`, `ii_hz`, `ib_hz`.
+pub fn build(
+    cfg: &ClosedLoopConfig,
+    ctx: &Ctx,
+    batch: usize,
+    params: &ClosedLoopParams,
+) -> Result<Simulation> {
+    cfg.validate()?;
+    params.drive.validate(batch)?;
+    let smooth = cfg.spike_mode == SpikeMode::Rate;
+    let gen_mode = if smooth {
+        GeneratorMode::Rate
+    } else {
+        GeneratorMode::Hard
+    };
+    let n = cfg.n_mn;
+    let mut sim = Simulation::new(ctx.clone(), batch, cfg.dt_s, cfg.n_steps())?;
+    let noise = DriveNoise {
+        seed: cfg.seed,
+        kind: NoiseKind::Gaussian,
+        shared_across_batch: true,
+    };
+    sim.add_stage(DriveRate::new(
+        params.drive.clone(),
+        noise,
+        RateClip::default(),
+    ));
+    sim.add_stage(InputPopulation::new(InputPopulationConfig {
+        n_dd: cfg.n_dd,
+        mode: gen_mode,
+        seed: cfg.seed.wrapping_add(1),
+        ..Default::default()
+    })?);
+    let gain = FAST_SYNAPTIC_GAIN;
+    sim.add_stage(
+        Synapse::new(
+            SynapseConfig {
+                n_dd: cfg.n_dd,
+                n_mn: n,
+                rule: ConnectivityRule::Bernoulli { p: cfg.p_connect },
+                seed: cfg.seed.wrapping_add(2),
+                kinetics: SynapseKinetics::default(),
+                delay_s: 1e-3,
+            },
+            params.w_dd_s.clone() * gain,
+        )?
+        .with_buffers("dd_synapse", "dd_spikes", "g_dd_s"),
+    );
+    let e_exc = crate::neuron::lif::calib::E_SYN_V;
+    let mut conductances = vec![("g_dd_s".to_string(), e_exc)];
+    if let Some(ia) = &cfg.ia {
+        for s in ia
+            .pool
+            .stages(AfferentKind::Ia, gen_mode, cfg.seed.wrapping_add(10))?
+        {
+            sim.add_boxed_stage(s);
+        }
+        sim.add_stage(
+            Synapse::new(
+                SynapseConfig {
+                    n_dd: ia.pool.n,
+                    n_mn: n,
+                    rule: ConnectivityRule::Bernoulli { p: ia.p_connect },
+                    seed: cfg.seed.wrapping_add(11),
+                    kinetics: SynapseKinetics::default(),
+                    delay_s: 0.0,
+                },
+                params.w_ia_s.clone() * gain,
+            )?
+            .with_buffers("ia_synapse", AfferentKind::Ia.spike_buffer(), "g_ia_s"),
+        );
+        conductances.push(("g_ia_s".into(), e_exc));
+    }
+    for (kind, path, ins) in [
+        (AfferentKind::Ii, &cfg.ii, &cfg.gii),
+        (AfferentKind::Ib, &cfg.ib, &cfg.gib),
+    ] {
+        let Some(path) = path else { continue };
+        let tag = kind.tag();
+        let seed = cfg
+            .seed
+            .wrapping_add(20 + 10 * (kind == AfferentKind::Ib) as u64);
+        for s in path.pool.stages(kind, gen_mode, seed)? {
+            sim.add_boxed_stage(s);
+        }
+        let gin = format!("g{tag}");
+        // afferent → interneurons (excitatory)
+        sim.add_stage(
+            Synapse::new(
+                SynapseConfig {
+                    n_dd: path.pool.n,
+                    n_mn: ins.n,
+                    rule: ConnectivityRule::Bernoulli { p: path.p_connect },
+                    seed: seed.wrapping_add(1),
+                    kinetics: SynapseKinetics::default(),
+                    delay_s: 0.0,
+                },
+                ctx.full([1, 1], path.weight_s),
+            )?
+            .with_buffers(
+                format!("{tag}_synapse"),
+                kind.spike_buffer(),
+                format!("{gin}_in_s"),
+            ),
+        );
+        sim.add_stage(SynapticCurrent::new(
+            format!("{gin}_current"),
+            ins.n,
+            vec![(format!("{gin}_in_s"), e_exc)],
+            format!("{gin}_v_v"),
+            format!("{gin}_current_a"),
+        )?);
+        sim.add_stage(
+            LifPool::new(
+                format!("{gin}_pool"),
+                LifParams::from_values(ctx, &ins.unit_values()?)?,
+                LifConfig {
+                    mode: cfg.spike_mode,
+                    detach_spike_state: !smooth,
+                    input: LifInput::Current,
+                    record_v: true,
+                    ..Default::default()
+                },
+            )?
+            .with_buffers(
+                format!("{gin}_current_a"),
+                format!("{gin}_spikes"),
+                format!("{gin}_v_v"),
+            ),
+        );
+        // interneurons → MNs (inhibitory)
+        sim.add_stage(
+            Synapse::new(
+                SynapseConfig {
+                    n_dd: ins.n,
+                    n_mn: n,
+                    rule: ConnectivityRule::Bernoulli { p: ins.p_connect },
+                    seed: seed.wrapping_add(2),
+                    kinetics: kinetics(ins.tau_s),
+                    delay_s: 0.0,
+                },
+                ctx.full([1, 1], ins.weight_s * gain),
+            )?
+            .with_buffers(
+                format!("{gin}_synapse"),
+                format!("{gin}_spikes"),
+                format!("{gin}_mn_s"),
+            ),
+        );
+        conductances.push((format!("{gin}_mn_s"), ins.reversal_v));
+    }
+    sim.add_stage(SynapticCurrent::new(
+        "mn_current",
+        n,
+        conductances,
+        MN_V,
+        MN_CURRENT_A,
+    )?);
+    let rt = cfg.thresholds()?;
+    sim.add_stage(
+        LifPool::new(
+            "lif_pool",
+            LifParams::calibrated(ctx, &rt.rt)?,
+            LifConfig {
+                mode: cfg.spike_mode,
+                detach_spike_state: !smooth,
+                input: LifInput::Current,
+                record_v: true,
+                ..Default::default()
+            },
+        )?
+        .with_buffers(MN_CURRENT_A, crate::kernel::names::SPIKES, MN_V),
+    );
+    // motor axons: NERLab's conduction delays plus MyoGen's 1 ms
+    let axon = NerlabParams::from_thresholds(&rt.rt, NerlabConstants::default())?;
+    let delays: Vec<f64> = axon.axon_delay_s.iter().map(|d| d + 1e-3).collect();
+    sim.add_stage(ConductionDelay::new(
+        "motor_axons",
+        crate::kernel::names::SPIKES,
+        MUSCLE_SPIKES,
+        "spike/step",
+        delays,
+    )?);
+    let hp = cfg.muscle.params();
+    let units = cfg.motor_pool().units()?;
+    let model = HillModel::new(ctx, hp.clone(), &units, cfg.dt_s)?;
+    let l_rest = hp.rest_length_l0(cfg.initial_angle_rad)?;
+    sim.add_stage(
+        HillMuscle::new(model, l_rest, cfg.initial_angle_rad)?
+            .with_spikes(MUSCLE_SPIKES)
+            .with_angle(joint::ANGLE_RAD),
+    );
+    sim.add_stage(Joint::new(cfg.joint, cfg.initial_angle_rad)?.with_torque(hill::TORQUE_NM));
+    sim.add_stage(SpindleInput::new(
+        cfg.stretch.clone(),
+        params.gamma_dyn_hz.clone(),
+        params.gamma_stat_hz.clone(),
+    )?);
+    sim.add_stage(SpindleStage::new(Spindle::myogen()));
+    sim.add_stage(
+        GtoStage::new(GtoParams::default())
+            .with_force(hill::FORCE_N)
+            .with_gain(params.gto_g1_hz.clone()),
+    );
+    sim.record(&[
+        hill::FORCE_N,
+        hill::LENGTH_L0,
+        joint::ANGLE_RAD,
+        "ia_hz",
+        "ii_hz",
+        "ib_hz",
+    ]);
+    Ok(sim)
+}
