@@ -13,6 +13,17 @@
 //!   `b2 = (0.4T² − 5.16T + 6.8)/D`, `a1 = (0.8T² − 8)/D`, `a2 = (0.4T² − 4.4T + 4)/D`.
 //! - Output `Ib_k = max(0, y_k)`; the recursion keeps the unclipped `y`. No output lag.
 //!
+//! Two realisations of the same discrete filter ([`GtoForm`]): MyoGen's direct form above, and
+//! (default) the parallel form of the partial fractions
+//! `H(s) = 1.7 + A/(s + 0.2) + B/(s + 2)`, `A = −0.048/1.8`, `B = −2.04/1.8`, each section
+//! Tustin-transformed: `x_k = ρ·x_{k−1} + c·(R_k + R_{k−1})`, `ρ = (2 − pT)/(2 + pT)`,
+//! `c = aT/(2 + pT)`, `y_k = 1.7·R_k + x1_k + x2_k` (computed as `x + (c·(R_k + R_{k−1}) − δ·x)`
+//! with `δ = 1 − ρ = 2pT/(2 + pT)`, which keeps the pole exact in f32). The bilinear transform is a substitution,
+//! so both are the same transfer function; they differ in round-off. The direct form's two poles
+//! near 1 amplify round-off by ≈ 1/(pT)² (≈ 2.5·10⁹ at T = 0.1 ms): in f32 its output drifts by
+//! tens of Hz within a second of closed-loop simulation (measured: Ib 178 Hz at 3.7 N), while the
+//! parallel form's error stays at the f32 resolution.
+//!
 //! MODEL.md §5.2's first-order filter (`α = 0.3` per step) is *not* what MyoGen 0.12 computes
 //! (README D-G1) and is not implemented here.
 //!
@@ -94,7 +105,19 @@ impl GtoFilter {
     }
 }
 
-/// Filter history `[batch, width]`: the last two log-rates `R` and unclipped outputs `y` (Hz).
+/// Which realisation of the filter (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GtoForm {
+    /// Sum of two first-order sections (round-off stays at the working precision; default).
+    #[default]
+    Parallel,
+    /// MyoGen 0.12's direct-form recursion (its round-off, exactly; use f64).
+    Direct,
+}
+
+/// Filter history `[batch, width]` (Hz). Direct form: the last two log-rates `R` and unclipped
+/// outputs `y`. Parallel form: `r1 = R_{k−1}`, `y1`, `y2` = the states of the sections with poles
+/// −0.2 and −2 s⁻¹, `r2` unused.
 #[derive(Clone, Debug)]
 pub struct GtoState {
     /// `R_{k−1}`.
@@ -124,6 +147,9 @@ impl GtoState {
 #[derive(Clone, Debug)]
 pub struct Gto {
     filter: GtoFilter,
+    form: GtoForm,
+    /// Parallel form: `(δ = 1 − ρ, c)` of the two sections.
+    sections: [(f64, f64); 2],
     g1_hz: Tensor<2>,
     g2_n: Tensor<2>,
 }
@@ -154,11 +180,25 @@ impl Gto {
                 return Err(Error::invalid(f, v[i], allowed));
             }
         }
+        let section = |p: f64, a: f64| {
+            (
+                2.0 * p * dt_s / (2.0 + p * dt_s),
+                a * dt_s / (2.0 + p * dt_s),
+            )
+        };
         Ok(Self {
             filter: GtoFilter::new(dt_s)?,
+            form: GtoForm::default(),
+            sections: [section(0.2, -0.048 / 1.8), section(2.0, -2.04 / 1.8)],
             g1_hz,
             g2_n,
         })
+    }
+
+    /// Uses the given realisation of the filter.
+    pub fn with_form(mut self, form: GtoForm) -> Self {
+        self.form = form;
+        self
     }
 
     /// A GTO from host parameters, its gains created like `like` (device and dtype).
@@ -184,8 +224,27 @@ impl Gto {
 
     /// One step: force `force_n` (N, `[batch, width]`) → (new history, Ib rate in Hz).
     pub fn step(&self, state: GtoState, force_n: Tensor<2>) -> (GtoState, Tensor<2>) {
-        let f = &self.filter;
         let r = self.log_rate(force_n);
+        if self.form == GtoForm::Parallel {
+            // x − δ·x with δ = 1 − ρ held exactly (ρ itself rounds badly near 1 in f32)
+            let [(d1, c1), (d2, c2)] = self.sections;
+            let rs = r.clone() + state.r1.clone();
+            let x1 = state.y1.clone() + (rs.clone() * c1 - state.y1 * d1);
+            let x2 = state.y2.clone() + (rs * c2 - state.y2 * d2);
+            let y = r.clone() * 1.7 + x1.clone() + x2.clone();
+            let ib = y.clamp_min(0.0);
+            let r2 = state.r1;
+            return (
+                GtoState {
+                    r1: r,
+                    r2,
+                    y1: x1,
+                    y2: x2,
+                },
+                ib,
+            );
+        }
+        let f = &self.filter;
         let y = (r.clone() * f.b0 + state.r1.clone() * f.b1 + state.r2 * f.b2)
             - (state.y1.clone() * f.a1 + state.y2 * f.a2);
         let ib = y.clone().clamp_min(0.0);

@@ -23,7 +23,7 @@ pub use delay::ConductionDelay;
 pub use population::{AfferentKind, AfferentPoolConfig, RecruitmentGate};
 pub use spindle_input::{SpindleInput, Stretch};
 
-pub use gto::{Gto, GtoFilter, GtoParams, GtoState};
+pub use gto::{Gto, GtoFilter, GtoForm, GtoParams, GtoState};
 pub use spindle::{
     SPINDLE_MAX_DT_S, Spindle, SpindleParams, SpindleRates, SpindleScheme, SpindleState,
     check_spindle_dt,

@@ -120,10 +120,11 @@ fn dispatch(spec: &Path, header: &Header, out: &Path) -> Result<RunSummary> {
         "watanabe" => crate::fit::watanabe::run_watanabe_calibration(spec, &out),
         "recording" => crate::fit::recording::run_recording_calibration(spec, &out),
         "joint" => crate::fit::joint::run_joint_calibration(spec, &out),
+        "reflex" => crate::fit::reflex::run_reflex_calibration(spec, &out),
         other => Err(Error::invalid(
             "kind",
             other,
-            "one of: noise, watanabe, recording, joint",
+            "one of: noise, watanabe, recording, joint, reflex",
         )),
     }
 }

@@ -128,6 +128,69 @@ impl Default for Interneurons {
     }
 }
 
+/// Joint stiffness of the default loop (N·m/rad). MyoGen's example-11 joint has none: a flexor
+/// torque with no antagonist then turns the joint without bound (measured: 126 rad after 5 s at
+/// 60 Hz drive with 800 MNs, far outside the range of the muscle's MTU-length polynomial). With
+/// 1 N·m/rad the FDI's largest torque (≈ 0.23 N·m) turns it by ≈ 0.23 rad.
+pub const DEFAULT_JOINT_STIFFNESS_NM_PER_RAD: f64 = 1.0;
+
+/// `false` → no pathway; a table → [`Pathway::myogen`]`(kind)` with the table's fields
+/// overriding (recursively; unknown fields are errors).
+fn pathway_or_off<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    kind: AfferentKind,
+) -> std::result::Result<Option<Pathway>, D::Error> {
+    use serde::de::Error as _;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum P {
+        Switch(bool),
+        Table(serde_json::Value),
+    }
+    fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
+        match (base, over) {
+            (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+                for (k, v) in o {
+                    match b.get_mut(&k) {
+                        Some(slot) => merge(slot, v),
+                        None => {
+                            b.insert(k, v);
+                        }
+                    }
+                }
+            }
+            (b, o) => *b = o,
+        }
+    }
+    match P::deserialize(d)? {
+        P::Switch(false) => Ok(None),
+        P::Switch(true) => Ok(Some(Pathway::myogen(kind))),
+        P::Table(t) => {
+            let mut base = serde_json::to_value(Pathway::myogen(kind)).map_err(D::Error::custom)?;
+            merge(&mut base, t);
+            serde_json::from_value(base)
+                .map(Some)
+                .map_err(D::Error::custom)
+        }
+    }
+}
+
+fn ia_or_off<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Pathway>, D::Error> {
+    pathway_or_off(d, AfferentKind::Ia)
+}
+fn ii_or_off<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Pathway>, D::Error> {
+    pathway_or_off(d, AfferentKind::Ii)
+}
+fn ib_or_off<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Pathway>, D::Error> {
+    pathway_or_off(d, AfferentKind::Ib)
+}
+
 /// Everything fixed about a closed-loop run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -150,15 +213,22 @@ pub struct ClosedLoopConfig {
     pub muscle: MuscleKind,
     /// Initial joint angle (rad).
     pub initial_angle_rad: f64,
-    /// The joint.
+    /// The joint (default: MyoGen's example 11, I = 0.001 kg·m², B = 0.002 N·m·s/rad, plus the
+    /// stiffness [`DEFAULT_JOINT_STIFFNESS_NM_PER_RAD`]).
     pub joint: JointParams,
     /// Imposed stretches of the spindle (tendon taps, ramp-and-hold).
     pub stretch: Vec<Stretch>,
-    /// Ia pathway (monosynaptic, excitatory); `None` = no Ia feedback.
+    /// Ia pathway (monosynaptic, excitatory); `None` = no Ia feedback. In TOML: `ia = false`, or
+    /// a table whose fields override MyoGen's Ia defaults.
+    #[serde(deserialize_with = "ia_or_off")]
     pub ia: Option<Pathway>,
-    /// II pathway through the gII interneurons; `None` = off.
+    /// II pathway through the gII interneurons; `None` = off (TOML: `ii = false` or a table over
+    /// the II defaults).
+    #[serde(deserialize_with = "ii_or_off")]
     pub ii: Option<Pathway>,
-    /// Ib pathway through the gIb interneurons; `None` = off.
+    /// Ib pathway through the gIb interneurons; `None` = off (TOML: `ib = false` or a table over
+    /// the Ib defaults).
+    #[serde(deserialize_with = "ib_or_off")]
     pub ib: Option<Pathway>,
     /// gII interneurons.
     pub gii: Interneurons,
@@ -182,7 +252,10 @@ impl Default for ClosedLoopConfig {
             spike_mode: SpikeMode::Hard,
             muscle: MuscleKind::Fdi,
             initial_angle_rad: 0.0,
-            joint: JointParams::myogen_example11(),
+            joint: JointParams {
+                stiffness_nm_per_rad: DEFAULT_JOINT_STIFFNESS_NM_PER_RAD,
+                ..JointParams::myogen_example11()
+            },
             stretch: Vec::new(),
             ia: Some(Pathway::myogen(AfferentKind::Ia)),
             ii: Some(Pathway::myogen(AfferentKind::Ii)),

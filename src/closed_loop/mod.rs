@@ -20,7 +20,8 @@
 //! (p = 0.8 onto the MNs), 80 II and 58 Ib fibres (p = 0.3 onto 120 gII and 145 gIb
 //! interneurons, p = 0.3 from them onto the MNs), weights 0.05 µS (DD, Ia → MN, interneuron →
 //! MN) and 0.025 µS (II → gII, Ib → gIb), the inhibitory reversal 15 mV below rest and a 10 ms
-//! IPSP decay (its JAX version's choice), the joint I = 0.001 kg·m², B = 0.002 N·m·s/rad, the FDI
+//! IPSP decay (its JAX version's choice), the joint I = 0.001 kg·m², B = 0.002 N·m·s/rad (plus a
+//! spring, see [`DEFAULT_JOINT_STIFFNESS_NM_PER_RAD`]), the FDI
 //! Hill muscle with 85 % type I units. Choices of this crate, not MyoGen's: the pools are the
 //! fast LIF model (synaptic weights onto it scaled by [`FAST_SYNAPTIC_GAIN`] as in the open-loop
 //! network), and the interneurons are LIF units with a 2 nA rheobase (MyoGen's are
@@ -29,7 +30,9 @@
 mod config;
 pub mod metrics;
 
-pub use config::{ClosedLoopConfig, Interneurons, MuscleKind, Pathway};
+pub use config::{
+    ClosedLoopConfig, DEFAULT_JOINT_STIFFNESS_NM_PER_RAD, Interneurons, MuscleKind, Pathway,
+};
 
 use burn::tensor::Tensor;
 

@@ -9,6 +9,7 @@ pub mod objective;
 pub mod optimize;
 pub mod params;
 pub mod recording;
+pub mod reflex;
 pub mod smooth;
 pub mod spec;
 pub mod watanabe;

@@ -75,6 +75,41 @@ impl HillMuscle {
     }
 }
 
+impl HillMuscle {
+    /// The model's range, checked every step (host read of `[batch, 1]`): angle within ±π rad
+    /// (the MTU-length and moment-arm polynomials are fitted over a physiological range) and
+    /// fascicle length in `(min_length, 3)` L0. Errors name the stage, field, step and value.
+    fn check_range(
+        &self,
+        angle: &burn::tensor::Tensor<2>,
+        l: &burn::tensor::Tensor<2>,
+        t: usize,
+    ) -> Result<()> {
+        let pi = std::f64::consts::PI;
+        for a in crate::kernel::to_vec_f64(angle.clone()) {
+            if !(a.is_finite() && a.abs() <= pi) {
+                return Err(Error::invalid(
+                    format!("{}.angle_rad (step {t})", self.name),
+                    a,
+                    "within ±π rad: the MTU-length polynomial holds over a physiological range \
+                     (give the joint stiffness or an opposing torque)",
+                ));
+            }
+        }
+        let lo = self.model.params.min_length_l0();
+        for v in crate::kernel::to_vec_f64(l.clone()) {
+            if !(v.is_finite() && v > lo && v < 3.0) {
+                return Err(Error::invalid(
+                    format!("{}.fibre_length_l0 (step {t})", self.name),
+                    v,
+                    format!("in ({lo:.3}, 3) L0"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Stage for HillMuscle {
     fn name(&self) -> &str {
         &self.name
@@ -121,7 +156,7 @@ impl Stage for HillMuscle {
         Ok(())
     }
 
-    fn step(&mut self, io: &mut StageIo<'_>, _t: usize) -> Result<()> {
+    fn step(&mut self, io: &mut StageIo<'_>, t: usize) -> Result<()> {
         let st = self
             .state
             .take()
@@ -131,7 +166,8 @@ impl Stage for HillMuscle {
             Some(a) => io.read(a)?,
             None => io.ctx().full([1, 1], self.fixed_angle_rad),
         };
-        let (next, out) = self.model.step(&st, spikes, angle)?;
+        let (next, out) = self.model.step(&st, spikes, angle.clone())?;
+        self.check_range(&angle, &next.l_l0, t)?;
         io.write(buffers::FORCE_N, out.force_n)?;
         io.write(buffers::TORQUE_NM, out.torque_nm)?;
         io.write(buffers::LENGTH_L0, next.l_l0.clone())?;
