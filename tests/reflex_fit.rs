@@ -129,3 +129,11 @@ fn bad_reflex_specs_are_typed_errors() {
         other => panic!("expected a Format error naming the unknown field, got {other:?}"),
     }
 }
+
+#[test]
+fn shipped_reflex_spec_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("calibration/reflex.toml");
+    let spec = ReflexSpec::load(&path).unwrap();
+    assert!(spec.loop_cfg.ia.is_some() && spec.loop_cfg.ii.is_none() && spec.loop_cfg.ib.is_none());
+    assert_eq!(spec.methods.len(), 4);
+}
