@@ -15,6 +15,8 @@
 //! 5e-5 L0; the spindle sees that Hill, so Ia and II within 0.3 Hz + 1 %; Ib within 1 % + 0.05 Hz;
 //! the angle within 1 % + 0.01°.
 
+mod fixture_csv;
+use fixture_csv::{col, csv};
 use std::collections::HashMap;
 
 use myodiff::Result;
@@ -25,32 +27,9 @@ use myodiff::kernel::{
 use myodiff::muscle::hill::{HillModel, HillMuscle, HillParams, MotorPoolParams, buffers as hill};
 use myodiff::muscle::joint::{Joint, JointParams, buffers as joint};
 
-const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/afferents/");
 const DT_S: f64 = 2.5e-5;
 const N_STEPS: usize = 60_000;
 const N_MU: usize = 120;
-
-fn csv(name: &str) -> (Vec<String>, Vec<Vec<f64>>) {
-    let text = std::fs::read_to_string(format!("{FIX}{name}")).expect("fixture");
-    let mut lines = text.lines();
-    let head = lines
-        .next()
-        .unwrap()
-        .split(',')
-        .map(str::to_string)
-        .collect();
-    let rows = lines
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.split(',').map(|v| v.parse::<f64>().unwrap()).collect())
-        .collect();
-    (head, rows)
-}
-
-fn col(head: &[String], name: &str) -> usize {
-    head.iter()
-        .position(|h| h == name)
-        .unwrap_or_else(|| panic!("column {name}"))
-}
 
 /// Replays `hill_spikes.csv`: spikes entering the twitch filters at tick `step_consumed`.
 struct SpikeReplay {

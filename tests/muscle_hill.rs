@@ -9,6 +9,8 @@
 //! - dynamics: myodiff uses classic RK4, same-step activation and post-update outputs (MODEL.md),
 //!   0.12 a staggered scheme with a one-step activation lag → tier 2.
 
+mod fixture_csv;
+use fixture_csv::{col, csv};
 use std::collections::HashMap;
 
 use burn::tensor::Tensor;
@@ -20,31 +22,7 @@ use myodiff::muscle::hill::{
 };
 use myodiff::muscle::joint::{Joint, JointParams};
 
-const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/afferents/");
 const DT_S: f64 = 2.5e-5;
-
-/// CSV as (header, rows of f64).
-fn csv(name: &str) -> (Vec<String>, Vec<Vec<f64>>) {
-    let text = std::fs::read_to_string(format!("{FIX}{name}")).expect("fixture");
-    let mut lines = text.lines();
-    let head: Vec<String> = lines
-        .next()
-        .unwrap()
-        .split(',')
-        .map(|s| s.to_string())
-        .collect();
-    let rows = lines
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.split(',').map(|v| v.parse::<f64>().unwrap()).collect())
-        .collect();
-    (head, rows)
-}
-
-fn col(head: &[String], name: &str) -> usize {
-    head.iter()
-        .position(|h| h == name)
-        .unwrap_or_else(|| panic!("column {name}"))
-}
 
 fn rel(a: f64, b: f64) -> f64 {
     (a - b).abs() / b.abs().max(1e-300)

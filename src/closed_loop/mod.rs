@@ -89,8 +89,55 @@ impl ClosedLoopParams {
     }
 }
 
-fn kinetics(tau_s: f64) -> SynapseKinetics {
-    SynapseKinetics::SingleExp { tau_s }
+/// One synaptic projection: `n_src` spikes read from `io.0` → conductance `[n_tgt]` (S) written
+/// to `io.1`, Bernoulli(p) connectivity, no transmission delay beyond the fibres' own.
+struct Projection<'a> {
+    name: String,
+    sizes: (usize, usize),
+    p: f64,
+    seed: u64,
+    kinetics: SynapseKinetics,
+    delay_s: f64,
+    io: (String, &'a str),
+}
+
+impl Projection<'_> {
+    fn build(self, weight_s: Tensor<2>) -> Result<Synapse> {
+        Ok(Synapse::new(
+            SynapseConfig {
+                n_dd: self.sizes.0,
+                n_mn: self.sizes.1,
+                rule: ConnectivityRule::Bernoulli { p: self.p },
+                seed: self.seed,
+                kinetics: self.kinetics,
+                delay_s: self.delay_s,
+            },
+            weight_s,
+        )?
+        .with_buffers(self.name, self.io.0, self.io.1))
+    }
+}
+
+/// A LIF pool with current input read from `buffers[0]`, writing spikes to `buffers[1]` and its
+/// membrane potential to `buffers[2]` (the next tick's current reads it).
+fn current_pool(
+    name: &str,
+    params: LifParams,
+    mode: SpikeMode,
+    buffers: [&str; 3],
+) -> Result<LifPool> {
+    Ok(LifPool::new(
+        name,
+        params,
+        LifConfig {
+            mode,
+            detach_spike_state: mode != SpikeMode::Rate,
+            input: LifInput::Current,
+            record_v: true,
+            ..Default::default()
+        },
+    )?
+    .with_buffers(buffers[0], buffers[1], buffers[2]))
 }
 
 /// Builds the closed-loop simulation for `batch` parameter rows. Recorded by default: `spikes`,
@@ -129,18 +176,16 @@ pub fn build(
     })?);
     let gain = FAST_SYNAPTIC_GAIN;
     sim.add_stage(
-        Synapse::new(
-            SynapseConfig {
-                n_dd: cfg.n_dd,
-                n_mn: n,
-                rule: ConnectivityRule::Bernoulli { p: cfg.p_connect },
-                seed: cfg.seed.wrapping_add(2),
-                kinetics: SynapseKinetics::default(),
-                delay_s: 1e-3,
-            },
-            params.w_dd_s.clone() * gain,
-        )?
-        .with_buffers("dd_synapse", "dd_spikes", "g_dd_s"),
+        Projection {
+            name: "dd_synapse".into(),
+            sizes: (cfg.n_dd, n),
+            p: cfg.p_connect,
+            seed: cfg.seed.wrapping_add(2),
+            kinetics: SynapseKinetics::default(),
+            delay_s: 1e-3,
+            io: ("dd_spikes".into(), "g_dd_s"),
+        }
+        .build(params.w_dd_s.clone() * gain)?,
     );
     let e_exc = crate::neuron::lif::calib::E_SYN_V;
     let mut conductances = vec![("g_dd_s".to_string(), e_exc)];
@@ -152,18 +197,16 @@ pub fn build(
             sim.add_boxed_stage(s);
         }
         sim.add_stage(
-            Synapse::new(
-                SynapseConfig {
-                    n_dd: ia.pool.n,
-                    n_mn: n,
-                    rule: ConnectivityRule::Bernoulli { p: ia.p_connect },
-                    seed: cfg.seed.wrapping_add(11),
-                    kinetics: SynapseKinetics::default(),
-                    delay_s: 0.0,
-                },
-                params.w_ia_s.clone() * gain,
-            )?
-            .with_buffers("ia_synapse", AfferentKind::Ia.spike_buffer(), "g_ia_s"),
+            Projection {
+                name: "ia_synapse".into(),
+                sizes: (ia.pool.n, n),
+                p: ia.p_connect,
+                seed: cfg.seed.wrapping_add(11),
+                kinetics: SynapseKinetics::default(),
+                delay_s: 0.0,
+                io: (AfferentKind::Ia.spike_buffer(), "g_ia_s"),
+            }
+            .build(params.w_ia_s.clone() * gain)?,
         );
         conductances.push(("g_ia_s".into(), e_exc));
     }
@@ -180,70 +223,48 @@ pub fn build(
             sim.add_boxed_stage(s);
         }
         let gin = format!("g{tag}");
+        let [g_in, current, spikes, v, g_mn] =
+            ["_in_s", "_current_a", "_spikes", "_v_v", "_mn_s"].map(|x| format!("{gin}{x}"));
         // afferent → interneurons (excitatory)
         sim.add_stage(
-            Synapse::new(
-                SynapseConfig {
-                    n_dd: path.pool.n,
-                    n_mn: ins.n,
-                    rule: ConnectivityRule::Bernoulli { p: path.p_connect },
-                    seed: seed.wrapping_add(1),
-                    kinetics: SynapseKinetics::default(),
-                    delay_s: 0.0,
-                },
-                ctx.full([1, 1], path.weight_s),
-            )?
-            .with_buffers(
-                format!("{tag}_synapse"),
-                kind.spike_buffer(),
-                format!("{gin}_in_s"),
-            ),
+            Projection {
+                name: format!("{tag}_synapse"),
+                sizes: (path.pool.n, ins.n),
+                p: path.p_connect,
+                seed: seed.wrapping_add(1),
+                kinetics: SynapseKinetics::default(),
+                delay_s: 0.0,
+                io: (kind.spike_buffer(), &g_in),
+            }
+            .build(ctx.full([1, 1], path.weight_s))?,
         );
         sim.add_stage(SynapticCurrent::new(
             format!("{gin}_current"),
             ins.n,
-            vec![(format!("{gin}_in_s"), e_exc)],
-            format!("{gin}_v_v"),
-            format!("{gin}_current_a"),
+            vec![(g_in.clone(), e_exc)],
+            v.clone(),
+            current.clone(),
         )?);
-        sim.add_stage(
-            LifPool::new(
-                format!("{gin}_pool"),
-                LifParams::from_values(ctx, &ins.unit_values()?)?,
-                LifConfig {
-                    mode: cfg.spike_mode,
-                    detach_spike_state: !smooth,
-                    input: LifInput::Current,
-                    record_v: true,
-                    ..Default::default()
-                },
-            )?
-            .with_buffers(
-                format!("{gin}_current_a"),
-                format!("{gin}_spikes"),
-                format!("{gin}_v_v"),
-            ),
-        );
+        sim.add_stage(current_pool(
+            &format!("{gin}_pool"),
+            LifParams::from_values(ctx, &ins.unit_values()?)?,
+            cfg.spike_mode,
+            [&current, &spikes, &v],
+        )?);
         // interneurons → MNs (inhibitory)
         sim.add_stage(
-            Synapse::new(
-                SynapseConfig {
-                    n_dd: ins.n,
-                    n_mn: n,
-                    rule: ConnectivityRule::Bernoulli { p: ins.p_connect },
-                    seed: seed.wrapping_add(2),
-                    kinetics: kinetics(ins.tau_s),
-                    delay_s: 0.0,
-                },
-                ctx.full([1, 1], ins.weight_s * gain),
-            )?
-            .with_buffers(
-                format!("{gin}_synapse"),
-                format!("{gin}_spikes"),
-                format!("{gin}_mn_s"),
-            ),
+            Projection {
+                name: format!("{gin}_synapse"),
+                sizes: (ins.n, n),
+                p: ins.p_connect,
+                seed: seed.wrapping_add(2),
+                kinetics: SynapseKinetics::SingleExp { tau_s: ins.tau_s },
+                delay_s: 0.0,
+                io: (spikes.clone(), &g_mn),
+            }
+            .build(ctx.full([1, 1], ins.weight_s * gain))?,
         );
-        conductances.push((format!("{gin}_mn_s"), ins.reversal_v));
+        conductances.push((g_mn.clone(), ins.reversal_v));
     }
     sim.add_stage(SynapticCurrent::new(
         "mn_current",
@@ -253,20 +274,12 @@ pub fn build(
         MN_CURRENT_A,
     )?);
     let rt = cfg.thresholds()?;
-    sim.add_stage(
-        LifPool::new(
-            "lif_pool",
-            LifParams::calibrated(ctx, &rt.rt)?,
-            LifConfig {
-                mode: cfg.spike_mode,
-                detach_spike_state: !smooth,
-                input: LifInput::Current,
-                record_v: true,
-                ..Default::default()
-            },
-        )?
-        .with_buffers(MN_CURRENT_A, crate::kernel::names::SPIKES, MN_V),
-    );
+    sim.add_stage(current_pool(
+        "lif_pool",
+        LifParams::calibrated(ctx, &rt.rt)?,
+        cfg.spike_mode,
+        [MN_CURRENT_A, crate::kernel::names::SPIKES, MN_V],
+    )?);
     // motor axons: NERLab's conduction delays plus MyoGen's 1 ms
     let axon = NerlabParams::from_thresholds(&rt.rt, NerlabConstants::default())?;
     let delays: Vec<f64> = axon.axon_delay_s.iter().map(|d| d + 1e-3).collect();

@@ -33,6 +33,38 @@ pub fn resolve_data_path(configured: Option<&Path>, spec_path: &Path) -> PathBuf
     }
 }
 
+/// Checks a problem's box and named points in it: every `lower.<name>` finite, `upper.<name>` >
+/// `lower.<name>`, and every `(what, point)` inside `[lower, upper]` (errors name
+/// `<what>.<name>`).
+pub fn check_points_in_bounds(
+    names: &[&str],
+    lower: &[f64],
+    upper: &[f64],
+    points: &[(&str, Vec<f64>)],
+) -> Result<()> {
+    for (i, name) in names.iter().enumerate() {
+        crate::error::check::finite(&format!("lower.{name}"), lower[i])?;
+        if upper[i].is_nan() || upper[i] <= lower[i] {
+            return Err(Error::invalid(
+                format!("upper.{name}"),
+                upper[i],
+                format!("> lower.{name} = {}", lower[i]),
+            ));
+        }
+        for (what, p) in points {
+            let v = p[i];
+            if !(v >= lower[i] && v <= upper[i]) {
+                return Err(Error::invalid(
+                    format!("{what}.{name}"),
+                    v,
+                    format!("[{}, {}]", lower[i], upper[i]),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Which network the loss and gradient are computed on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

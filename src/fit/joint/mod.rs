@@ -246,27 +246,15 @@ impl JointSpec {
                 return Err(Error::invalid("dims", d, "1..=4"));
             }
         }
-        let (lo, hi) = (self.lower.to_vec(), self.upper.to_vec());
-        for (i, name) in PARAM_NAMES.iter().enumerate() {
-            check::finite(&format!("lower.{name}"), lo[i])?;
-            if hi[i].is_nan() || hi[i] <= lo[i] {
-                return Err(Error::invalid(
-                    format!("upper.{name}"),
-                    hi[i],
-                    format!("> lower.{name} = {}", lo[i]),
-                ));
-            }
-            for (what, p) in [("truth", &self.truth), ("start", &self.start)] {
-                let v = p.to_vec()[i];
-                if !(v >= lo[i] && v <= hi[i]) {
-                    return Err(Error::invalid(
-                        format!("{what}.{name}"),
-                        v,
-                        format!("[{}, {}]", lo[i], hi[i]),
-                    ));
-                }
-            }
-        }
+        super::spec::check_points_in_bounds(
+            &PARAM_NAMES,
+            &self.lower.to_vec(),
+            &self.upper.to_vec(),
+            &[
+                ("truth", self.truth.to_vec()),
+                ("start", self.start.to_vec()),
+            ],
+        )?;
         if self.lower.weight_us <= 0.0 {
             return Err(Error::invalid(
                 "lower.weight_us",

@@ -167,27 +167,18 @@ impl ReflexSpec {
         self.budget().validate()?;
         check::count_at_least("max_batch", self.max_batch, 1)?;
         check::count_at_least("methods", self.methods.len(), 1)?;
-        let (lo, hi) = (self.lower.to_vec(), self.upper.to_vec());
-        for (i, name) in PARAM_NAMES.iter().enumerate() {
-            check::non_negative(&format!("lower.{name}"), lo[i])?;
-            if hi[i].is_nan() || hi[i] <= lo[i] {
-                return Err(Error::invalid(
-                    format!("upper.{name}"),
-                    hi[i],
-                    format!("> lower.{name} = {}", lo[i]),
-                ));
-            }
-            for (what, p) in [("truth", &self.truth), ("start", &self.start)] {
-                let v = p.to_vec()[i];
-                if !(v >= lo[i] && v <= hi[i]) {
-                    return Err(Error::invalid(
-                        format!("{what}.{name}"),
-                        v,
-                        format!("[{}, {}]", lo[i], hi[i]),
-                    ));
-                }
-            }
+        for (name, v) in PARAM_NAMES.iter().zip(self.lower.to_vec()) {
+            check::non_negative(&format!("lower.{name}"), v)?;
         }
+        super::spec::check_points_in_bounds(
+            &PARAM_NAMES,
+            &self.lower.to_vec(),
+            &self.upper.to_vec(),
+            &[
+                ("truth", self.truth.to_vec()),
+                ("start", self.start.to_vec()),
+            ],
+        )?;
         if self.lower.w_ia_us <= 0.0 {
             return Err(Error::invalid("lower.w_ia_us", self.lower.w_ia_us, "> 0"));
         }
