@@ -559,6 +559,7 @@ fn every_shipped_spec_parses_and_validates() {
                 "watanabe" => WatanabeSpec::load(&p).map(|_| ()),
                 "joint" => JointSpec::load(&p).map(|_| ()),
                 "recording" => RecordingFitSpec::load(&p).map(|_| ()),
+                "reflex" => myodiff::fit::reflex::ReflexSpec::load(&p).map(|_| ()),
                 other => panic!("{p:?}: no loader for kind {other:?}"),
             };
             r.unwrap_or_else(|e| panic!("{p:?}: {e}"));

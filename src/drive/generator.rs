@@ -350,6 +350,14 @@ impl Stage for InputPopulation {
     fn step(&mut self, io: &mut StageIo<'_>, t: usize) -> Result<()> {
         let r = io.read(&self.input)?;
         let (b, n, dt) = (io.batch(), self.cfg.n_dd, io.dt_s());
+        let w = r.dims()[1];
+        if w != 1 && w != n {
+            return Err(Error::shape(
+                format!("{}.{}", self.name, self.input),
+                format!("[{b}, 1] or [{b}, {n}]"),
+                format!("{:?}", r.dims()),
+            ));
+        }
         // One shared rate `[b, 1]` is broadcast to the n generators; per-generator rates `[b, n]`
         // are used as they are.
         let widen = |x: Tensor<2>| {
