@@ -280,6 +280,26 @@ fn bad_closed_loop_input_is_a_typed_error() {
         Some(Error::InvalidParameter { field, .. }) => assert_eq!(field, "gamma_dyn_hz[0]"),
         other => panic!("expected InvalidParameter, got {other:?}"),
     }
+    // fibres firing above their population's rate bound: the error names that bound
+    let mut cfg = ClosedLoopConfig {
+        n_mn: 10,
+        duration_s: 1.0,
+        stretch: tap(0.5, 0.1),
+        ii: None,
+        ib: None,
+        ..Default::default()
+    };
+    cfg.ia.as_mut().unwrap().pool.max_rate_hz = 1.0;
+    let strong_gamma = ClosedLoopParams::myogen(&ctx, 40.0, 100.0);
+    assert_eq!(
+        field_of(
+            closed_loop::build(&cfg, &ctx, 1, &strong_gamma)
+                .unwrap()
+                .run()
+                .err()
+        ),
+        "ia.max_rate_hz"
+    );
     match ConductionDelay::new("d", "a", "b", "1", vec![1e-3, -2e-3]).err() {
         Some(Error::InvalidParameter { field, .. }) => assert_eq!(field, "d.delays_s[1]"),
         other => panic!("expected InvalidParameter, got {other:?}"),

@@ -177,7 +177,8 @@ impl AfferentPoolConfig {
             max_rate_hz: self.max_rate_hz,
             ..Default::default()
         })?
-        .with_buffers(format!("{tag}_generators"), rates, emitted.clone());
+        .with_buffers(format!("{tag}_generators"), rates, emitted.clone())
+        .with_rate_bound_field(format!("{tag}.max_rate_hz"));
         let delay = ConductionDelay::new(
             format!("{tag}_delay"),
             emitted,

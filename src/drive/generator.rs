@@ -237,6 +237,7 @@ pub struct InputPopulation {
     first_nan: Option<Tensor<2>>,
     input: String,
     output: String,
+    rate_bound_field: String,
 }
 
 impl InputPopulation {
@@ -254,6 +255,7 @@ impl InputPopulation {
             first_nan: None,
             input: DRIVE_RATE_HZ.into(),
             output: DD_SPIKES.into(),
+            rate_bound_field: "max_rate_hz".into(),
         })
     }
 
@@ -273,6 +275,14 @@ impl InputPopulation {
         self
     }
 
+    /// Names the rate bound `field` (default `max_rate_hz`) in the error raised when a generator
+    /// runs out of pre-drawn thresholds, so that it points at the user's setting (e.g.
+    /// `ia.max_rate_hz` for an afferent population).
+    pub fn with_rate_bound_field(mut self, field: impl Into<String>) -> Self {
+        self.rate_bound_field = field.into();
+        self
+    }
+
     /// The configuration.
     pub fn config(&self) -> &InputPopulationConfig {
         &self.cfg
@@ -280,7 +290,7 @@ impl InputPopulation {
 
     fn exhausted_error(&self) -> Error {
         Error::invalid(
-            "max_rate_hz",
+            &self.rate_bound_field,
             self.cfg.max_rate_hz,
             format!(
                 "an upper bound of the drive rate: a generator used all {} pre-drawn thresholds; raise max_rate_hz",
