@@ -198,6 +198,7 @@ pub struct RecruitmentGate {
     output: String,
     thresholds_hz: Vec<f64>,
     smooth_width_hz: Option<f64>,
+    /// Thresholds `[batch, n]` (Hz), built at `init`.
     rt: Option<Tensor<2>>,
 }
 
@@ -217,7 +218,8 @@ impl Stage for RecruitmentGate {
     }
     fn init(&mut self, io: &mut StageIo<'_>) -> Result<()> {
         let n = self.thresholds_hz.len();
-        self.rt = Some(io.ctx().tensor(self.thresholds_hz.clone(), [1, n]));
+        let rt = io.ctx().tensor(self.thresholds_hz.clone(), [1, n]);
+        self.rt = Some(rt.repeat_dim(0, io.batch()));
         Ok(())
     }
     fn step(&mut self, io: &mut StageIo<'_>, _t: usize) -> Result<()> {
@@ -242,7 +244,7 @@ impl Stage for RecruitmentGate {
                 r * g
             }
             None => {
-                let below = r.clone().detach().lower(rt.repeat_dim(0, b));
+                let below = r.clone().detach().lower(rt);
                 r.mask_fill(below, 0.0)
             }
         };

@@ -40,7 +40,7 @@ use crate::afferent::{
     AfferentKind, ConductionDelay, GtoParams, GtoStage, Spindle, SpindleInput, SpindleStage,
     SynapticCurrent,
 };
-use crate::drive::generator::{GeneratorMode, InputPopulation, InputPopulationConfig};
+use crate::drive::generator::{DD_SPIKES, GeneratorMode, InputPopulation, InputPopulationConfig};
 use crate::drive::rate::{DriveNoise, DriveParams, DriveRate, NoiseKind, RateClip};
 use crate::drive::synapse::{ConnectivityRule, Synapse, SynapseConfig, SynapseKinetics};
 use crate::error::Result;
@@ -150,12 +150,8 @@ pub fn build(
 ) -> Result<Simulation> {
     cfg.validate()?;
     params.drive.validate(batch)?;
-    let smooth = cfg.spike_mode == SpikeMode::Rate;
-    let gen_mode = if smooth {
-        GeneratorMode::Rate
-    } else {
-        GeneratorMode::Hard
-    };
+    // hard → hard, rate → rate (validate rejects surrogate)
+    let gen_mode = GeneratorMode::from(cfg.spike_mode);
     let n = cfg.n_mn;
     let mut sim = Simulation::new(ctx.clone(), batch, cfg.dt_s, cfg.n_steps())?;
     let noise = DriveNoise {
@@ -183,7 +179,7 @@ pub fn build(
             seed: cfg.seed.wrapping_add(2),
             kinetics: SynapseKinetics::default(),
             delay_s: 1e-3,
-            io: ("dd_spikes".into(), "g_dd_s"),
+            io: (DD_SPIKES.into(), "g_dd_s"),
         }
         .build(params.w_dd_s.clone() * gain)?,
     );

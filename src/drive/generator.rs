@@ -370,13 +370,7 @@ impl Stage for InputPopulation {
         }
         // One shared rate `[b, 1]` is broadcast to the n generators; per-generator rates `[b, n]`
         // are used as they are.
-        let widen = |x: Tensor<2>| {
-            if x.dims()[1] == n {
-                x
-            } else {
-                x.repeat_dim(1, n)
-            }
-        };
+        let widen = |x: Tensor<2>| if w == n { x } else { x.repeat_dim(1, n) };
         let first_nan = self
             .first_nan
             .take()

@@ -130,6 +130,18 @@ pub struct ParamSet {
 }
 
 impl ParamSet {
+    /// The first `names.len()` coordinates of a box problem: `names[i]` in
+    /// `[lower[i], upper[i]]` starting at `start[i]` (default transforms).
+    pub fn in_box(names: &[&str], lower: &[f64], upper: &[f64], start: &[f64]) -> Result<Self> {
+        Self::new(
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| ParamSpec::new(n, lower[i], upper[i], start[i]))
+                .collect(),
+        )
+    }
+
     /// Validates every parameter (and that the set is non-empty and names are unique).
     pub fn new(params: Vec<ParamSpec>) -> Result<Self> {
         if params.is_empty() {

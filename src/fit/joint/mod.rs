@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::objective::Objective;
 use super::optimize::{Budget, FitReport, Method, minimize_within};
-use super::params::{ParamSet, ParamSpec};
+use super::params::ParamSet;
 use super::plot::{Scale, Series, line_plot};
 use super::report::{RunSummary, write_report};
 use super::smooth::{check_finite_values, gradients, run_network, smooth_config};
@@ -475,15 +475,11 @@ pub fn targets(spec: &JointSpec, model: &dyn JointObservables) -> Result<[f64; 4
 
 /// The parameter set of dimension d (logit transforms inside the bounds).
 pub fn param_set(spec: &JointSpec, d: usize) -> Result<ParamSet> {
-    let (lo, hi, s) = (
-        spec.lower.to_vec(),
-        spec.upper.to_vec(),
-        spec.start.to_vec(),
-    );
-    ParamSet::new(
-        (0..d)
-            .map(|i| ParamSpec::new(PARAM_NAMES[i], lo[i], hi[i], s[i]))
-            .collect(),
+    ParamSet::in_box(
+        &PARAM_NAMES[..d],
+        &spec.lower.to_vec(),
+        &spec.upper.to_vec(),
+        &spec.start.to_vec(),
     )
 }
 

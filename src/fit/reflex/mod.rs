@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::objective::Objective;
 use super::optimize::{Budget, FitReport, Method, minimize_within};
-use super::params::{ParamSet, ParamSpec};
+use super::params::ParamSet;
 use super::report::{RunSummary, write_report};
 use super::smooth::check_finite_values;
 use crate::afferent::Stretch;
@@ -300,15 +300,11 @@ impl Objective for ReflexObjective<'_> {
 
 /// The parameter set (logit transforms inside the bounds).
 pub fn param_set(spec: &ReflexSpec) -> Result<ParamSet> {
-    let (lo, hi, s) = (
-        spec.lower.to_vec(),
-        spec.upper.to_vec(),
-        spec.start.to_vec(),
-    );
-    ParamSet::new(
-        (0..2)
-            .map(|i| ParamSpec::new(PARAM_NAMES[i], lo[i], hi[i], s[i]))
-            .collect(),
+    ParamSet::in_box(
+        &PARAM_NAMES,
+        &spec.lower.to_vec(),
+        &spec.upper.to_vec(),
+        &spec.start.to_vec(),
     )
 }
 

@@ -76,17 +76,21 @@ impl HillMuscle {
 }
 
 impl HillMuscle {
-    /// The model's range, checked every step (host read of `[batch, 1]`): angle within ±π rad
-    /// (the MTU-length and moment-arm polynomials are fitted over a physiological range) and
-    /// fascicle length in `(min_length, 3)` L0. Errors name the stage, field, step and value.
+    /// The model's range, checked every step (host read of `[batch, 1]`): the angle read from the
+    /// joint (a fixed angle was checked by [`HillMuscle::new`]) within ±π rad (the MTU-length and
+    /// moment-arm polynomials are fitted over a physiological range) and the fascicle length in
+    /// `(min_length, 3)` L0. Errors name the stage, field, step and value.
     fn check_range(
         &self,
-        angle: &burn::tensor::Tensor<2>,
+        angle: Option<&burn::tensor::Tensor<2>>,
         l: &burn::tensor::Tensor<2>,
         t: usize,
     ) -> Result<()> {
         let pi = std::f64::consts::PI;
-        for a in crate::kernel::to_vec_f64(angle.clone()) {
+        for a in angle
+            .map(|a| crate::kernel::to_vec_f64(a.clone()))
+            .unwrap_or_default()
+        {
             if !(a.is_finite() && a.abs() <= pi) {
                 return Err(Error::invalid(
                     format!("{}.angle_rad (step {t})", self.name),
@@ -167,7 +171,7 @@ impl Stage for HillMuscle {
             None => io.ctx().full([1, 1], self.fixed_angle_rad),
         };
         let (next, out) = self.model.step(&st, spikes, angle.clone())?;
-        self.check_range(&angle, &next.l_l0, t)?;
+        self.check_range(self.angle.is_some().then_some(&angle), &next.l_l0, t)?;
         io.write(buffers::FORCE_N, out.force_n)?;
         io.write(buffers::TORQUE_NM, out.torque_nm)?;
         io.write(buffers::LENGTH_L0, next.l_l0.clone())?;
