@@ -4,6 +4,7 @@
 pub mod difference;
 pub mod joint;
 pub mod journal;
+pub mod lm;
 pub mod noise;
 pub mod objective;
 pub mod optimize;

@@ -21,6 +21,24 @@ pub trait Objective {
     fn values(&mut self, xs: &[Vec<f64>]) -> Result<Vec<f64>> {
         xs.iter().map(|x| self.value(x)).collect()
     }
+    /// Residuals `r(x)` of a least-squares loss, `L(x) = Σ_k r_k(x)²` (`None`: not a
+    /// least-squares objective; Levenberg–Marquardt then refuses it).
+    fn residuals(&mut self, _x: &[f64]) -> Result<Option<Vec<f64>>> {
+        Ok(None)
+    }
+    /// Residuals and their Jacobian `J[k][i] = ∂r_k/∂x_i` (physical units), or `None`.
+    fn residuals_and_jacobian(&mut self, _x: &[f64]) -> Result<Option<(Vec<f64>, Vec<Vec<f64>>)>> {
+        Ok(None)
+    }
+}
+
+/// The error of a least-squares method on an objective without residuals.
+fn no_residuals() -> Error {
+    Error::config(
+        "method",
+        "levenberg_marquardt needs a least-squares objective with residuals (the recording fit \
+         on the spiking network)",
+    )
 }
 
 /// One entry of the optimisation history.
@@ -169,6 +187,61 @@ impl<'a> Tracked<'a> {
         };
         self.record(&x, v, true);
         Ok((v, self.params.grad_to_unconstrained(theta, &gx)))
+    }
+
+    /// Residuals at unconstrained `θ` (one loss evaluation, loss `Σ r²`).
+    pub fn residuals_theta(&mut self, theta: &[f64]) -> Result<Vec<f64>> {
+        if self.exhausted() {
+            return Err(self.budget_error());
+        }
+        let x = self.params.to_physical(theta);
+        let obj = &mut *self.objective;
+        let r = match self.journal.as_mut() {
+            Some(j) => j.eval("r", &x, || obj.residuals(&x)?.ok_or_else(no_residuals))?,
+            None => obj.residuals(&x)?.ok_or_else(no_residuals)?,
+        };
+        let loss = r.iter().map(|v| v * v).sum();
+        self.record(&x, loss, false);
+        Ok(r)
+    }
+
+    /// Residuals and their Jacobian in θ (`J_θ[k][i] = J_x[k][i] · dx_i/dθ_i`) at unconstrained
+    /// `θ` (one gradient evaluation).
+    pub fn jacobian_theta(&mut self, theta: &[f64]) -> Result<(Vec<f64>, Vec<Vec<f64>>)> {
+        if self.exhausted() {
+            return Err(self.budget_error());
+        }
+        let x = self.params.to_physical(theta);
+        let n = x.len();
+        let obj = &mut *self.objective;
+        let flat = |obj: &mut dyn Objective| -> Result<Vec<f64>> {
+            let (r, jac) = obj.residuals_and_jacobian(&x)?.ok_or_else(no_residuals)?;
+            let mut y = vec![r.len() as f64];
+            y.extend(&r);
+            for row in &jac {
+                if row.len() != n {
+                    return Err(Error::shape("jacobian row", n, row.len()));
+                }
+                y.extend(row);
+            }
+            Ok(y)
+        };
+        let y = match self.journal.as_mut() {
+            Some(j) => j.eval("j", &x, || flat(obj))?,
+            None => flat(obj)?,
+        };
+        let m = y.first().copied().unwrap_or(0.0) as usize;
+        if y.len() != 1 + m + m * n {
+            return Err(Error::shape("jacobian", 1 + m + m * n, y.len()));
+        }
+        let r = y[1..1 + m].to_vec();
+        let jac = y[1 + m..]
+            .chunks(n)
+            .map(|row| self.params.grad_to_unconstrained(theta, row))
+            .collect();
+        let loss = r.iter().map(|v| v * v).sum();
+        self.record(&x, loss, true);
+        Ok((r, jac))
     }
 
     /// Losses at physical points (population; counts one evaluation per point; clamps to bounds).

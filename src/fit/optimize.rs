@@ -70,6 +70,15 @@ pub enum Method {
         /// Maximum loss evaluations.
         budget: usize,
     },
+    /// Levenberg–Marquardt on θ for least-squares objectives ([`super::lm`]): residuals and a
+    /// Jacobian from the objective (on the spiking network: CRN differences).
+    LevenbergMarquardt {
+        /// Maximum Jacobian evaluations.
+        iters: usize,
+        /// Initial damping relative to the largest diagonal entry of JᵀJ (default 1e-3).
+        #[serde(default = "default_lm_damping")]
+        damping: f64,
+    },
     /// Uniform random search in the physical box, evaluated in batches (Optuna-like baseline).
     RandomSearch {
         /// Maximum loss evaluations.
@@ -79,6 +88,10 @@ pub enum Method {
         /// RNG seed.
         seed: u64,
     },
+}
+
+fn default_lm_damping() -> f64 {
+    1e-3
 }
 
 impl Method {
@@ -91,11 +104,15 @@ impl Method {
             Method::ParticleSwarm { .. } => "particle_swarm",
             Method::Brent { .. } => "brent",
             Method::RandomSearch { .. } => "random_search",
+            Method::LevenbergMarquardt { .. } => "levenberg_marquardt",
         }
     }
     /// Whether the method uses gradients.
     pub fn uses_gradient(&self) -> bool {
-        matches!(self, Method::Adam { .. } | Method::Lbfgs { .. })
+        matches!(
+            self,
+            Method::Adam { .. } | Method::Lbfgs { .. } | Method::LevenbergMarquardt { .. }
+        )
     }
 }
 
@@ -268,6 +285,14 @@ pub fn minimize_within(
                 &t,
             )?
         }
+        Method::LevenbergMarquardt { iters, damping } => super::lm::run_lm(
+            &mut t,
+            theta0,
+            super::lm::LmOptions {
+                iters: *iters,
+                damping: *damping,
+            },
+        )?,
         Method::Brent { budget } => {
             if params.len() != 1 {
                 return Err(Error::config(

@@ -18,8 +18,10 @@
 //! simulated motor neuron i_j, frozen for the whole fit: either an explicit list, or
 //! `recruitment` — at the initial parameters, the simulated unit whose recruitment time (first
 //! bin with smoothed rate ≥ `recruit_hz`) is nearest the recorded unit's (same rule on its
-//! smoothed rate), each simulated unit used at most once, recorded units taken in recruitment
-//! order.
+//! smoothed rate) — or `rates` — the simulated unit whose smoothed rate at the initial parameters
+//! is nearest the recorded one over the loss's own masked bins, `argmin_i Σ_b m_jb (r_ib − R_jb)²`
+//! (the matching that minimises the rate term at the start, one unit at a time); each simulated
+//! unit used at most once, recorded units taken in recruitment order.
 //!
 //! **Loss** (dimensionless):
 //! `L = mean_{b∈W} ((s·F̄_b − F*_b)/F_ref)² + λ · Σ_j Σ_{b∈M_j} ((R_{i_j,b} − R*_{j,b})/R_ref)² / Σ_j |M_j|`
@@ -36,7 +38,9 @@ mod spec;
 mod spiking;
 mod targets;
 
-pub use model::{Quality, RecordingModel, RecordingObjective, Simulated, match_by_recruitment};
+pub use model::{
+    Quality, RecordingModel, RecordingObjective, Simulated, match_by_rates, match_by_recruitment,
+};
 pub use spec::{
     DataSpec, DriveSpec, FitModel, GradientSpec, Matching, RecordingFitSpec, ScaleSpec,
     SurrogateSpec,
@@ -160,8 +164,12 @@ pub fn setup(spec: &RecordingFitSpec, targets: Targets) -> Result<(RecordingMode
         FitModel::Smooth => model.all_rates(&v0, spec.drive.noise_sd_hz)?,
         FitModel::Spiking => spiking::all_rates(&model, &v0, spec.drive.noise_sd_hz)?,
     };
-    if matches!(spec.data.matching, Matching::Rule(_)) {
-        model.matched = match_by_recruitment(&rates, &recruit, spec.data.recruit_hz)?;
+    if let Matching::Rule(rule) = &spec.data.matching {
+        model.matched = if rule == "rates" {
+            match_by_rates(&rates, &model.targets.rates_hz, &model.masks, &recruit)?
+        } else {
+            match_by_recruitment(&rates, &recruit, spec.data.recruit_hz)?
+        };
     }
     let lb = model.targets.loss_bins.clone();
     let (mut num, mut den) = (0.0, 0.0);
@@ -255,19 +263,25 @@ pub fn run_recording_spec(
     })?;
     let spin = crate::progress::spinner("report");
     spin.set_message("fit plots and quality metrics (initial and best drive)");
-    let mut quality = plot_fit(&model, &x0, best_fit, out_dir)?;
-    if let Some(sp) = spiking.as_ref() {
-        quality.push((
-            "spiking network, initial".into(),
-            model.quality(&sp.simulate(&x0)?),
-        ));
-        if let Some(b) = best_fit {
-            quality.push((
-                format!("spiking network, {} (best)", b.method),
-                model.quality(&sp.simulate(&b.x_best)?),
-            ));
-        }
-    }
+    // plots and quality on the network the fit ran on (the smooth fit adds its hard transfer)
+    let quality = match spiking.as_ref() {
+        Some(sp) => plot_fit(
+            &model,
+            &|x: &[f64]| sp.simulate(x),
+            "spiking network",
+            &x0,
+            best_fit,
+            out_dir,
+        )?,
+        None => plot_fit(
+            &model,
+            &|x: &[f64]| model.simulate(x),
+            "smooth model",
+            &x0,
+            best_fit,
+            out_dir,
+        )?,
+    };
     spin.finish_and_clear();
     let model_label = match spec.gradient.model {
         FitModel::Smooth => "smooth (rate-mode) fast LIF pool, exact autodiff gradient",
@@ -315,10 +329,13 @@ pub fn run_recording_spec(
     Ok(summary)
 }
 
-/// Force, rate and drive plots of the initial point and of the best method's best point (with
-/// its hard-spiking transfer check); returns the quality numbers of each.
+/// Force, rate and drive plots of the initial point and of the best method's best point, simulated
+/// by `simulate` (the network the fit ran on, named `label`); a smooth-model fit adds its
+/// hard-spiking transfer check (`transfer_hard.png`). Returns the quality numbers of each point.
 fn plot_fit(
     model: &RecordingModel,
+    simulate: &dyn Fn(&[f64]) -> Result<Simulated>,
+    label: &str,
     x0: &[f64],
     best: Option<&FitReport>,
     dir: &Path,
@@ -352,10 +369,10 @@ fn plot_fit(
     let mut quality = Vec::new();
     let mut transfer = vec![series("recorded", &model.targets.force_pct)];
     for (p, (name, x)) in points.iter().enumerate() {
-        let sim = model.simulate(x)?;
-        force.push(series(&format!("simulated, {name}"), &sim.force_pct));
-        quality.push((format!("smooth model, {name}"), model.quality(&sim)));
-        if p == last && p > 0 {
+        let sim = simulate(x)?;
+        force.push(series(&format!("{label}, {name}"), &sim.force_pct));
+        quality.push((format!("{label}, {name}"), model.quality(&sim)));
+        if p == last && p > 0 && label == "smooth model" {
             let hard = model.simulate_hard(x)?;
             transfer.push(series(
                 &format!("smooth model (fitted), {name}"),

@@ -434,6 +434,60 @@ pub fn match_by_recruitment(
     Ok(out)
 }
 
+/// Matching by rate error: recorded unit j (taken in recruitment order, `recorded_recruit_bin`)
+/// gets the unused simulated unit `argmin_i Σ_b m_jb (r_ib − R_jb)²` (Hz²) — `sim_rates[i]` and
+/// `recorded_rates[j]` smoothed rates per bin (Hz), `masks[j]` the loss's weights of unit j.
+/// Ties go to the lower index. Errors when the pool has fewer units than recorded units.
+pub fn match_by_rates(
+    sim_rates: &[Vec<f64>],
+    recorded_rates: &[Vec<f64>],
+    masks: &[Vec<f64>],
+    recorded_recruit_bin: &[usize],
+) -> Result<Vec<usize>> {
+    let n_rec = recorded_rates.len();
+    if masks.len() != n_rec {
+        return Err(Error::shape("masks", n_rec, masks.len()));
+    }
+    if recorded_recruit_bin.len() != n_rec {
+        return Err(Error::shape(
+            "recruit_bin",
+            n_rec,
+            recorded_recruit_bin.len(),
+        ));
+    }
+    if sim_rates.len() < n_rec {
+        return Err(Error::invalid(
+            "network.n_mn",
+            sim_rates.len(),
+            "at least as many simulated units as matched recorded units",
+        ));
+    }
+    let mut order: Vec<usize> = (0..n_rec).collect();
+    order.sort_by_key(|&j| recorded_recruit_bin[j]);
+    let mut used = vec![false; sim_rates.len()];
+    let mut out = vec![0; n_rec];
+    for j in order {
+        let err = |r: &Vec<f64>| -> f64 {
+            r.iter()
+                .zip(&recorded_rates[j])
+                .zip(&masks[j])
+                .map(|((s, t), m)| m * (s - t).powi(2))
+                .sum()
+        };
+        let best = sim_rates
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !used[*i])
+            .map(|(i, r)| (i, err(r)))
+            .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
+            .map(|(i, _)| i)
+            .ok_or_else(|| Error::invalid("network.n_mn", sim_rates.len(), "more units"))?;
+        used[best] = true;
+        out[j] = best;
+    }
+    Ok(out)
+}
+
 /// The objective wrapper for the optimisers.
 pub struct RecordingObjective<'m> {
     /// The model.

@@ -12,7 +12,8 @@ use crate::network::{MYOGEN_WEIGHT_S, NetworkConfig};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Matching {
-    /// `"recruitment"`: nearest recruitment time at the initial parameters (module docs).
+    /// `"recruitment"`: nearest recruitment time at the initial parameters; `"rates"`: smallest
+    /// masked rate error (Hz²) at the initial parameters (module docs).
     Rule(String),
     /// Explicit simulated unit indices, one per recorded unit (0-based, recruitment order of the
     /// pool: 0 = lowest threshold).
@@ -269,6 +270,18 @@ impl RecordingFitSpec {
         self.budget().validate()?;
         check::count_at_least("max_batch", self.max_batch, 1)?;
         check::count_at_least("methods", self.methods.len(), 1)?;
+        if self.gradient.model != FitModel::Spiking
+            && self
+                .methods
+                .iter()
+                .any(|m| matches!(m, Method::LevenbergMarquardt { .. }))
+        {
+            return Err(Error::invalid(
+                "methods",
+                "levenberg_marquardt",
+                "a least-squares objective with residuals: [gradient] model = \"spiking\"",
+            ));
+        }
         check::count_at_least("drive.knots", self.drive.knots, 2)?;
         check::finite("drive.lower_hz", self.drive.lower_hz)?;
         if self.drive.upper_hz.is_nan() || self.drive.upper_hz <= self.drive.lower_hz {
@@ -301,11 +314,12 @@ impl RecordingFitSpec {
         check::count_at_least("data.bin_samples", self.data.bin_samples, 1)?;
         if let Matching::Rule(r) = &self.data.matching
             && r != "recruitment"
+            && r != "rates"
         {
             return Err(Error::invalid(
                 "data.matching",
                 r,
-                "\"recruitment\" or a list of simulated unit indices",
+                "\"recruitment\", \"rates\" or a list of simulated unit indices",
             ));
         }
         if let Matching::Units(u) = &self.data.matching

@@ -9,9 +9,14 @@
 //! (%MVC/N), `r_jb` the Hann-smoothed spike counts of matched unit j per bin (Hz).
 //! Gradient: `∂L/∂x_i ≈ (L(x + h_i e_i) − L(x − h_i e_i)) / 2h_i`, `h_i = h_hz` (knots, σ; Hz) or
 //! `h_scale_rel·|s|` (scale): `2·n_params` runs, on all cores.
+//! Residuals (Levenberg–Marquardt, [`crate::fit::lm`]): `L = Σ_k r_k²` with the force residuals
+//! `(s·F̄_b − F_b)/(F_ref·√|W|)` and the rate residuals `√(λ/N_mask)·(r_jb − R_jb)/R_ref` over the
+//! masked bins; their Jacobian by CRN forward differences (`n_params` runs) with the force
+//! scale's column exact.
 
 use super::model::{RecordingModel, Simulated};
 use crate::error::{Error, Result};
+use crate::event::reference::{default_threads, par_map};
 use crate::event::{EventDrive, EventNetwork, RunOptions};
 use crate::fit::difference::{central_gradient, parallel_values};
 use crate::fit::objective::Objective;
@@ -41,11 +46,11 @@ impl<'m> SpikingRecording<'m> {
 
     /// Force bins (%MVC) and matched units' smoothed rates (Hz) at `x`.
     pub fn simulate(&self, x: &[f64]) -> Result<Simulated> {
-        Ok(self.run(x)?.1)
+        Ok(self.run(x)?.2)
     }
 
-    /// Loss and simulated bins at `x` (knot values Hz, [σ Hz], scale %MVC/N).
-    fn run(&self, x: &[f64]) -> Result<(f64, Simulated)> {
+    /// Loss, residuals and simulated bins at `x` (knot values Hz, [σ Hz], scale %MVC/N).
+    fn run(&self, x: &[f64]) -> Result<(f64, Vec<f64>, Simulated)> {
         let m = self.model;
         let k = m.knots.len();
         if x.len() != m.n_params() {
@@ -66,15 +71,19 @@ impl<'m> SpikingRecording<'m> {
             .collect();
         let bin_s = spb as f64 * run.dt_s;
         let lb = m.targets.loss_bins.clone();
-        let inv_f = 1.0 / m.targets.f_ref();
-        let f_loss = lb
+        // force residuals (s·F̄_b − F*_b)/(F_ref·√|W|)
+        let cf = 1.0 / (m.targets.f_ref() * (lb.len() as f64).sqrt());
+        let mut residuals: Vec<f64> = lb
             .clone()
-            .map(|b| ((force_pct[b] - m.targets.force_pct[b]) * inv_f).powi(2))
-            .sum::<f64>()
-            / lb.len() as f64;
+            .map(|b| (force_pct[b] - m.targets.force_pct[b]) * cf)
+            .collect();
         let mut rates_hz = Vec::new();
-        let mut r_loss = 0.0;
         let n_mask: f64 = m.masks.iter().flatten().sum();
+        let cr = if m.matched.is_empty() {
+            0.0
+        } else {
+            (m.rate_weight / n_mask).sqrt() / m.r_ref
+        };
         for (j, &unit) in m.matched.iter().enumerate() {
             let mut counts = vec![0.0; nb];
             for &t in &run.spikes_s[unit] {
@@ -88,25 +97,62 @@ impl<'m> SpikingRecording<'m> {
                     (0..nb).map(|c| m.hann[t * nb + c] * counts[c]).sum::<f64>() / m.targets.bin_s
                 })
                 .collect();
+            // rate residuals m_jb·(r_jb − R_jb)·√(λ/N_mask)/R_ref over the masked bins
             for ((rt, mt), tt) in r.iter().zip(&m.masks[j]).zip(&m.targets.rates_hz[j]) {
-                r_loss += mt * ((rt - tt) / m.r_ref).powi(2);
+                if *mt != 0.0 {
+                    residuals.push(mt.sqrt() * (rt - tt) * cr);
+                }
             }
             rates_hz.push(r);
         }
-        let loss = f_loss
-            + if m.matched.is_empty() {
-                0.0
-            } else {
-                r_loss * m.rate_weight / n_mask
-            };
+        let loss = residuals.iter().map(|v| v * v).sum::<f64>();
         check_finite_values("recording loss (spiking)", &[loss])?;
         Ok((
             loss,
+            residuals,
             Simulated {
                 force_pct,
                 rates_hz,
             },
         ))
+    }
+
+    /// Residuals and their Jacobian at `x` by CRN forward differences: `(r(x + h_i e_i) − r(x))/h_i`
+    /// with `h_i = h_hz` for the knots and σ (`n − 1` runs beside the one at `x`, on all cores);
+    /// the force scale's column is exact (`∂r_b/∂s = F̄_b/(F_ref·√|W|)`, rates do not depend on it).
+    fn jacobian(&self, x: &[f64]) -> Result<(Vec<f64>, Vec<Vec<f64>>)> {
+        let n = x.len();
+        let mut points = vec![x.to_vec()];
+        for i in 0..n - 1 {
+            let mut p = x.to_vec();
+            p[i] += self.h_hz;
+            points.push(p);
+        }
+        let runs = par_map(&points, default_threads(), |p| self.run(p).map(|r| r.1))?;
+        let r0 = &runs[0];
+        let s = x[n - 1];
+        let n_force = self.model.targets.loss_bins.len();
+        let jac: Vec<Vec<f64>> = (0..r0.len())
+            .map(|k| {
+                let mut row: Vec<f64> = (0..n - 1)
+                    .map(|i| (runs[i + 1][k] - r0[k]) / self.h_hz)
+                    .collect();
+                // r_b = (s·F̄_b − F*_b)·c  ⇒  ∂r_b/∂s = (r_b/c + F*_b)/s·c = (r_b + F*_b·c)/s
+                row.push(if k < n_force {
+                    let b = self.model.targets.loss_bins.start + k;
+                    let cf = 1.0 / (self.model.targets.f_ref() * (n_force as f64).sqrt());
+                    (r0[k] + self.model.targets.force_pct[b] * cf) / s
+                } else {
+                    0.0
+                });
+                row
+            })
+            .collect();
+        check_finite_values(
+            "recording residual Jacobian (spiking)",
+            &jac.iter().flatten().copied().collect::<Vec<_>>(),
+        )?;
+        Ok((r0.clone(), jac))
     }
 }
 
@@ -189,5 +235,13 @@ impl Objective for SpikingRecording<'_> {
     fn values(&mut self, xs: &[Vec<f64>]) -> Result<Vec<f64>> {
         let this = &*self;
         parallel_values(xs, |p| this.run(p).map(|r| r.0))
+    }
+
+    fn residuals(&mut self, x: &[f64]) -> Result<Option<Vec<f64>>> {
+        Ok(Some(self.run(x)?.1))
+    }
+
+    fn residuals_and_jacobian(&mut self, x: &[f64]) -> Result<Option<(Vec<f64>, Vec<Vec<f64>>)>> {
+        self.jacobian(x).map(Some)
     }
 }
