@@ -122,6 +122,48 @@ fn nelder_mead_respects_its_budget_and_improves() {
     assert_close(&r, &c, 1e-2);
 }
 
+/// A budget that ends inside Nelder–Mead's initial simplex (n + 1 points) stops the run with a
+/// report of what was evaluated — it used to panic inside argmin, which unwraps the simplex's
+/// costs (found by the recording fit with `max_evals = 2`); an objective error there is returned
+/// as a typed error.
+#[test]
+fn nelder_mead_budget_inside_the_initial_simplex_is_not_a_panic() {
+    let (mut q, ps) = problem(4);
+    let nm = Method::NelderMead {
+        budget: 100,
+        step: 0.5,
+    };
+    let budget = Budget {
+        max_evals: Some(2),
+        time_s: None,
+    };
+    let r = minimize_within(&mut q, &ps, &nm, None, budget).unwrap();
+    assert_eq!(r.evaluations, 2);
+    assert!(
+        r.stop_reason.contains("initial simplex"),
+        "{}",
+        r.stop_reason
+    );
+    // a budget that covers the simplex: its n + 1 values are not evaluated twice
+    let budget = Budget {
+        max_evals: Some(5),
+        time_s: None,
+    };
+    let r = minimize_within(&mut q, &ps, &nm, None, budget).unwrap();
+    assert_eq!(r.evaluations, 5);
+    struct Failing;
+    impl Objective for Failing {
+        fn value(&mut self, _x: &[f64]) -> myodiff::Result<f64> {
+            Err(Error::invalid("x", "NaN", "a finite loss"))
+        }
+        fn value_and_grad(&mut self, _x: &[f64]) -> myodiff::Result<(f64, Vec<f64>)> {
+            Err(Error::invalid("x", "NaN", "a finite loss"))
+        }
+    }
+    let e = minimize_within(&mut Failing, &ps, &nm, None, Budget::default()).unwrap_err();
+    assert!(e.to_string().contains("finite loss"), "{e}");
+}
+
 #[test]
 fn particle_swarm_evaluates_the_swarm_in_batches() {
     let (mut q, ps) = problem(2);

@@ -242,10 +242,28 @@ pub fn minimize_within(
                 v[i] += step;
                 simplex.push(v);
             }
+            // argmin evaluates the initial simplex with `cost(..).unwrap()` (a panic on any
+            // error, the budget's included): evaluate it here, where an error is ours to report,
+            // and hand argmin the values from the adapter's cache.
+            let mut known = Vec::with_capacity(simplex.len());
+            for v in &simplex {
+                match t.value_theta(v) {
+                    Ok(c) => known.push((v.clone(), c)),
+                    Err(_) if t.exhausted() => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            if known.len() < simplex.len() {
+                if let Some(pb) = t.progress.take() {
+                    pb.finish_and_clear();
+                }
+                return finish_report(method, params, t, "budget spent in the initial simplex");
+            }
             let solver = NelderMead::new(simplex)
                 .with_sd_tolerance(1e-10)
                 .map_err(|e| opt_err("nelder_mead", e))?;
-            let adapter = Adapter::new(&mut t, Space::Theta);
+            let mut adapter = Adapter::new(&mut t, Space::Theta);
+            adapter.known = RefCell::new(known);
             finish_argmin(
                 Executor::new(adapter, solver)
                     .configure(|s| s.max_iters(*budget as u64))
@@ -351,9 +369,14 @@ pub fn minimize_within(
     if let Some(pb) = t.progress.take() {
         pb.finish_with_message(format!("{} ({stop})", t.progress_message()));
     }
+    finish_report(method, params, t, &stop)
+}
+
+/// The report of a finished run (its best point; an error when no finite loss was evaluated).
+fn finish_report(method: &Method, params: &ParamSet, t: Tracked, stop: &str) -> Result<FitReport> {
     let (x_best, loss_best) = t.best.clone().ok_or_else(|| Error::Optimizer {
         method: method.name().into(),
-        reason: "no finite loss was evaluated".into(),
+        reason: format!("no finite loss was evaluated ({stop})"),
     })?;
     Ok(FitReport {
         method: method.name().into(),
@@ -363,7 +386,7 @@ pub fn minimize_within(
         evaluations: t.evaluations,
         gradients: t.gradients,
         wall_s: t.elapsed_s(),
-        stop_reason: stop,
+        stop_reason: stop.into(),
         history: t.history,
     })
 }
@@ -444,6 +467,8 @@ struct Adapter<'a, 'b> {
     cache: RefCell<Option<CachedPoint>>,
     /// Loss (and gradient) are divided by this constant before argmin sees them.
     scale: f64,
+    /// Losses already evaluated (and counted) at these θ, returned without a new evaluation.
+    known: RefCell<Vec<(Vec<f64>, f64)>>,
 }
 
 impl<'a, 'b> Adapter<'a, 'b> {
@@ -453,6 +478,7 @@ impl<'a, 'b> Adapter<'a, 'b> {
             space,
             cache: RefCell::new(None),
             scale: 1.0,
+            known: RefCell::new(Vec::new()),
         }
     }
 }
@@ -465,6 +491,10 @@ impl CostFunction for Adapter<'_, '_> {
             && x == p
         {
             return Ok(*v / self.scale);
+        }
+        let pos = self.known.borrow().iter().position(|(x, _)| x == p);
+        if let Some(i) = pos {
+            return Ok(self.known.borrow_mut().swap_remove(i).1 / self.scale);
         }
         let v = match self.space {
             Space::Theta => self.t.borrow_mut().value_theta(p)?,
