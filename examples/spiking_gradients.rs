@@ -48,25 +48,18 @@ fn main() -> myodiff::Result<()> {
     let (t0, t1) = (dur / 2.0, dur);
     let unit = 100.min(n_mn - 1);
     let spec = StudySpec {
-        observables: vec![
-            Observable::MeanForce { t0_s: t0, t1_s: t1 },
-            Observable::ForceAmplitude {
-                t0_s: t0,
-                t1_s: t1,
-                freq_hz: 20.0,
-            },
-            Observable::PoolRate {
-                t0_s: t0,
-                t1_s: t1,
-                taper_s: 0.1,
-            },
-            Observable::UnitRate {
-                unit,
-                t0_s: t0,
-                t1_s: t1,
-                taper_s: 0.1,
-            },
-        ],
+        observables: {
+            let mut o = window_observables(t0, t1, unit);
+            o.insert(
+                1,
+                Observable::ForceAmplitude {
+                    t0_s: t0,
+                    t1_s: t1,
+                    freq_hz: 20.0,
+                },
+            );
+            o
+        },
         params: vec![
             (Param::Dc, 1.0),
             (Param::Amp, 1.0),
@@ -99,6 +92,24 @@ fn main() -> myodiff::Result<()> {
     std::fs::write("spiking_gradients.json", json)
         .map_err(|e| myodiff::Error::format("spiking_gradients.json", e.to_string()))?;
     Ok(())
+}
+
+/// Mean force (N), pool mean rate and `unit`'s rate (Hz; 0.1 s tapers) over `[t0, t1)` (s).
+fn window_observables(t0: f64, t1: f64, unit: usize) -> Vec<Observable> {
+    vec![
+        Observable::MeanForce { t0_s: t0, t1_s: t1 },
+        Observable::PoolRate {
+            t0_s: t0,
+            t1_s: t1,
+            taper_s: 0.1,
+        },
+        Observable::UnitRate {
+            unit,
+            t0_s: t0,
+            t1_s: t1,
+            taper_s: 0.1,
+        },
+    ]
 }
 
 /// The study at the recording-fit size (see the module docs).
@@ -138,20 +149,7 @@ fn recording_size(spec_path: &str, n_seeds: u64) -> myodiff::Result<()> {
         .unwrap_or(0);
     let unit = model.matched.first().copied().unwrap_or(0);
     let spec_study = StudySpec {
-        observables: vec![
-            Observable::MeanForce { t0_s: t0, t1_s: t1 },
-            Observable::PoolRate {
-                t0_s: t0,
-                t1_s: t1,
-                taper_s: 0.1,
-            },
-            Observable::UnitRate {
-                unit,
-                t0_s: t0,
-                t1_s: t1,
-                taper_s: 0.1,
-            },
-        ],
+        observables: window_observables(t0, t1, unit),
         params: vec![
             (Param::Knot(plateau), 1.0),
             (Param::Knot(ramp), 1.0),

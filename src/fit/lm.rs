@@ -40,7 +40,7 @@ pub fn cholesky_solve(a: &[f64], b: &[f64]) -> Option<Vec<f64>> {
         for j in 0..=i {
             let s: f64 = a[i * n + j] - (0..j).map(|k| l[i * n + k] * l[j * n + k]).sum::<f64>();
             if i == j {
-                if !(s > 0.0) || !s.is_finite() {
+                if !s.is_finite() || s <= 0.0 {
                     return None;
                 }
                 l[i * n + i] = s.sqrt();
@@ -183,7 +183,7 @@ mod tests {
         fn residuals_and_jacobian(
             &mut self,
             x: &[f64],
-        ) -> Result<Option<(Vec<f64>, Vec<Vec<f64>>)>> {
+        ) -> Result<Option<crate::fit::objective::ResidualJacobian>> {
             Ok(Some((
                 Self::r(x),
                 vec![vec![-20.0 * x[0], 10.0], vec![-1.0, 0.0]],

@@ -11,6 +11,9 @@ use super::journal::Journal;
 use super::params::ParamSet;
 use crate::error::{Error, Result};
 
+/// Residuals `r` and their Jacobian `J[k][i] = ∂r_k/∂x_i` (row per residual).
+pub type ResidualJacobian = (Vec<f64>, Vec<Vec<f64>>);
+
 /// A calibration loss in physical parameter units.
 pub trait Objective {
     /// Loss at `x`.
@@ -27,7 +30,7 @@ pub trait Objective {
         Ok(None)
     }
     /// Residuals and their Jacobian `J[k][i] = ∂r_k/∂x_i` (physical units), or `None`.
-    fn residuals_and_jacobian(&mut self, _x: &[f64]) -> Result<Option<(Vec<f64>, Vec<Vec<f64>>)>> {
+    fn residuals_and_jacobian(&mut self, _x: &[f64]) -> Result<Option<ResidualJacobian>> {
         Ok(None)
     }
 }
@@ -207,7 +210,7 @@ impl<'a> Tracked<'a> {
 
     /// Residuals and their Jacobian in θ (`J_θ[k][i] = J_x[k][i] · dx_i/dθ_i`) at unconstrained
     /// `θ` (one gradient evaluation).
-    pub fn jacobian_theta(&mut self, theta: &[f64]) -> Result<(Vec<f64>, Vec<Vec<f64>>)> {
+    pub fn jacobian_theta(&mut self, theta: &[f64]) -> Result<ResidualJacobian> {
         if self.exhausted() {
             return Err(self.budget_error());
         }

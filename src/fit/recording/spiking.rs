@@ -120,7 +120,7 @@ impl<'m> SpikingRecording<'m> {
     /// Residuals and their Jacobian at `x` by CRN forward differences: `(r(x + h_i e_i) − r(x))/h_i`
     /// with `h_i = h_hz` for the knots and σ (`n − 1` runs beside the one at `x`, on all cores);
     /// the force scale's column is exact (`∂r_b/∂s = F̄_b/(F_ref·√|W|)`, rates do not depend on it).
-    fn jacobian(&self, x: &[f64]) -> Result<(Vec<f64>, Vec<Vec<f64>>)> {
+    fn jacobian(&self, x: &[f64]) -> Result<crate::fit::objective::ResidualJacobian> {
         let n = x.len();
         let mut points = vec![x.to_vec()];
         for i in 0..n - 1 {
@@ -241,7 +241,10 @@ impl Objective for SpikingRecording<'_> {
         Ok(Some(self.run(x)?.1))
     }
 
-    fn residuals_and_jacobian(&mut self, x: &[f64]) -> Result<Option<(Vec<f64>, Vec<Vec<f64>>)>> {
+    fn residuals_and_jacobian(
+        &mut self,
+        x: &[f64],
+    ) -> Result<Option<crate::fit::objective::ResidualJacobian>> {
         self.jacobian(x).map(Some)
     }
 }
