@@ -14,6 +14,7 @@ use myodiff::experiment::Experiment;
 use myodiff::fit::joint::JointSpec;
 use myodiff::fit::noise::NoiseCalibrationSpec;
 use myodiff::fit::recording::RecordingFitSpec;
+use myodiff::fit::reflex::ReflexSpec;
 use myodiff::fit::watanabe::WatanabeSpec;
 use myodiff::io::{MatFile, Recording};
 
@@ -32,19 +33,22 @@ pub enum Target {
     RecordingSpec,
     /// `JointSpec::from_toml_str` (`kind = "joint"`).
     Joint,
+    /// `ReflexSpec::from_toml_str` (`kind = "reflex"`, the closed-loop stretch-reflex fit).
+    Reflex,
     /// `Experiment::from_toml` (`myodiff simulate`).
     Experiment,
     /// The `myodiff calibrate` front door: the spec header's `kind`, then that kind's parser.
     Calibrate,
 }
 
-pub const ALL: [Target; 8] = [
+pub const ALL: [Target; 9] = [
     Target::Mat,
     Target::Recording,
     Target::Noise,
     Target::Watanabe,
     Target::RecordingSpec,
     Target::Joint,
+    Target::Reflex,
     Target::Experiment,
     Target::Calibrate,
 ];
@@ -58,6 +62,7 @@ impl Target {
             Target::Watanabe => "watanabe_spec",
             Target::RecordingSpec => "recording_spec",
             Target::Joint => "joint_spec",
+            Target::Reflex => "reflex_spec",
             Target::Experiment => "experiment_spec",
             Target::Calibrate => "calibrate_spec",
         }
@@ -79,6 +84,7 @@ impl Target {
             Target::Watanabe => Some("watanabe"),
             Target::RecordingSpec => Some("recording"),
             Target::Joint => Some("joint"),
+            Target::Reflex => Some("reflex"),
             _ => None,
         }
     }
@@ -173,6 +179,7 @@ fn toml_target(t: Target, text: &str) -> Result<String, Error> {
         Target::Watanabe => WatanabeSpec::from_toml_str(text).map(|_| "ok".into()),
         Target::RecordingSpec => RecordingFitSpec::from_toml_str(text).map(|_| "ok".into()),
         Target::Joint => JointSpec::from_toml_str(text).map(|_| "ok".into()),
+        Target::Reflex => ReflexSpec::from_toml_str(text).map(|_| "ok".into()),
         Target::Experiment => Experiment::from_toml(text, "fuzz.toml").map(|_| "ok".into()),
         Target::Calibrate => {
             // calibrate::run_problem_mode: the header, then the kind's own parse + validate
@@ -183,10 +190,11 @@ fn toml_target(t: Target, text: &str) -> Result<String, Error> {
                 "watanabe" => toml_target(Target::Watanabe, text),
                 "recording" => toml_target(Target::RecordingSpec, text),
                 "joint" => toml_target(Target::Joint, text),
+                "reflex" => toml_target(Target::Reflex, text),
                 other => Err(Error::invalid(
                     "kind",
                     other,
-                    "one of: noise, watanabe, recording, joint",
+                    "one of: noise, watanabe, recording, joint, reflex",
                 )),
             }
             .map(|s| format!("{} {s}", header.kind))

@@ -163,7 +163,7 @@ mod tests {
     use crate::fit::optimize::{Budget, Method, minimize_within};
     use crate::fit::params::{ParamSet, ParamSpec};
 
-    /// Rosenbrock as residuals `(10(y − x²), 1 − x)`, counting Jacobians.
+    /// Rosenbrock as residuals `(10(y − x²), 1 − x)` with its exact Jacobian.
     struct Rosenbrock;
     impl Rosenbrock {
         fn r(x: &[f64]) -> Vec<f64> {
