@@ -412,3 +412,126 @@ fn outputs_are_atomic_and_refuse_existing_or_unwritable_paths() {
     let e = experiment::simulate(&spec, Some(&target), false).unwrap_err();
     assert!(e.to_string().contains("already exists"), "{e}");
 }
+
+/// A small closed-loop experiment: 10 motor neurons, 0.2 s at dt 0.1 ms, a tendon tap.
+const LOOP: &str = r#"
+name = "loop"
+[drive]
+kind = "sine"
+dc_hz = 80.0
+[closed_loop]
+n_mn = 10
+n_dd = 400
+duration_s = 0.2
+seed = 3
+[[closed_loop.stretch]]
+kind = "tap"
+onset_s = 0.1
+amplitude = 0.05
+duration_s = 0.05
+[loop_params]
+w_ia_s = 5e-8
+"#;
+
+/// `[closed_loop]` experiments: the loop runs (tape path), the Hill muscle's force is saved as
+/// the run's force, the loop's buffers as extra traces; the NPZ reads back identical and the NWB
+/// passes the Python check; two sets give two batch rows with different drives. Bad
+/// combinations are typed errors naming the key.
+#[test]
+fn closed_loop_experiment_runs_and_saves() {
+    let exp = Experiment::from_toml(LOOP, "LOOP").unwrap();
+    assert_eq!(exp.spec.exec_path(), myodiff::kernel::ExecPath::Tape);
+    let outcome = experiment::run(&exp).unwrap();
+    let saved = &outcome.saved;
+    assert_eq!(saved.sets.len(), 1);
+    assert_eq!(saved.n_units(), 10);
+    assert_eq!(saved.n_steps, 2000);
+    let spikes: usize = saved.sets[0].spike_times_s.iter().map(Vec::len).sum();
+    assert!(spikes > 0, "the pool fires at DC 80 Hz");
+    let force = saved.sets[0].force_n.as_ref().expect("muscle force saved");
+    assert_eq!(force.dim(), (2000, 1));
+    // active force: above the force before the first spike (the passive baseline)
+    let first = saved.sets[0]
+        .spike_times_s
+        .iter()
+        .filter_map(|s| s.first())
+        .fold(f64::INFINITY, |a, &b| a.min(b));
+    let base = force[[(first / 1e-4) as usize, 0]];
+    let peak = force.iter().cloned().fold(f64::MIN, f64::max);
+    assert!(peak > base + 1e-3, "the muscle contracts: {base} → {peak}");
+    let names: Vec<&str> = saved.extra.iter().map(|e| e.name.as_str()).collect();
+    for n in [
+        "joint_angle_rad",
+        "fibre_length_l0",
+        "ia_hz",
+        "ii_hz",
+        "ib_hz",
+    ] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+    assert!(!names.contains(&"muscle_force_n"), "saved twice: {names:?}");
+    let ia = &saved.extra[names.iter().position(|n| *n == "ia_hz").unwrap()].data;
+    assert!(ia.iter().any(|&r| r > 0.0), "the spindle fires");
+    let dir = scratch("loop").join("run");
+    output::write_run_dir(&dir, saved, outcome.wall_s, false).unwrap();
+    assert_eq!(&npz::read(&dir.join("result.npz")).unwrap(), saved);
+    check_with_python(
+        &dir.join("result.npz"),
+        &dir.join("result.nwb"),
+        1,
+        10,
+        2000,
+        1e-4,
+        false,
+    );
+    // two sets: two rows, the stronger drive makes more force
+    let two = LOOP.replace(
+        "[loop_params]",
+        "[[sets]]\ndc_hz = 40.0\n[[sets]]\n[loop_params]",
+    );
+    let out2 = experiment::run(&Experiment::from_toml(&two, "two").unwrap()).unwrap();
+    let mean = |s: usize| {
+        let f = out2.saved.sets[s].force_n.as_ref().unwrap();
+        f.iter().sum::<f64>() / f.len() as f64
+    };
+    let n_sp = |s: usize| -> usize { out2.saved.sets[s].spike_times_s.iter().map(Vec::len).sum() };
+    eprintln!(
+        "closed loop: {spikes} spikes, force {base:.4} → {peak:.4} N; two sets: mean force {:.4} / {:.4} N, spikes {} / {}",
+        mean(0),
+        mean(1),
+        n_sp(0),
+        n_sp(1)
+    );
+    assert!(
+        mean(1) > mean(0),
+        "{} vs {} (spikes {} vs {})",
+        mean(0),
+        mean(1),
+        n_sp(0),
+        n_sp(1)
+    );
+
+    let e = parse_err(&format!("{LOOP}[network]\nn_mn = 5\n"));
+    assert!(e.contains("network"), "{e}");
+    let e = parse_err(&format!("{LOOP}[emg]\ngrid = \"gr08mm1305\"\n"));
+    assert!(e.contains("emg"), "{e}");
+    let e = parse_err(&format!("path = \"fused\"\n{LOOP}"));
+    assert!(e.contains("path") && e.contains("tape"), "{e}");
+    let e = parse_err(&LOOP.replace(
+        "kind = \"sine\"\ndc_hz = 80.0",
+        "kind = \"knots\"\ntimes_s = [0.0, 0.1]\nvalues_hz = [50.0, 60.0]",
+    ));
+    assert!(e.contains("drive.kind"), "{e}");
+    let e = parse_err(&LOOP.replace("n_mn = 10", "n_mn = 1"));
+    assert!(e.contains("closed_loop.n_mn"), "{e}");
+    let e = parse_err(&LOOP.replace("w_ia_s = 5e-8", "w_ia_s = -1.0"));
+    assert!(e.contains("loop_params.w_ia_s"), "{e}");
+    let e = parse_err(&LOOP.replace("w_ia_s = 5e-8", "w_ia = 1.0"));
+    assert!(e.contains("w_ia"), "{e}");
+    let open = "name = \"x\"\n[network]\nn_mn = 4\nn_dd = 2\nduration_s = 0.01\n[drive]\nkind = \"sine\"\ndc_hz = 50.0\n[loop_params]\nw_ia_s = 5e-8\n";
+    let e = parse_err(open);
+    assert!(
+        e.contains("loop_params") && e.contains("closed_loop"),
+        "{e}"
+    );
+}

@@ -38,14 +38,10 @@ pub fn build_simulation(
     let cfg = &spec.network;
     let b = spec.n_sets();
     let col = |v: Vec<f64>| ctx.tensor(v.clone(), [v.len(), 1]);
-    let weight = col(if spec.sets.is_empty() {
-        vec![spec.synaptic_weight_s]
-    } else {
-        spec.sets
-            .iter()
-            .map(|s| s.synaptic_weight_s.unwrap_or(spec.synaptic_weight_s))
-            .collect()
-    });
+    if let Some(cl) = &spec.closed_loop {
+        return Ok((closed_loop_simulation(spec, cl, ctx)?, None));
+    }
+    let weight = col(spec.set_weights_s());
     let muscle = MuscleParams::from_config(cfg, ctx)?;
     let drives = spec.set_drives()?;
     // One column per drive field, one row per set (every set has the kind of `[drive]`).
@@ -102,6 +98,45 @@ pub fn build_simulation(
         }
     };
     Ok((sim, grid))
+}
+
+/// The closed loop of `spec` ([`crate::closed_loop::build`]): one batch row per set, each set's
+/// sine drive and DD → MN weight, the loop parameters of `[loop_params]` shared by every row.
+fn closed_loop_simulation(
+    spec: &ExperimentSpec,
+    cl: &crate::closed_loop::ClosedLoopConfig,
+    ctx: &Ctx,
+) -> Result<Simulation> {
+    let b = spec.n_sets();
+    let col = |v: Vec<f64>| ctx.tensor(v.clone(), [v.len(), 1]);
+    let drives = spec.set_drives()?;
+    let sine = |i: usize| -> Result<Tensor<2>> {
+        let v = drives
+            .iter()
+            .map(|d| {
+                d.sine_params()
+                    .map(|p| p[i])
+                    .ok_or_else(|| Error::config("drive.kind", "a closed loop takes a sine drive"))
+            })
+            .collect::<Result<Vec<f64>>>()?;
+        Ok(col(v))
+    };
+    let lp = spec.loop_params.clone().unwrap_or_default();
+    let params = crate::closed_loop::ClosedLoopParams {
+        drive: DriveParams {
+            dc_hz: sine(0)?,
+            amp_hz: sine(1)?,
+            freq_hz: sine(2)?,
+            phase_rad: sine(3)?,
+            noise_sd_hz: sine(4)?,
+        },
+        w_dd_s: col(spec.set_weights_s()),
+        w_ia_s: ctx.full([1, 1], lp.w_ia_s),
+        gamma_dyn_hz: ctx.full([1, 1], lp.gamma_dyn_hz),
+        gamma_stat_hz: ctx.full([1, 1], lp.gamma_stat_hz),
+        gto_g1_hz: ctx.full([1, 1], lp.gto_g1_hz),
+    };
+    crate::closed_loop::build(cl, ctx, b, &params)
 }
 
 /// The electrode layout of `grid`'s output channels: each channel's position is the mean of the
@@ -165,16 +200,28 @@ pub fn run(exp: &Experiment) -> Result<RunOutcome> {
     }
     let rec: Vec<&str> = recorded.iter().map(String::as_str).collect();
     sim.record(&rec);
-    let rollout = sim.run_path(spec.path)?;
+    let rollout = sim.run_path(spec.exec_path())?;
     let want = |n: &str| recorded.iter().any(|r| r == n);
+    // the closed loop's muscle force is the run's force
+    let muscle_force = crate::muscle::hill::buffers::FORCE_N;
+    let loop_force = spec.closed_loop.is_some() && want(muscle_force);
     let mut sets = Vec::with_capacity(spec.n_sets());
     for b in 0..spec.n_sets() {
         let mut r = rollout.result(b)?;
+        if loop_force {
+            let tr = rollout.trace(muscle_force)?;
+            let [n_t, _, w] = tr.dims();
+            let v = to_vec_f64(tr.slice([0..n_t, b..b + 1, 0..w]));
+            r.force_n = Some(
+                ndarray::Array2::from_shape_vec((n_t, w), v)
+                    .map_err(|e| Error::format(muscle_force, e.to_string()))?,
+            );
+        }
         if !want(names::SPIKES) {
             r.spike_times_s.clear();
             r.n_units = 0;
         }
-        if !want(names::FORCE_N) {
+        if !want(names::FORCE_N) && !loop_force {
             r.force_n = None;
         }
         if !want(names::SURFACE_EMG_V) {
@@ -185,7 +232,9 @@ pub fn run(exp: &Experiment) -> Result<RunOutcome> {
     }
     let mut extra = Vec::new();
     for name in &recorded {
-        if [names::SPIKES, names::FORCE_N, names::SURFACE_EMG_V].contains(&name.as_str()) {
+        if [names::SPIKES, names::FORCE_N, names::SURFACE_EMG_V].contains(&name.as_str())
+            || (loop_force && name == muscle_force)
+        {
             continue;
         }
         let tr = rollout.trace(name)?;

@@ -26,11 +26,20 @@
 //! [emg]                          # optional: surface EMG on an electrode grid
 //! grid = "gr08mm1305"
 //! ```
+//!
+//! A closed-loop experiment (motor neurons → Hill muscle ⇄ joint → spindle / GTO → afferents →
+//! motor neurons, [`crate::closed_loop`]) replaces `[network]` by `[closed_loop]` (every key of
+//! [`ClosedLoopConfig`]: sizes, dt, duration, muscle, joint, stretches, pathways) and may set the
+//! loop's parameters in `[loop_params]`; its drive is a sine drive, it runs on the tape path
+//! (the fused path needs a feed-forward graph), has no EMG readout, and records by default
+//! `spikes`, `muscle_force_n` (saved as the run's force), `joint_angle_rad`, `fibre_length_l0`,
+//! `ia_hz`, `ii_hz` and `ib_hz`. Example: `experiments/stretch_reflex.toml`.
 
 use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::closed_loop::ClosedLoopConfig;
 use crate::drive::KnotTimes;
 use crate::emg::electrodes::{Differentiation, ElectrodeArray};
 use crate::emg::muap::PoolGeometry;
@@ -58,8 +67,11 @@ impl Experiment {
 
     /// Parses and validates spec text; `what` names the source in errors (e.g. the file path).
     pub fn from_toml(text: &str, what: &str) -> Result<Self> {
-        let spec: ExperimentSpec =
+        let mut spec: ExperimentSpec =
             crate::fit::spec::parse_toml(text, &format!("experiment spec {what}"))?;
+        spec.network_given = text
+            .parse::<toml::Table>()
+            .is_ok_and(|t| t.contains_key("network"));
         spec.validate()?;
         Ok(Self {
             spec,
@@ -80,9 +92,9 @@ pub struct ExperimentSpec {
     /// Backend (default flex).
     #[serde(default = "default_backend")]
     pub backend: BackendKind,
-    /// Execution path (default fused).
-    #[serde(default = "default_path")]
-    pub path: ExecPath,
+    /// Execution path (default fused; tape for a closed loop, the only path it runs on).
+    #[serde(default)]
+    pub path: Option<ExecPath>,
     /// Buffers to record and save (default: spikes, force_n, and surface_emg_v when `[emg]` is
     /// given). Each must be written by some stage of the experiment.
     #[serde(default)]
@@ -105,13 +117,55 @@ pub struct ExperimentSpec {
     /// Surface EMG (optional).
     #[serde(default)]
     pub emg: Option<EmgSpec>,
+    /// The closed loop (optional; replaces `[network]`, see the module docs).
+    #[serde(default)]
+    pub closed_loop: Option<ClosedLoopConfig>,
+    /// Parameters of the closed loop (only with `[closed_loop]`).
+    #[serde(default)]
+    pub loop_params: Option<LoopParamsSpec>,
+    /// Whether the TOML has a `[network]` table (set by [`Experiment::from_toml`]; a closed loop
+    /// takes its sizes from `[closed_loop]`, so the two together are refused).
+    #[serde(skip)]
+    pub network_given: bool,
+}
+
+/// The closed loop's parameters (MyoGen's example 11 by default).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoopParamsSpec {
+    /// Ia → motor-neuron synaptic weight (S).
+    pub w_ia_s: f64,
+    /// Dynamic fusimotor drive (Hz).
+    pub gamma_dyn_hz: f64,
+    /// Static fusimotor drive (Hz).
+    pub gamma_stat_hz: f64,
+    /// Golgi tendon organ gain G1 (Hz).
+    pub gto_g1_hz: f64,
+}
+
+impl Default for LoopParamsSpec {
+    fn default() -> Self {
+        Self {
+            w_ia_s: MYOGEN_WEIGHT_S,
+            gamma_dyn_hz: 50.0,
+            gamma_stat_hz: 50.0,
+            gto_g1_hz: crate::afferent::GtoParams::default().g1_hz,
+        }
+    }
+}
+
+impl LoopParamsSpec {
+    fn validate(&self) -> Result<()> {
+        check::positive("loop_params.w_ia_s", self.w_ia_s)?;
+        check::non_negative("loop_params.gamma_dyn_hz", self.gamma_dyn_hz)?;
+        check::non_negative("loop_params.gamma_stat_hz", self.gamma_stat_hz)?;
+        check::non_negative("loop_params.gto_g1_hz", self.gto_g1_hz)?;
+        Ok(())
+    }
 }
 
 fn default_backend() -> BackendKind {
     BackendKind::Flex
-}
-fn default_path() -> ExecPath {
-    ExecPath::Fused
 }
 fn default_age() -> String {
     "P30Y".into()
@@ -302,10 +356,42 @@ impl ExperimentSpec {
         self.sets.len().max(1)
     }
 
+    /// The drive → motor-neuron weight of every parameter set (S): the set's own, else
+    /// `synaptic_weight_s` (one entry when there are no sets).
+    pub fn set_weights_s(&self) -> Vec<f64> {
+        if self.sets.is_empty() {
+            return vec![self.synaptic_weight_s];
+        }
+        self.sets
+            .iter()
+            .map(|s| s.synaptic_weight_s.unwrap_or(self.synaptic_weight_s))
+            .collect()
+    }
+
+    /// The execution path: the one given, else fused (tape for a closed loop).
+    pub fn exec_path(&self) -> ExecPath {
+        self.path.unwrap_or(if self.closed_loop.is_some() {
+            ExecPath::Tape
+        } else {
+            ExecPath::Fused
+        })
+    }
+
     /// The buffers to record (explicit `record`, or the defaults of the field docs).
     pub fn recorded(&self) -> Vec<String> {
         match &self.record {
             Some(r) => r.clone(),
+            None if self.closed_loop.is_some() => [
+                "spikes",
+                "muscle_force_n",
+                "joint_angle_rad",
+                "fibre_length_l0",
+                "ia_hz",
+                "ii_hz",
+                "ib_hz",
+            ]
+            .map(String::from)
+            .to_vec(),
             None => {
                 let mut r = vec!["spikes".to_string(), "force_n".to_string()];
                 if self.emg.is_some() {
@@ -337,6 +423,7 @@ impl ExperimentSpec {
                 "an ISO 8601 duration such as \"P30Y\"",
             ));
         }
+        self.validate_loop()?;
         self.network.validate().map_err(|e| prefix("network", e))?;
         check::positive("synaptic_weight_s", self.synaptic_weight_s)?;
         // The drive of every set (the base drive when there are no sets) is validated as the
@@ -361,6 +448,51 @@ impl ExperimentSpec {
         if let Some(emg) = &self.emg {
             emg.array()?;
             emg.pool_geometry(self.network.recruitment_range)?;
+        }
+        Ok(())
+    }
+
+    /// The closed-loop tables: `[closed_loop]` valid, with a sine drive, without `[network]`,
+    /// `[emg]` or the fused path; `[loop_params]` only with it.
+    fn validate_loop(&self) -> Result<()> {
+        let Some(cl) = &self.closed_loop else {
+            if self.loop_params.is_some() {
+                return Err(Error::config(
+                    "loop_params",
+                    "applies to a closed loop only; add a [closed_loop] table",
+                ));
+            }
+            return Ok(());
+        };
+        cl.validate().map_err(|e| prefix("closed_loop", e))?;
+        if let Some(p) = &self.loop_params {
+            p.validate()?;
+        }
+        if self.network_given {
+            return Err(Error::config(
+                "network",
+                "a closed loop takes its sizes, dt, duration and seed from [closed_loop]; \
+                 remove the [network] table",
+            ));
+        }
+        if self.emg.is_some() {
+            return Err(Error::config(
+                "emg",
+                "the closed loop has no EMG readout yet (its Hill muscle has no MUAP geometry)",
+            ));
+        }
+        if self.drive.sine_params().is_none() {
+            return Err(Error::config(
+                "drive.kind",
+                "a closed loop takes a sine drive (kind = \"sine\")",
+            ));
+        }
+        if self.path == Some(ExecPath::Fused) {
+            return Err(Error::config(
+                "path",
+                "a closed loop runs on the tape path only (the fused path needs a feed-forward \
+                 graph); set path = \"tape\" or leave it out",
+            ));
         }
         Ok(())
     }

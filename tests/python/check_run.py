@@ -31,7 +31,7 @@ check(float(z["dt_s"]) == dt_s, f"npz dt_s = {float(z['dt_s'])}")
 check(int(z["n_sets"]) == n_sets and int(z["n_units"]) == n_units, "npz n_sets / n_units")
 check(z["force_n"].shape[:2] == (n_sets, n_steps), f"npz force_n shape {z['force_n'].shape}")
 spec = str(z["spec_toml"])
-check("[network]" in spec, "npz spec_toml holds the experiment spec")
+check("[drive]" in spec and "name = " in spec, "npz spec_toml holds the experiment spec")
 
 with NWBHDF5IO(nwb_path, "r") as io:
     nwb = io.read()
