@@ -359,3 +359,27 @@ fn particle_swarm_can_start_one_particle_at_x0() {
     assert!(r.evaluations <= 420, "{}", r.evaluations);
     assert_close(&r, &c, 0.1);
 }
+
+/// Levenberg–Marquardt needs residuals: every problem whose loss is a scalar refuses it at
+/// validation, naming `methods[i].method` (the shipped specs with an LM method appended); the
+/// recording fit on the spiking network accepts it.
+#[test]
+fn least_squares_method_is_refused_where_the_loss_has_no_residuals() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("calibration");
+    let lm = "\n[[methods]]\nmethod = \"levenberg_marquardt\"\niters = 5\n";
+    let with_lm = |f: &str| std::fs::read_to_string(root.join(f)).unwrap() + lm;
+    let errs = [
+        joint::JointSpec::from_toml_str(&with_lm("joint.toml")).map(|_| ()),
+        noise::NoiseCalibrationSpec::from_toml_str(&with_lm("noise_rest.toml")).map(|_| ()),
+        reflex::ReflexSpec::from_toml_str(&with_lm("reflex.toml")).map(|_| ()),
+        recording::RecordingFitSpec::from_toml_str(&with_lm("recording.toml")).map(|_| ()),
+    ];
+    for e in errs {
+        let e = e.unwrap_err().to_string();
+        assert!(
+            e.contains("methods[") && e.contains("levenberg_marquardt"),
+            "{e}"
+        );
+    }
+    recording::RecordingFitSpec::from_toml_str(&with_lm("recording_spiking.toml")).unwrap();
+}

@@ -116,6 +116,25 @@ impl Method {
     }
 }
 
+/// Refuses a least-squares method (Levenberg–Marquardt) in `methods` of a problem whose objective
+/// has no residuals; `problem` says which problems do (the error's "allowed" text).
+pub fn refuse_least_squares(methods: &[Method], problem: &str) -> Result<()> {
+    match methods
+        .iter()
+        .position(|m| matches!(m, Method::LevenbergMarquardt { .. }))
+    {
+        Some(i) => Err(Error::invalid(
+            format!("methods[{i}].method"),
+            "levenberg_marquardt",
+            format!(
+                "a method for this problem's scalar loss ({problem} has no residuals; \
+                 Levenberg–Marquardt runs on the recording fit with [gradient] model = \"spiking\")"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// What one optimiser run achieved.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FitReport {

@@ -240,6 +240,7 @@ impl JointSpec {
         self.budget().validate()?;
         check::count_at_least("max_batch", self.max_batch, 1)?;
         check::count_at_least("methods", self.methods.len(), 1)?;
+        crate::fit::optimize::refuse_least_squares(&self.methods, "the joint problem")?;
         check::count_at_least("dims", self.dims.len(), 1)?;
         for &d in &self.dims {
             if !(1..=4).contains(&d) {

@@ -405,6 +405,7 @@ impl NoiseCalibrationSpec {
         if self.methods.is_empty() {
             return Err(Error::config("methods", "at least one method"));
         }
+        crate::fit::optimize::refuse_least_squares(&self.methods, "the noise problem")?;
         self.budget().validate()?;
         check::count_at_least(
             "myogen_metric.realisations",

@@ -270,17 +270,11 @@ impl RecordingFitSpec {
         self.budget().validate()?;
         check::count_at_least("max_batch", self.max_batch, 1)?;
         check::count_at_least("methods", self.methods.len(), 1)?;
-        if self.gradient.model != FitModel::Spiking
-            && self
-                .methods
-                .iter()
-                .any(|m| matches!(m, Method::LevenbergMarquardt { .. }))
-        {
-            return Err(Error::invalid(
-                "methods",
-                "levenberg_marquardt",
-                "a least-squares objective with residuals: [gradient] model = \"spiking\"",
-            ));
+        if self.gradient.model != FitModel::Spiking {
+            crate::fit::optimize::refuse_least_squares(
+                &self.methods,
+                "the recording fit on the smooth model",
+            )?;
         }
         check::count_at_least("drive.knots", self.drive.knots, 2)?;
         check::finite("drive.lower_hz", self.drive.lower_hz)?;

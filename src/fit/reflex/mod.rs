@@ -167,6 +167,7 @@ impl ReflexSpec {
         self.budget().validate()?;
         check::count_at_least("max_batch", self.max_batch, 1)?;
         check::count_at_least("methods", self.methods.len(), 1)?;
+        crate::fit::optimize::refuse_least_squares(&self.methods, "the reflex problem")?;
         for (name, v) in PARAM_NAMES.iter().zip(self.lower.to_vec()) {
             check::non_negative(&format!("lower.{name}"), v)?;
         }
