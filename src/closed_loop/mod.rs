@@ -140,8 +140,19 @@ fn current_pool(
     .with_buffers(buffers[0], buffers[1], buffers[2]))
 }
 
-/// Builds the closed-loop simulation for `batch` parameter rows. Recorded by default: `spikes`,
-/// `muscle_force_n`, `joint_angle_rad`, `fibre_length_l0`, `ia_hz`, `ii_hz`, `ib_hz`.
+/// The loop's buffers [`build`] records besides `spikes`: muscle force (N), joint angle (rad),
+/// fibre length (L0), and the Ia, II and Ib afferent rates (Hz).
+pub const RECORDED: [&str; 6] = [
+    hill::FORCE_N,
+    joint::ANGLE_RAD,
+    hill::LENGTH_L0,
+    "ia_hz",
+    "ii_hz",
+    "ib_hz",
+];
+
+/// Builds the closed-loop simulation for `batch` parameter rows. Recorded by default: `spikes`
+/// and [`RECORDED`].
 pub fn build(
     cfg: &ClosedLoopConfig,
     ctx: &Ctx,
@@ -307,13 +318,6 @@ pub fn build(
             .with_force(hill::FORCE_N)
             .with_gain(params.gto_g1_hz.clone()),
     );
-    sim.record(&[
-        hill::FORCE_N,
-        hill::LENGTH_L0,
-        joint::ANGLE_RAD,
-        "ia_hz",
-        "ii_hz",
-        "ib_hz",
-    ]);
+    sim.record(&RECORDED);
     Ok(sim)
 }

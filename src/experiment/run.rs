@@ -44,26 +44,8 @@ pub fn build_simulation(
     let weight = col(spec.set_weights_s());
     let muscle = MuscleParams::from_config(cfg, ctx)?;
     let drives = spec.set_drives()?;
-    // One column per drive field, one row per set (every set has the kind of `[drive]`).
-    let field = |f: &dyn Fn(&DriveSpec) -> Option<f64>| -> Result<Tensor<2>> {
-        let v = drives
-            .iter()
-            .map(|d| f(d).ok_or_else(|| Error::config("sets", "a set changed the drive kind")))
-            .collect::<Result<Vec<f64>>>()?;
-        Ok(col(v))
-    };
     let mut sim = match &spec.drive {
-        DriveSpec::Sine { .. } => {
-            let sine = |i: usize| move |d: &DriveSpec| d.sine_params().map(|p| p[i]);
-            let drive = DriveParams {
-                dc_hz: field(&sine(0))?,
-                amp_hz: field(&sine(1))?,
-                freq_hz: field(&sine(2))?,
-                phase_rad: field(&sine(3))?,
-                noise_sd_hz: field(&sine(4))?,
-            };
-            build(cfg, ctx, b, drive, weight, &muscle)?
-        }
+        DriveSpec::Sine { .. } => build(cfg, ctx, b, sine_drive(&drives, ctx)?, weight, &muscle)?,
         DriveSpec::Knots { times_s, .. } => {
             let k = times_s.len();
             let mut values = Vec::with_capacity(b * k);
@@ -72,7 +54,7 @@ pub fn build_simulation(
                     values.extend_from_slice(values_hz);
                 }
             }
-            let sd = field(&|d: &DriveSpec| match d {
+            let sd = drive_column(&drives, ctx, |d| match d {
                 DriveSpec::Knots { noise_sd_hz, .. } => Some(*noise_sd_hz),
                 DriveSpec::Sine { .. } => None,
             })?;
@@ -107,36 +89,43 @@ fn closed_loop_simulation(
     cl: &crate::closed_loop::ClosedLoopConfig,
     ctx: &Ctx,
 ) -> Result<Simulation> {
-    let b = spec.n_sets();
-    let col = |v: Vec<f64>| ctx.tensor(v.clone(), [v.len(), 1]);
-    let drives = spec.set_drives()?;
-    let sine = |i: usize| -> Result<Tensor<2>> {
-        let v = drives
-            .iter()
-            .map(|d| {
-                d.sine_params()
-                    .map(|p| p[i])
-                    .ok_or_else(|| Error::config("drive.kind", "a closed loop takes a sine drive"))
-            })
-            .collect::<Result<Vec<f64>>>()?;
-        Ok(col(v))
-    };
+    let w_dd = spec.set_weights_s();
     let lp = spec.loop_params.clone().unwrap_or_default();
     let params = crate::closed_loop::ClosedLoopParams {
-        drive: DriveParams {
-            dc_hz: sine(0)?,
-            amp_hz: sine(1)?,
-            freq_hz: sine(2)?,
-            phase_rad: sine(3)?,
-            noise_sd_hz: sine(4)?,
-        },
-        w_dd_s: col(spec.set_weights_s()),
+        drive: sine_drive(&spec.set_drives()?, ctx)?,
+        w_dd_s: ctx.tensor(w_dd.clone(), [w_dd.len(), 1]),
         w_ia_s: ctx.full([1, 1], lp.w_ia_s),
         gamma_dyn_hz: ctx.full([1, 1], lp.gamma_dyn_hz),
         gamma_stat_hz: ctx.full([1, 1], lp.gamma_stat_hz),
         gto_g1_hz: ctx.full([1, 1], lp.gto_g1_hz),
     };
-    crate::closed_loop::build(cl, ctx, b, &params)
+    crate::closed_loop::build(cl, ctx, spec.n_sets(), &params)
+}
+
+/// One drive field per set as a column `[sets, 1]` (every set has the kind of `[drive]`; `f` is
+/// `None` for a field of the other kind).
+fn drive_column(
+    drives: &[DriveSpec],
+    ctx: &Ctx,
+    f: impl Fn(&DriveSpec) -> Option<f64>,
+) -> Result<Tensor<2>> {
+    let v = drives
+        .iter()
+        .map(|d| f(d).ok_or_else(|| Error::config("sets", "a set changed the drive kind")))
+        .collect::<Result<Vec<f64>>>()?;
+    Ok(ctx.tensor(v.clone(), [v.len(), 1]))
+}
+
+/// The sine drives of the sets as [`DriveParams`] (one row per set; Hz, rad).
+fn sine_drive(drives: &[DriveSpec], ctx: &Ctx) -> Result<DriveParams> {
+    let field = |i: usize| drive_column(drives, ctx, |d| d.sine_params().map(|p| p[i]));
+    Ok(DriveParams {
+        dc_hz: field(0)?,
+        amp_hz: field(1)?,
+        freq_hz: field(2)?,
+        phase_rad: field(3)?,
+        noise_sd_hz: field(4)?,
+    })
 }
 
 /// The electrode layout of `grid`'s output channels: each channel's position is the mean of the
@@ -205,13 +194,17 @@ pub fn run(exp: &Experiment) -> Result<RunOutcome> {
     // the closed loop's muscle force is the run's force
     let muscle_force = crate::muscle::hill::buffers::FORCE_N;
     let loop_force = spec.closed_loop.is_some() && want(muscle_force);
+    let force_trace = if loop_force {
+        Some(rollout.trace(muscle_force)?)
+    } else {
+        None
+    };
     let mut sets = Vec::with_capacity(spec.n_sets());
     for b in 0..spec.n_sets() {
         let mut r = rollout.result(b)?;
-        if loop_force {
-            let tr = rollout.trace(muscle_force)?;
+        if let Some(tr) = &force_trace {
             let [n_t, _, w] = tr.dims();
-            let v = to_vec_f64(tr.slice([0..n_t, b..b + 1, 0..w]));
+            let v = to_vec_f64(tr.clone().slice([0..n_t, b..b + 1, 0..w]));
             r.force_n = Some(
                 ndarray::Array2::from_shape_vec((n_t, w), v)
                     .map_err(|e| Error::format(muscle_force, e.to_string()))?,

@@ -381,17 +381,10 @@ impl ExperimentSpec {
     pub fn recorded(&self) -> Vec<String> {
         match &self.record {
             Some(r) => r.clone(),
-            None if self.closed_loop.is_some() => [
-                "spikes",
-                "muscle_force_n",
-                "joint_angle_rad",
-                "fibre_length_l0",
-                "ia_hz",
-                "ii_hz",
-                "ib_hz",
-            ]
-            .map(String::from)
-            .to_vec(),
+            None if self.closed_loop.is_some() => std::iter::once("spikes")
+                .chain(crate::closed_loop::RECORDED)
+                .map(String::from)
+                .collect(),
             None => {
                 let mut r = vec!["spikes".to_string(), "force_n".to_string()];
                 if self.emg.is_some() {

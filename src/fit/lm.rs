@@ -97,13 +97,13 @@ pub fn run_lm(t: &mut Tracked, theta0: Vec<f64>, opts: LmOptions) -> Result<Stri
             mu = opts.damping * diag.iter().cloned().fold(0.0, f64::max);
         }
         let l0 = sq(&r);
+        let neg_g: Vec<f64> = g.iter().map(|v| -v).collect();
         // inner loop: raise the damping until a step lowers the loss
         let accepted = loop {
             let mut damped = a.clone();
             for p in 0..n {
                 damped[p * n + p] += mu * diag[p];
             }
-            let neg_g: Vec<f64> = g.iter().map(|v| -v).collect();
             let Some(delta) = cholesky_solve(&damped, &neg_g) else {
                 mu *= nu;
                 nu *= 2.0;
@@ -129,8 +129,9 @@ pub fn run_lm(t: &mut Tracked, theta0: Vec<f64>, opts: LmOptions) -> Result<Stri
                         lin * lin
                     })
                     .sum::<f64>();
-            let rho = (l0 - sq(&rt)) / predicted.max(1e-300);
-            if rho > 0.0 && sq(&rt).is_finite() {
+            let lt = sq(&rt);
+            let rho = (l0 - lt) / predicted.max(1e-300);
+            if rho > 0.0 && lt.is_finite() {
                 mu *= (1.0 - (2.0 * rho - 1.0).powi(3)).max(1.0 / 3.0);
                 nu = 2.0;
                 break trial;

@@ -396,6 +396,33 @@ impl RecordingModel {
     }
 }
 
+/// The greedy matching both rules share: recorded units in recruitment order (`recorded_recruit_bin`,
+/// stable for ties), each gets the unused simulated unit of least `cost(j, i)` (ties: the lower
+/// index; `None`: not a candidate). When no candidate is left the error names `network.n_mn`
+/// with `needs` as the allowed value.
+fn greedy_match(
+    n_sim: usize,
+    recorded_recruit_bin: &[usize],
+    cost: impl Fn(usize, usize) -> Option<f64>,
+    needs: &str,
+) -> Result<Vec<usize>> {
+    let mut order: Vec<usize> = (0..recorded_recruit_bin.len()).collect();
+    order.sort_by_key(|&j| recorded_recruit_bin[j]);
+    let mut used = vec![false; n_sim];
+    let mut out = vec![0; recorded_recruit_bin.len()];
+    for j in order {
+        let best = (0..n_sim)
+            .filter(|&i| !used[i])
+            .filter_map(|i| cost(j, i).map(|c| (i, c)))
+            .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
+            .map(|(i, _)| i)
+            .ok_or_else(|| Error::invalid("network.n_mn", n_sim, needs))?;
+        used[best] = true;
+        out[j] = best;
+    }
+    Ok(out)
+}
+
 /// Recruitment matching (module docs): for recorded units in recruitment order, the unused
 /// simulated unit whose recruitment bin (first bin ≥ `recruit_hz`) is nearest; never-recruited
 /// simulated units are not candidates. Error if there are fewer recruited simulated units than
@@ -409,29 +436,13 @@ pub fn match_by_recruitment(
         .iter()
         .map(|r| first_at_least(r, recruit_hz, 0))
         .collect();
-    let mut order: Vec<usize> = (0..recorded_recruit_bin.len()).collect();
-    order.sort_by_key(|&j| recorded_recruit_bin[j]);
-    let mut used = vec![false; sim_rates.len()];
-    let mut out = vec![0; recorded_recruit_bin.len()];
-    for j in order {
-        let best = sim_rb
-            .iter()
-            .enumerate()
-            .filter(|(i, rb)| !used[*i] && rb.is_some())
-            .min_by_key(|(i, rb)| (rb.unwrap_or(0).abs_diff(recorded_recruit_bin[j]), *i))
-            .map(|(i, _)| i)
-            .ok_or_else(|| {
-                Error::invalid(
-                    "network.n_mn",
-                    sim_rates.len(),
-                    "a pool with at least as many recruited units as matched recorded units \
-                     at the initial drive (raise n_mn or drive.init_peak_hz)",
-                )
-            })?;
-        used[best] = true;
-        out[j] = best;
-    }
-    Ok(out)
+    greedy_match(
+        sim_rates.len(),
+        recorded_recruit_bin,
+        |j, i| sim_rb[i].map(|rb| rb.abs_diff(recorded_recruit_bin[j]) as f64),
+        "a pool with at least as many recruited units as matched recorded units \
+         at the initial drive (raise n_mn or drive.init_peak_hz)",
+    )
 }
 
 /// Matching by rate error: recorded unit j (taken in recruitment order, `recorded_recruit_bin`)
@@ -455,37 +466,21 @@ pub fn match_by_rates(
             recorded_recruit_bin.len(),
         ));
     }
-    if sim_rates.len() < n_rec {
-        return Err(Error::invalid(
-            "network.n_mn",
-            sim_rates.len(),
-            "at least as many simulated units as matched recorded units",
-        ));
-    }
-    let mut order: Vec<usize> = (0..n_rec).collect();
-    order.sort_by_key(|&j| recorded_recruit_bin[j]);
-    let mut used = vec![false; sim_rates.len()];
-    let mut out = vec![0; n_rec];
-    for j in order {
-        let err = |r: &Vec<f64>| -> f64 {
-            r.iter()
-                .zip(&recorded_rates[j])
-                .zip(&masks[j])
-                .map(|((s, t), m)| m * (s - t).powi(2))
-                .sum()
-        };
-        let best = sim_rates
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !used[*i])
-            .map(|(i, r)| (i, err(r)))
-            .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
-            .map(|(i, _)| i)
-            .ok_or_else(|| Error::invalid("network.n_mn", sim_rates.len(), "more units"))?;
-        used[best] = true;
-        out[j] = best;
-    }
-    Ok(out)
+    greedy_match(
+        sim_rates.len(),
+        recorded_recruit_bin,
+        |j, i| {
+            Some(
+                sim_rates[i]
+                    .iter()
+                    .zip(&recorded_rates[j])
+                    .zip(&masks[j])
+                    .map(|((s, t), m)| m * (s - t).powi(2))
+                    .sum(),
+            )
+        },
+        "at least as many simulated units as matched recorded units",
+    )
 }
 
 /// The objective wrapper for the optimisers.

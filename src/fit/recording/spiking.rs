@@ -72,7 +72,7 @@ impl<'m> SpikingRecording<'m> {
         let bin_s = spb as f64 * run.dt_s;
         let lb = m.targets.loss_bins.clone();
         // force residuals (s·F̄_b − F*_b)/(F_ref·√|W|)
-        let cf = 1.0 / (m.targets.f_ref() * (lb.len() as f64).sqrt());
+        let cf = self.force_coef();
         let mut residuals: Vec<f64> = lb
             .clone()
             .map(|b| (force_pct[b] - m.targets.force_pct[b]) * cf)
@@ -117,6 +117,12 @@ impl<'m> SpikingRecording<'m> {
         ))
     }
 
+    /// The force residuals' coefficient `1/(F_ref·√|W|)` (|W| the bins of the loss window).
+    fn force_coef(&self) -> f64 {
+        let t = &self.model.targets;
+        1.0 / (t.f_ref() * (t.loss_bins.len() as f64).sqrt())
+    }
+
     /// Residuals and their Jacobian at `x` by CRN forward differences: `(r(x + h_i e_i) − r(x))/h_i`
     /// with `h_i = h_hz` for the knots and σ (`n − 1` runs beside the one at `x`, on all cores);
     /// the force scale's column is exact (`∂r_b/∂s = F̄_b/(F_ref·√|W|)`, rates do not depend on it).
@@ -132,6 +138,7 @@ impl<'m> SpikingRecording<'m> {
         let r0 = &runs[0];
         let s = x[n - 1];
         let n_force = self.model.targets.loss_bins.len();
+        let cf = self.force_coef();
         let jac: Vec<Vec<f64>> = (0..r0.len())
             .map(|k| {
                 let mut row: Vec<f64> = (0..n - 1)
@@ -140,7 +147,6 @@ impl<'m> SpikingRecording<'m> {
                 // r_b = (s·F̄_b − F*_b)·c  ⇒  ∂r_b/∂s = (r_b/c + F*_b)/s·c = (r_b + F*_b·c)/s
                 row.push(if k < n_force {
                     let b = self.model.targets.loss_bins.start + k;
-                    let cf = 1.0 / (self.model.targets.f_ref() * (n_force as f64).sqrt());
                     (r0[k] + self.model.targets.force_pct[b] * cf) / s
                 } else {
                     0.0
