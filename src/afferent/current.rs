@@ -10,7 +10,7 @@
 //! closed loop without feedback reduces to the open-loop network.
 
 use crate::error::{Error, Result};
-use crate::kernel::{BufferSpec, ReadSpec, Stage, StageDecl, StageIo};
+use crate::kernel::{BufferSpec, HostCx, HostStage, ReadSpec, Stage, StageDecl, StageIo};
 
 /// Stage: reads every conductance `[n]` (same tick) and `v` `[n]` one tick delayed, writes
 /// `output` `[n]` (A).
@@ -87,5 +87,40 @@ impl Stage for SynapticCurrent {
             });
         }
         io.write(&self.output, total.expect("at least one conductance"))
+    }
+    fn host(&mut self) -> Option<&mut dyn HostStage> {
+        Some(self)
+    }
+}
+
+impl HostStage for SynapticCurrent {
+    fn host_init(&mut self, _cx: &HostCx, _outs: &mut [Vec<f64>]) -> Result<()> {
+        Ok(())
+    }
+    /// `I = Σ_k g_k·(E_k − v_prev)` (A); `ins` = the conductances, then `v` (delayed).
+    fn host_step(
+        &mut self,
+        _cx: &HostCx,
+        ins: &[&[f64]],
+        outs: &mut [Vec<f64>],
+        _t: usize,
+    ) -> Result<()> {
+        let k = self.conductances.len();
+        let v = ins[k];
+        for (m, ((b, _), g)) in self.conductances.iter().zip(&ins[..k]).enumerate() {
+            if g.len() != v.len() {
+                return Err(Error::shape(
+                    format!("{}.{b}", self.name),
+                    format!("{} values", v.len()),
+                    format!("{} values", g.len()),
+                ));
+            }
+            let e = self.conductances[m].1;
+            for ((o, &gj), &vj) in outs[0].iter_mut().zip(g.iter()).zip(v) {
+                let i = gj * (e - vj);
+                *o = if m == 0 { i } else { *o + i };
+            }
+        }
+        Ok(())
     }
 }

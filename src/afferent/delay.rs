@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, VecDeque};
 use burn::tensor::Tensor;
 
 use crate::error::{Error, Result};
-use crate::kernel::{BufferSpec, ReadSpec, Stage, StageDecl, StageIo};
+use crate::kernel::{BufferSpec, HostCx, HostStage, ReadSpec, Stage, StageDecl, StageIo};
 
 /// The delay line stage: reads `input` `[n]` (same tick), writes `output` `[n]`.
 pub struct ConductionDelay {
@@ -25,6 +25,9 @@ pub struct ConductionDelay {
     masks: Vec<(usize, Tensor<2>)>,
     /// `hist[k]` = input of step `t − 1 − k`.
     hist: VecDeque<Tensor<2>>,
+    /// Streaming path: delays in steps and a ring of the last `max delay` inputs `[batch·n]`.
+    host_delays: Vec<usize>,
+    host_ring: Vec<f64>,
 }
 
 impl ConductionDelay {
@@ -57,6 +60,8 @@ impl ConductionDelay {
             delays_s,
             masks: Vec::new(),
             hist: VecDeque::new(),
+            host_delays: Vec::new(),
+            host_ring: Vec::new(),
         })
     }
 
@@ -122,5 +127,49 @@ impl Stage for ConductionDelay {
         self.hist.push_front(x);
         self.hist.truncate(self.max_delay());
         io.write(&self.output, out)
+    }
+    fn host(&mut self) -> Option<&mut dyn HostStage> {
+        Some(self)
+    }
+}
+
+impl HostStage for ConductionDelay {
+    fn host_init(&mut self, cx: &HostCx, _outs: &mut [Vec<f64>]) -> Result<()> {
+        self.host_delays = self.delay_steps(cx.dt_s);
+        let maxd = self.host_delays.iter().copied().max().unwrap_or(1);
+        self.host_ring = vec![0.0; maxd * cx.batch * self.delays_s.len()];
+        Ok(())
+    }
+    /// `out_i[t] = in_i[t − d_i]` (0 for `t < d_i`).
+    fn host_step(
+        &mut self,
+        cx: &HostCx,
+        ins: &[&[f64]],
+        outs: &mut [Vec<f64>],
+        t: usize,
+    ) -> Result<()> {
+        let n = self.delays_s.len();
+        let width = cx.batch * n;
+        let x = ins[0];
+        if x.len() != width {
+            return Err(Error::shape(
+                format!("{}.{}", self.name, self.input),
+                format!("[{}, {n}]", cx.batch),
+                format!("{} values", x.len()),
+            ));
+        }
+        let maxd = self.host_ring.len() / width;
+        for b in 0..cx.batch {
+            for (i, &d) in self.host_delays.iter().enumerate() {
+                outs[0][b * n + i] = if t >= d {
+                    self.host_ring[((t - d) % maxd) * width + b * n + i]
+                } else {
+                    0.0
+                };
+            }
+        }
+        let slot = (t % maxd) * width;
+        self.host_ring[slot..slot + width].copy_from_slice(x);
+        Ok(())
     }
 }

@@ -222,6 +222,32 @@ impl Gto {
         (self.g1_hz.clone() * x.log()).clamp_min(0.0)
     }
 
+    /// One step of one row on host scalars (the streaming path; same operations as
+    /// [`Gto::step`]): force `force_n` (N), gains `g1_hz` (Hz) and `g2_n` (N); `h` = the row's
+    /// history `[r1, r2, y1, y2]` (see [`GtoState`]). Returns the Ib rate (Hz).
+    pub fn step_host(&self, h: &mut [f64; 4], force_n: f64, g1_hz: f64, g2_n: f64) -> f64 {
+        let r = (g1_hz * (force_n.max(0.0) / g2_n + 1.0).ln()).max(0.0);
+        let [r1, r2, y1, y2] = *h;
+        if self.form == GtoForm::Parallel {
+            let [(d1, c1), (d2, c2)] = self.sections;
+            let rs = r + r1;
+            let x1 = y1 + (rs * c1 - y1 * d1);
+            let x2 = y2 + (rs * c2 - y2 * d2);
+            let y = r * 1.7 + x1 + x2;
+            *h = [r, r1, x1, x2];
+            return y.max(0.0);
+        }
+        let f = &self.filter;
+        let y = (r * f.b0 + r1 * f.b1 + r2 * f.b2) - (y1 * f.a1 + y2 * f.a2);
+        *h = [r, r1, y, y1];
+        y.max(0.0)
+    }
+
+    /// The gains `(G1 in Hz, G2 in N)` as host columns `[1|batch]`.
+    pub fn gains_host(&self) -> (Vec<f64>, Vec<f64>) {
+        (to_vec_f64(self.g1_hz.clone()), to_vec_f64(self.g2_n.clone()))
+    }
+
     /// One step: force `force_n` (N, `[batch, width]`) → (new history, Ib rate in Hz).
     pub fn step(&self, state: GtoState, force_n: Tensor<2>) -> (GtoState, Tensor<2>) {
         let r = self.log_rate(force_n);

@@ -3,7 +3,8 @@
 //!
 //! - [`spindle`]: Mileusnic et al. (2006) spindle, MyoGen 0.12 numerics (or MODEL.md RK4).
 //! - [`gto`]: Lin & Crago (2002) GTO with MyoGen 0.12's second-order filter.
-//! - [`stage`]: both as kernel stages (tape path) on named buffers.
+//! - [`stage`]: both as kernel stages (tape and stream paths) on named buffers;
+//!   [`spindle_host`]: the spindle step on host scalars (stream path).
 //! - [`spindle_input`]: the spindle's inputs in the loop (Hill fascicle state + imposed stretch,
 //!   fusimotor drive).
 //! - [`population`]: afferent fibre populations (recruitment, generators, conduction delays).
@@ -15,6 +16,7 @@ pub mod delay;
 pub mod gto;
 pub mod population;
 pub mod spindle;
+pub mod spindle_host;
 pub mod spindle_input;
 pub mod stage;
 

@@ -25,7 +25,7 @@ use crate::drive::generator::{
     GeneratorMode, InputPopulation, InputPopulationConfig, SpikeProcess,
 };
 use crate::error::{Error, Result, check};
-use crate::kernel::{BufferSpec, ReadSpec, Stage, StageDecl, StageIo};
+use crate::kernel::{BufferSpec, HostCx, HostStage, ReadSpec, Stage, StageDecl, StageIo};
 
 /// Which receptor a population listens to (sets MyoGen's default sizes and velocities).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,5 +249,42 @@ impl Stage for RecruitmentGate {
             }
         };
         io.write(&self.output, gated)
+    }
+    fn host(&mut self) -> Option<&mut dyn HostStage> {
+        Some(self)
+    }
+}
+
+impl HostStage for RecruitmentGate {
+    fn host_init(&mut self, _cx: &HostCx, _outs: &mut [Vec<f64>]) -> Result<()> {
+        Ok(())
+    }
+    /// `r_i = r·[r ≥ RT_i]` (hard) or `r·σ((r − RT_i)/w)` (smooth), `r` the previous tick's rate.
+    fn host_step(
+        &mut self,
+        cx: &HostCx,
+        ins: &[&[f64]],
+        outs: &mut [Vec<f64>],
+        _t: usize,
+    ) -> Result<()> {
+        let r = ins[0];
+        let n = self.thresholds_hz.len();
+        if r.len() != cx.batch {
+            return Err(Error::shape(
+                format!("{}.{}", self.name, self.input),
+                format!("[{}, 1]", cx.batch),
+                format!("[{}, {}]", cx.batch, r.len() / cx.batch.max(1)),
+            ));
+        }
+        for (b, &rb) in r.iter().enumerate() {
+            for (i, &rt) in self.thresholds_hz.iter().enumerate() {
+                outs[0][b * n + i] = match self.smooth_width_hz {
+                    Some(w) => rb * (1.0 / (1.0 + (-((rb - rt) / w)).exp())),
+                    None if rb < rt => 0.0,
+                    None => rb,
+                };
+            }
+        }
+        Ok(())
     }
 }

@@ -15,7 +15,10 @@ use serde::{Deserialize, Serialize};
 
 use super::stage::SPINDLE_INPUTS;
 use crate::error::{Error, Result, check};
-use crate::kernel::{BufferSpec, ReadSpec, Stage, StageDecl, StageIo};
+use crate::kernel::host::row;
+use crate::kernel::{
+    BufferSpec, HostCx, HostStage, ReadSpec, Stage, StageDecl, StageIo, to_vec_f64,
+};
 use crate::muscle::hill::buffers as hill;
 
 /// An imposed stretch of the spindle, as a fraction of the fascicle length.
@@ -118,6 +121,9 @@ pub struct SpindleInput {
     gamma_dyn_hz: Tensor<2>,
     gamma_stat_hz: Tensor<2>,
     v_prev: Option<Tensor<2>>,
+    /// Streaming path: gamma drives `[1|batch]` (Hz) and the previous velocity per row.
+    host_gamma: (Vec<f64>, Vec<f64>),
+    host_v_prev: Option<Vec<f64>>,
 }
 
 impl SpindleInput {
@@ -152,6 +158,8 @@ impl SpindleInput {
             gamma_dyn_hz,
             gamma_stat_hz,
             v_prev: None,
+            host_gamma: (Vec::new(), Vec::new()),
+            host_v_prev: None,
         })
     }
 
@@ -209,5 +217,43 @@ impl Stage for SpindleInput {
         io.write(an, a)?;
         io.write(gd, widen(&self.gamma_dyn_hz))?;
         io.write(gs, widen(&self.gamma_stat_hz))
+    }
+    fn host(&mut self) -> Option<&mut dyn HostStage> {
+        Some(self)
+    }
+}
+
+impl HostStage for SpindleInput {
+    fn host_init(&mut self, _cx: &HostCx, _outs: &mut [Vec<f64>]) -> Result<()> {
+        self.host_gamma = (
+            to_vec_f64(self.gamma_dyn_hz.clone()),
+            to_vec_f64(self.gamma_stat_hz.clone()),
+        );
+        self.host_v_prev = None;
+        Ok(())
+    }
+    /// `L_sp = L·(1 + δ)`, `V_sp = V + L·δ'`, `A_sp = (V − V_prev)/dt` per row, as `step`.
+    fn host_step(
+        &mut self,
+        cx: &HostCx,
+        ins: &[&[f64]],
+        outs: &mut [Vec<f64>],
+        t: usize,
+    ) -> Result<()> {
+        let dt = cx.dt_s;
+        let (d, rate) = self.profile(t as f64 * dt);
+        let (l, v) = (ins[0], ins[1]);
+        for b in 0..cx.batch {
+            outs[0][b] = l[b] * (1.0 + d);
+            outs[1][b] = v[b] + l[b] * rate;
+            outs[2][b] = match &self.host_v_prev {
+                Some(p) => (v[b] - p[b]) / dt,
+                None => 0.0,
+            };
+            outs[3][b] = row(&self.host_gamma.0, b);
+            outs[4][b] = row(&self.host_gamma.1, b);
+        }
+        self.host_v_prev = Some(v.to_vec());
+        Ok(())
     }
 }

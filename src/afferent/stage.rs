@@ -4,10 +4,12 @@
 use burn::tensor::Tensor;
 
 use crate::error::Result;
-use crate::kernel::{BufferSpec, ReadSpec, Stage, StageDecl, StageIo};
+use crate::kernel::host::row;
+use crate::kernel::{BufferSpec, HostCx, HostStage, ReadSpec, Stage, StageDecl, StageIo};
 
 use super::gto::{Gto, GtoParams, GtoState};
 use super::spindle::{Spindle, SpindleState};
+use super::spindle_host::{SpindleIn, SpindleRow};
 
 /// Buffer names read by [`SpindleStage`]: length (L0), velocity (L0/s), acceleration (L0/s²),
 /// dynamic and static gamma drive (Hz).
@@ -23,6 +25,7 @@ pub const SPINDLE_INPUTS: [&str; 5] = [
 pub struct SpindleStage {
     spindle: Spindle,
     state: Option<SpindleState>,
+    host_rows: Vec<SpindleRow>,
 }
 
 impl SpindleStage {
@@ -31,6 +34,7 @@ impl SpindleStage {
         Self {
             spindle,
             state: None,
+            host_rows: Vec::new(),
         }
     }
 }
@@ -65,6 +69,39 @@ impl Stage for SpindleStage {
         io.write("ia_hz", r.ia_hz)?;
         io.write("ii_hz", r.ii_hz)
     }
+    fn host(&mut self) -> Option<&mut dyn HostStage> {
+        Some(self)
+    }
+}
+
+impl HostStage for SpindleStage {
+    fn host_init(&mut self, cx: &HostCx, _outs: &mut [Vec<f64>]) -> Result<()> {
+        super::spindle::check_spindle_dt(cx.dt_s)?;
+        self.host_rows = vec![SpindleRow::default(); cx.batch];
+        Ok(())
+    }
+    /// [`Spindle::step_host`] per row; `ins` = [`SPINDLE_INPUTS`], `outs` = Ia, II (Hz).
+    fn host_step(
+        &mut self,
+        cx: &HostCx,
+        ins: &[&[f64]],
+        outs: &mut [Vec<f64>],
+        _t: usize,
+    ) -> Result<()> {
+        for (b, st) in self.host_rows.iter_mut().enumerate() {
+            let x = SpindleIn {
+                l: row(ins[0], b),
+                v: row(ins[1], b),
+                acc: row(ins[2], b),
+                gamma_dyn_hz: row(ins[3], b),
+                gamma_stat_hz: row(ins[4], b),
+            };
+            let (ia, ii) = self.spindle.step_host(st, x, cx.dt_s);
+            outs[0][b] = ia;
+            outs[1][b] = ii;
+        }
+        Ok(())
+    }
 }
 
 /// GTO stage: reads the tendon force (N, same tick; buffer `tendon_force_n` unless set with
@@ -75,6 +112,8 @@ pub struct GtoStage {
     g1_hz: Option<Tensor<2>>,
     gto: Option<Gto>,
     state: Option<GtoState>,
+    host_hist: Vec<[f64; 4]>,
+    host_gains: (Vec<f64>, Vec<f64>),
 }
 
 impl GtoStage {
@@ -86,6 +125,8 @@ impl GtoStage {
             g1_hz: None,
             gto: None,
             state: None,
+            host_hist: Vec::new(),
+            host_gains: (Vec::new(), Vec::new()),
         }
     }
 
@@ -143,5 +184,36 @@ impl Stage for GtoStage {
         let (state, ib) = self.gto.as_ref().expect("set above").step(state, f);
         self.state = Some(state);
         io.write("ib_hz", ib)
+    }
+    fn host(&mut self) -> Option<&mut dyn HostStage> {
+        Some(self)
+    }
+}
+
+impl HostStage for GtoStage {
+    fn host_init(&mut self, cx: &HostCx, _outs: &mut [Vec<f64>]) -> Result<()> {
+        // the tensor `init` (run first by the kernel) built the filter for this dt
+        let gto = self
+            .gto
+            .as_ref()
+            .ok_or_else(|| crate::Error::config("gto", "host_init before init"))?;
+        self.host_gains = gto.gains_host();
+        self.host_hist = vec![[0.0; 4]; cx.batch];
+        Ok(())
+    }
+    /// [`Gto::step_host`] per row: tendon force (N) → Ib (Hz).
+    fn host_step(
+        &mut self,
+        _cx: &HostCx,
+        ins: &[&[f64]],
+        outs: &mut [Vec<f64>],
+        _t: usize,
+    ) -> Result<()> {
+        let gto = self.gto.as_ref().expect("host_init ran");
+        let (g1, g2) = &self.host_gains;
+        for (b, h) in self.host_hist.iter_mut().enumerate() {
+            outs[0][b] = gto.step_host(h, row(ins[0], b), row(g1, b), row(g2, b));
+        }
+        Ok(())
     }
 }

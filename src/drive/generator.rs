@@ -37,7 +37,9 @@ use rand_distr::{Distribution, Exp1, Gamma};
 use super::fused::{HazardCfg, hazard_scan};
 use super::rate::DRIVE_RATE_HZ;
 use crate::error::{Error, Result, check};
-use crate::kernel::{BufferSpec, Ctx, ReadSpec, Stage, StageDecl, StageIo, Traces, to_vec_f64};
+use crate::kernel::{
+    BufferSpec, Ctx, HostCx, HostStage, ReadSpec, Stage, StageDecl, StageIo, Traces, to_vec_f64,
+};
 use crate::neuron::spike::SURROGATE_BETA;
 
 /// Expected spikes per step of the hard Poisson generator at rate `r` (Hz) and step `dt_s` (s):
@@ -238,6 +240,14 @@ pub struct InputPopulation {
     input: String,
     output: String,
     rate_bound_field: String,
+    host_state: HostGen,
+}
+
+/// Streaming-path state: hazard `y`, threshold index per (row, generator).
+#[derive(Default)]
+struct HostGen {
+    y: Vec<f64>,
+    idx: Vec<usize>,
 }
 
 impl InputPopulation {
@@ -256,6 +266,7 @@ impl InputPopulation {
             input: DRIVE_RATE_HZ.into(),
             output: DD_SPIKES.into(),
             rate_bound_field: "max_rate_hz".into(),
+            host_state: HostGen::default(),
         })
     }
 
@@ -505,5 +516,88 @@ impl Stage for InputPopulation {
             };
             Ok([(self.output.clone(), s)].into_iter().collect())
         })())
+    }
+    fn host(&mut self) -> Option<&mut dyn HostStage> {
+        Some(self)
+    }
+}
+
+impl HostStage for InputPopulation {
+    fn host_init(&mut self, cx: &HostCx, _outs: &mut [Vec<f64>]) -> Result<()> {
+        let len = cx.batch * self.cfg.n_dd;
+        self.host_state = HostGen {
+            y: vec![0.0; len],
+            idx: vec![0; len],
+        };
+        Ok(())
+    }
+    /// Per generator: `y ← y + max(r, 0)·dt`; spike `H(y − θ)` (then `y ← 0`, next θ) — or the
+    /// expected count `max(r, 0)·dt` (Rate) / `1 − e^{−max(r,0)·dt}` (GridRate), as `step`.
+    fn host_step(
+        &mut self,
+        cx: &HostCx,
+        ins: &[&[f64]],
+        outs: &mut [Vec<f64>],
+        t: usize,
+    ) -> Result<()> {
+        let (b, n, dt) = (cx.batch, self.cfg.n_dd, cx.dt_s);
+        let r = ins[0];
+        let w = r.len() / b;
+        if w != 1 && w != n {
+            return Err(Error::shape(
+                format!("{}.{}", self.name, self.input),
+                format!("[{b}, 1] or [{b}, {n}]"),
+                format!("[{b}, {w}]"),
+            ));
+        }
+        if let Some(k) = r.iter().position(|v| v.is_nan()) {
+            return Err(Error::NonFinite {
+                buffer: self.input.clone(),
+                step: t,
+                batch: k / w,
+                unit: 0,
+            });
+        }
+        let rate = |bb: usize, i: usize| r[bb * w + if w == 1 { 0 } else { i }].max(0.0);
+        let out = &mut outs[0];
+        match self.cfg.mode {
+            GeneratorMode::Rate => {
+                for bb in 0..b {
+                    for i in 0..n {
+                        out[bb * n + i] = rate(bb, i) * dt;
+                    }
+                }
+            }
+            GeneratorMode::GridRate => {
+                for bb in 0..b {
+                    for i in 0..n {
+                        out[bb * n + i] = 1.0 - (-(rate(bb, i) * dt)).exp();
+                    }
+                }
+            }
+            _ => {
+                let st = &mut self.host_state;
+                for bb in 0..b {
+                    let srow = if self.rows == 1 { 0 } else { bb };
+                    for i in 0..n {
+                        let k = bb * n + i;
+                        let y = st.y[k] + rate(bb, i) * dt;
+                        let th = self.streams[(srow * n + i) * self.k1 + st.idx[k]];
+                        if y - th >= 0.0 {
+                            out[k] = 1.0;
+                            st.y[k] = 0.0;
+                            st.idx[k] += 1;
+                            if st.idx[k] >= self.k1 - 1 {
+                                return Err(self.exhausted_error());
+                            }
+                        } else {
+                            out[k] = 0.0;
+                            st.y[k] = y;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -22,7 +22,10 @@ use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::error::{Error, Result, check};
-use crate::kernel::{BufferSpec, Ctx, ReadSpec, Stage, StageDecl, StageIo, Traces, to_vec_f64};
+use crate::kernel::host::row;
+use crate::kernel::{
+    BufferSpec, Ctx, HostCx, HostStage, ReadSpec, Stage, StageDecl, StageIo, Traces, to_vec_f64,
+};
 
 /// Name of the drive-rate buffer (`[1]` per batch element, Hz).
 pub const DRIVE_RATE_HZ: &str = "drive_rate_hz";
@@ -283,6 +286,25 @@ pub struct DriveRate {
     clip: RateClip,
     xi: Vec<f64>,
     n_steps: usize,
+    /// Host copies of (dc, amp, freq, phase, σ) per `[1|batch]` row (streaming path).
+    host_p: [Vec<f64>; 5],
+}
+
+impl RateClip {
+    /// The clip of one value on the host (same function as [`RateClip::apply`]; burn's softplus
+    /// returns `r` where `β·r > 20`).
+    pub fn apply_host(&self, r: f64) -> f64 {
+        match *self {
+            RateClip::Relu | RateClip::StraightThrough => r.max(0.0),
+            RateClip::Softplus { sharpness_per_hz: b } => {
+                if b * r > 20.0 {
+                    r
+                } else {
+                    (b * r).exp().ln_1p() / b
+                }
+            }
+        }
+    }
 }
 
 impl DriveRate {
@@ -295,6 +317,7 @@ impl DriveRate {
             clip,
             xi: Vec::new(),
             n_steps: 0,
+            host_p: Default::default(),
         }
     }
 
@@ -359,5 +382,34 @@ impl Stage for DriveRate {
             r
         };
         Some(Ok([(DRIVE_RATE_HZ.to_string(), r)].into_iter().collect()))
+    }
+    fn host(&mut self) -> Option<&mut dyn HostStage> {
+        Some(self)
+    }
+}
+
+impl HostStage for DriveRate {
+    fn host_init(&mut self, _cx: &HostCx, _outs: &mut [Vec<f64>]) -> Result<()> {
+        let p = &self.params;
+        self.host_p = [&p.dc_hz, &p.amp_hz, &p.freq_hz, &p.phase_rad, &p.noise_sd_hz]
+            .map(|t| to_vec_f64(t.clone()));
+        Ok(())
+    }
+    /// `r = clip(DC + A·sin(f·2πkΔt + φ) + σ·ξ_k)` per row (Hz), as [`drive_rate_step`].
+    fn host_step(
+        &mut self,
+        cx: &HostCx,
+        _ins: &[&[f64]],
+        outs: &mut [Vec<f64>],
+        t: usize,
+    ) -> Result<()> {
+        let c = 2.0 * std::f64::consts::PI * (t as f64) * cx.dt_s;
+        let [dc, amp, freq, phase, sd] = &self.host_p;
+        for (b, out) in outs[0].iter_mut().enumerate() {
+            let osc = (row(freq, b) * c + row(phase, b)).sin();
+            let r = row(dc, b) + row(amp, b) * osc + row(sd, b) * self.xi[t * cx.batch + b];
+            *out = self.clip.apply_host(r);
+        }
+        Ok(())
     }
 }

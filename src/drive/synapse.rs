@@ -31,7 +31,8 @@ use super::fused::{IirCfg, IirKind, syn_iir};
 use super::generator::DD_SPIKES;
 use crate::error::{Error, Result, check};
 use crate::kernel::{
-    BufferSpec, Ctx, Precision, ReadSpec, Stage, StageDecl, StageIo, Traces, to_vec_f32, to_vec_f64,
+    BufferSpec, Ctx, HostCx, HostStage, Precision, ReadSpec, Stage, StageDecl, StageIo, Traces,
+    to_vec_f32, to_vec_f64,
 };
 
 /// Name of the synaptic conductance buffer (`[n_mn]`, siemens).
@@ -371,6 +372,20 @@ pub struct Synapse {
     input: String,
     output: String,
     state: Option<SynState>,
+    host_state: HostSyn,
+}
+
+/// Streaming-path state: the delay line (ring of `delay` past inputs), the filter states, the
+/// per-event increments `w·f` `[1|batch, 1|n_tgt]` and the arrival buffer.
+#[derive(Default)]
+struct HostSyn {
+    ring: Vec<f64>,
+    delay: usize,
+    a: Vec<f64>,
+    b: Vec<f64>,
+    wf: Vec<f64>,
+    wf_dims: [usize; 2],
+    x: Vec<f64>,
 }
 
 impl Synapse {
@@ -410,6 +425,7 @@ impl Synapse {
             input: DD_SPIKES.into(),
             output: SYN_CONDUCTANCE_S.into(),
             state: None,
+            host_state: HostSyn::default(),
         })
     }
 
@@ -608,5 +624,87 @@ impl Stage for Synapse {
             );
             Ok([(self.output.clone(), g)].into_iter().collect())
         })())
+    }
+    fn host(&mut self) -> Option<&mut dyn HostStage> {
+        Some(self)
+    }
+}
+
+impl HostStage for Synapse {
+    fn host_init(&mut self, cx: &HostCx, _outs: &mut [Vec<f64>]) -> Result<()> {
+        self.cfg.kinetics.check_dt(cx.dt_s)?;
+        self.check_batch(cx.batch)?;
+        let (b, n_src, n_tgt) = (cx.batch, self.cfg.n_dd, self.cfg.n_mn);
+        let delay = self.cfg.delay_steps(cx.dt_s);
+        self.host_state = HostSyn {
+            ring: vec![0.0; delay * b * n_src],
+            delay,
+            a: vec![0.0; b * n_tgt],
+            b: vec![0.0; b * n_tgt],
+            wf: to_vec_f64(self.wf()),
+            wf_dims: self.weight_s.dims(),
+            x: vec![0.0; b * n_tgt],
+        };
+        Ok(())
+    }
+    /// `x = s_{t−D} @ C` (event-driven), then the filter of `step`: `g ← a·g + w·f·x` (single
+    /// exponential) or `A ← a1·A + w·f·x`, `B ← a2·B + w·f·x`, `g = B − A` (Exp2Syn), in S.
+    fn host_step(
+        &mut self,
+        cx: &HostCx,
+        ins: &[&[f64]],
+        outs: &mut [Vec<f64>],
+        t: usize,
+    ) -> Result<()> {
+        let (nb, n_src, n_tgt) = (cx.batch, self.cfg.n_dd, self.cfg.n_mn);
+        let st = &mut self.host_state;
+        let s_now = ins[0];
+        // the input of step t − D: slot t mod D of the ring, replaced by this step's input
+        // the input of step t − D sits in slot t mod D of the ring (zeros for t < D); it is read
+        // here and replaced by this step's input below
+        let s_del: &[f64] = if st.delay == 0 {
+            s_now
+        } else {
+            let slot = (t % st.delay) * nb * n_src;
+            &st.ring[slot..slot + nb * n_src]
+        };
+        st.x.fill(0.0);
+        for bb in 0..nb {
+            let src = &s_del[bb * n_src..(bb + 1) * n_src];
+            let x = &mut st.x[bb * n_tgt..(bb + 1) * n_tgt];
+            for (i, &v) in src.iter().enumerate() {
+                if v != 0.0 {
+                    for &j in self.conn.targets(i) {
+                        x[j] += v;
+                    }
+                }
+            }
+        }
+        if st.delay > 0 {
+            let slot = (t % st.delay) * nb * n_src;
+            st.ring[slot..slot + nb * n_src].copy_from_slice(s_now);
+        }
+        let [wr, wc] = st.wf_dims;
+        let out = &mut outs[0];
+        let kind = self.cfg.kinetics.iir(cx.dt_s);
+        for bb in 0..nb {
+            for j in 0..n_tgt {
+                let k = bb * n_tgt + j;
+                let wf = st.wf[(if wr == 1 { 0 } else { bb * wc }) + (if wc == 1 { 0 } else { j })];
+                let term = wf * st.x[k];
+                out[k] = match kind {
+                    IirKind::Single { a } => {
+                        st.b[k] = st.b[k] * a + term;
+                        st.b[k]
+                    }
+                    IirKind::Exp2 { a1, a2 } => {
+                        st.a[k] = st.a[k] * a1 + term;
+                        st.b[k] = st.b[k] * a2 + term;
+                        st.b[k] - st.a[k]
+                    }
+                };
+            }
+        }
+        Ok(())
     }
 }

@@ -3,11 +3,13 @@
 //! - [`SimState`]: named tensor buffers with a leading batch axis, declared by stages.
 //! - [`Stage`] / [`Readout`]: per-tick nodes and whole-trace post-processing.
 //! - [`Graph`]: topological order from declared reads/writes; delayed (one-tick) feedback edges.
-//! - [`Simulation`]: the driver (tape path: tick-major; fused path: stage-major with fused scans).
+//! - [`Simulation`]: the driver (tape path: tick-major; fused path: stage-major with fused scans;
+//!   stream path: tick-major on the host, feedback included — [`host`]).
 //! - [`SimResult`]: host-side result per batch element.
 
 pub mod ctx;
 pub mod graph;
+pub mod host;
 pub mod result;
 pub mod simulation;
 pub mod stage;
@@ -15,6 +17,7 @@ pub mod state;
 
 pub use ctx::{BackendKind, Ctx, Precision, scalar_f64, to_vec_f32, to_vec_f64};
 pub use graph::Graph;
+pub use host::{HostCx, HostStage};
 pub use result::SimResult;
 pub use simulation::{ExecPath, Rollout, Simulation, StepCallback, check_trace_finite, names};
 pub use stage::{ReadSpec, Readout, Stage, StageDecl, StageIo, Traces, input_trace};

@@ -88,6 +88,11 @@ pub trait Stage {
     ) -> Option<Result<Traces>> {
         None
     }
+    /// Optional host (streaming, tick-major) execution, see [`super::host`]. `None` = not
+    /// available; the streaming path then refuses the graph naming this stage.
+    fn host(&mut self) -> Option<&mut dyn super::host::HostStage> {
+        None
+    }
 }
 
 /// A whole-trace operation run once after the rollout on recorded traces (e.g. EMG = spikes ⋆

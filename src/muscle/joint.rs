@@ -12,7 +12,10 @@
 use burn::tensor::Tensor;
 
 use crate::error::{Error, Result, check};
-use crate::kernel::{BufferSpec, Ctx, ReadSpec, Stage, StageDecl, StageIo};
+use crate::kernel::host::row;
+use crate::kernel::{
+    BufferSpec, Ctx, HostCx, HostStage, ReadSpec, Stage, StageDecl, StageIo, to_vec_f64,
+};
 
 /// Joint constants (SI).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -133,6 +136,8 @@ pub struct Joint {
     perturbation: Option<String>,
     initial_angle_rad: f64,
     state: Option<JointState>,
+    /// Streaming path: (I, B, K) host columns `[1|batch]`.
+    host_k: [Vec<f64>; 3],
 }
 
 impl Joint {
@@ -147,6 +152,7 @@ impl Joint {
             perturbation: None,
             initial_angle_rad,
             state: None,
+            host_k: Default::default(),
         })
     }
     /// Uses these (possibly gradient-tracking) coefficient tensors instead of the parameters'.
@@ -215,6 +221,42 @@ impl Stage for Joint {
         io.write(buffers::ANGLE_RAD, next.angle_rad.clone())?;
         io.write(buffers::VELOCITY_RAD_S, next.velocity_rad_s.clone())?;
         self.state = Some(next);
+        Ok(())
+    }
+    fn host(&mut self) -> Option<&mut dyn HostStage> {
+        Some(self)
+    }
+}
+
+impl HostStage for Joint {
+    fn host_init(&mut self, _cx: &HostCx, _outs: &mut [Vec<f64>]) -> Result<()> {
+        let k = self
+            .coeffs
+            .as_ref()
+            .ok_or_else(|| Error::config("joint", "host_init before init"))?;
+        self.host_k = [&k.inertia, &k.damping, &k.stiffness].map(|t| to_vec_f64(t.clone()));
+        Ok(())
+    }
+    /// [`joint_step`] per row; the outputs (θ, ω) are the state.
+    fn host_step(
+        &mut self,
+        cx: &HostCx,
+        ins: &[&[f64]],
+        outs: &mut [Vec<f64>],
+        _t: usize,
+    ) -> Result<()> {
+        let [i, bd, k] = &self.host_k;
+        for b in 0..cx.batch {
+            let mut tau = ins[0][b];
+            if self.perturbation.is_some() {
+                tau += ins[1][b];
+            }
+            let (th, om) = (outs[0][b], outs[1][b]);
+            let acc = (tau - row(k, b) * th - row(bd, b) * om) / row(i, b);
+            let om = om + acc * cx.dt_s;
+            outs[0][b] = th + om * cx.dt_s;
+            outs[1][b] = om;
+        }
         Ok(())
     }
 }

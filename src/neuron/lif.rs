@@ -31,7 +31,9 @@ use burn::tensor::Tensor;
 use super::fused::{self, LifScanSpec, host::N_COEF};
 use super::spike::{SURROGATE_BETA, SpikeMode, spike_fn};
 use crate::error::{Error, Result, check};
-use crate::kernel::{BufferSpec, Ctx, ReadSpec, Stage, StageDecl, StageIo, Traces, to_vec_f64};
+use crate::kernel::{
+    BufferSpec, Ctx, HostCx, HostStage, ReadSpec, Stage, StageDecl, StageIo, Traces, to_vec_f64,
+};
 
 /// Calibrated constants of the default fast model.
 ///
@@ -463,6 +465,15 @@ pub struct LifPool {
     cfg: LifConfig,
     buffers: [String; 3],
     tape: Option<(LifState, LifCoefs, Vec<f64>, Vec<f64>)>,
+    host_state: HostLif,
+}
+
+/// Streaming-path state: stacked coefficients `[P, B·N]`, `v`, `a` `[B·N]`.
+#[derive(Default)]
+struct HostLif {
+    coef: Vec<f64>,
+    v: Vec<f64>,
+    a: Vec<f64>,
 }
 
 impl LifPool {
@@ -481,6 +492,7 @@ impl LifPool {
             cfg,
             buffers,
             tape: None,
+            host_state: HostLif::default(),
         })
     }
 
@@ -655,6 +667,54 @@ impl Stage for LifPool {
             }
             Ok(traces)
         })())
+    }
+
+    fn host(&mut self) -> Option<&mut dyn HostStage> {
+        Some(self)
+    }
+}
+
+impl HostStage for LifPool {
+    fn host_init(&mut self, cx: &HostCx, _outs: &mut [Vec<f64>]) -> Result<()> {
+        let c = self.params.coefficients(cx.dt_s, cx.batch)?;
+        let coef = to_vec_f64(c.stacked());
+        let v = to_vec_f64(c.v_rest.clone());
+        let a = vec![0.0; v.len()];
+        self.host_state = HostLif { coef, v, a };
+        Ok(())
+    }
+    /// [`lif_step`] on every element (input checked as on the tape); `outs` = spikes (and `v`).
+    fn host_step(
+        &mut self,
+        cx: &HostCx,
+        ins: &[&[f64]],
+        outs: &mut [Vec<f64>],
+        t: usize,
+    ) -> Result<()> {
+        let n = self.n_units();
+        let bn = self.host_state.v.len();
+        let coef = &self.host_state.coef;
+        let row = |c: usize| &coef[c * bn..(c + 1) * bn];
+        self.check_input(ins[0], row(0), row(1), n, t, cx.dt_s)?;
+        let st = &mut self.host_state;
+        let coef = &st.coef;
+        let cond = self.cfg.input == LifInput::Conductance;
+        let rate = self.cfg.mode == SpikeMode::Rate;
+        fused::host::tick(
+            ins[0],
+            &mut st.v,
+            &mut st.a,
+            &mut outs[0],
+            coef,
+            cond,
+            rate,
+            1.0 / self.cfg.spike_scale_v,
+            self.cfg.beta,
+        );
+        if self.cfg.record_v {
+            outs[1].copy_from_slice(&st.v);
+        }
+        Ok(())
     }
 }
 

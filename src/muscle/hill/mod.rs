@@ -30,6 +30,7 @@
 //! The length must stay in `(sin α0, 3)` L0; the stage checks the initial state and the time step
 //! ([`params::HillParams::max_stable_dt_s`]); inside a rollout the equations are not clamped.
 
+pub mod host;
 pub mod params;
 mod stage;
 

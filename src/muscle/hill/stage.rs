@@ -1,8 +1,9 @@
 //! [`HillMuscle`]: the Hill model as a kernel [`Stage`] (tape path).
 
+use super::host::{HillHost, HillRow};
 use super::{HillModel, HillState};
 use crate::error::{Error, Result, check};
-use crate::kernel::{BufferSpec, ReadSpec, Stage, StageDecl, StageIo};
+use crate::kernel::{BufferSpec, HostCx, HostStage, ReadSpec, Stage, StageDecl, StageIo};
 
 /// Kernel stage around [`HillModel::step`].
 ///
@@ -21,6 +22,8 @@ pub struct HillMuscle {
     spikes: String,
     angle: Option<String>,
     state: Option<HillState>,
+    /// Streaming path: host constants and one state per row.
+    host: Option<(HillHost, Vec<HillRow>)>,
 }
 
 /// Output buffer names.
@@ -59,6 +62,7 @@ impl HillMuscle {
             spikes: "spikes".into(),
             angle: None,
             state: None,
+            host: None,
         })
     }
 
@@ -178,5 +182,78 @@ impl Stage for HillMuscle {
         io.write(buffers::VELOCITY_L0_S, next.v_l0_s.clone())?;
         self.state = Some(next);
         Ok(())
+    }
+
+    fn host(&mut self) -> Option<&mut dyn HostStage> {
+        Some(self)
+    }
+}
+
+impl HillMuscle {
+    /// The host counterpart of `check_range` for one row.
+    fn check_range_host(&self, angle: Option<f64>, l: f64, t: usize) -> Result<()> {
+        let pi = std::f64::consts::PI;
+        if let Some(a) = angle
+            && !(a.is_finite() && a.abs() <= pi)
+        {
+            return Err(Error::invalid(
+                format!("{}.angle_rad (step {t})", self.name),
+                a,
+                "within ±π rad: the MTU-length polynomial holds over a physiological range \
+                 (give the joint stiffness or an opposing torque)",
+            ));
+        }
+        let lo = self.model.params.min_length_l0();
+        if !(l.is_finite() && l > lo && l < 3.0) {
+            return Err(Error::invalid(
+                format!("{}.fibre_length_l0 (step {t})", self.name),
+                l,
+                format!("in ({lo:.3}, 3) L0"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl HostStage for HillMuscle {
+    fn host_init(&mut self, cx: &HostCx, _outs: &mut [Vec<f64>]) -> Result<()> {
+        let h = self.model.host();
+        let rows = vec![h.row(self.initial_length_l0); cx.batch];
+        self.host = Some((h, rows));
+        Ok(())
+    }
+    /// [`HillHost::step`] per row; `ins` = spikes `[n]` (and the angle, delayed), `outs` = force
+    /// (N), torque (N·m), length (L0), velocity (L0/s).
+    fn host_step(
+        &mut self,
+        _cx: &HostCx,
+        ins: &[&[f64]],
+        outs: &mut [Vec<f64>],
+        t: usize,
+    ) -> Result<()> {
+        let n = self.model.n_units();
+        let (h, rows) = self
+            .host
+            .take()
+            .ok_or_else(|| Error::config(&self.name, "host_step before host_init"))?;
+        let mut rows = rows;
+        let res = (|| {
+            for (b, st) in rows.iter_mut().enumerate() {
+                let angle = self.angle.as_ref().map(|_| ins[1][b]);
+                let out = h.step(
+                    st,
+                    &ins[0][b * n..(b + 1) * n],
+                    angle.unwrap_or(self.fixed_angle_rad),
+                )?;
+                self.check_range_host(angle, st.l, t)?;
+                outs[0][b] = out.force_n;
+                outs[1][b] = out.torque_nm;
+                outs[2][b] = st.l;
+                outs[3][b] = st.v;
+            }
+            Ok(())
+        })();
+        self.host = Some((h, rows));
+        res
     }
 }

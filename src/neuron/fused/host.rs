@@ -181,6 +181,46 @@ fn elem<T: Real, const COND: bool, const RATE: bool>(
     (i, v1, m, s, vn, an)
 }
 
+/// One tick of the pool on the host (the streaming path, [`crate::kernel::host`]): the same
+/// element step as the scan, for every element of `x` `[B·N]`; `v`, `a` are updated in place and
+/// the spikes (or rates) written to `s`. `coef` = the stacked coefficients `[P, B·N]`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn tick<T: Real>(
+    x: &[T],
+    v: &mut [T],
+    a: &mut [T],
+    s: &mut [T],
+    coef: &[T],
+    cond: bool,
+    rate: bool,
+    inv: T,
+    beta: T,
+) {
+    fn run<T: Real, const COND: bool, const RATE: bool>(
+        x: &[T],
+        v: &mut [T],
+        a: &mut [T],
+        s: &mut [T],
+        rw: &Rows<'_, T>,
+        inv: T,
+        beta: T,
+    ) {
+        for j in 0..x.len() {
+            let (_, _, _, sj, vn, an) = elem::<T, COND, RATE>(x[j], v[j], a[j], rw, j, inv, beta);
+            s[j] = sj;
+            v[j] = vn;
+            a[j] = an;
+        }
+    }
+    let rw = Rows::new(coef, x.len());
+    match (cond, rate) {
+        (true, true) => run::<T, true, true>(x, v, a, s, &rw, inv, beta),
+        (true, false) => run::<T, true, false>(x, v, a, s, &rw, inv, beta),
+        (false, true) => run::<T, false, true>(x, v, a, s, &rw, inv, beta),
+        (false, false) => run::<T, false, false>(x, v, a, s, &rw, inv, beta),
+    }
+}
+
 /// Checks one input row and the new state; returns the first issue found (cold path).
 #[cold]
 #[allow(clippy::too_many_arguments)]

@@ -1,0 +1,168 @@
+//! The streaming (tick-major host) path computes what the tape path computes: the closed loop with
+//! every pathway (spindle, GTO, afferent populations, interneurons, Hill muscle, joint) in f64,
+//! smooth and hard modes, several parameter rows; and its refusals are typed errors.
+
+use myodiff::Error;
+use myodiff::afferent::{AfferentKind, Stretch};
+use myodiff::closed_loop::{self, ClosedLoopConfig, ClosedLoopParams, Pathway};
+use myodiff::drive::rate::DriveParams;
+use myodiff::kernel::{Ctx, ExecPath, Rollout, to_vec_f64};
+use myodiff::network::{self, MuscleParams, NetworkConfig};
+use myodiff::neuron::spike::SpikeMode;
+
+fn all_pathways(n_mn: usize, duration_s: f64, mode: SpikeMode) -> ClosedLoopConfig {
+    let path = |kind, n| {
+        let mut p = Pathway::myogen(kind);
+        p.pool.n = n;
+        p
+    };
+    let mut cfg = ClosedLoopConfig {
+        n_mn,
+        duration_s,
+        spike_mode: mode,
+        stretch: vec![Stretch::Tap {
+            onset_s: duration_s / 3.0,
+            amplitude: 0.05,
+            duration_s: 0.05,
+        }],
+        ia: Some(path(AfferentKind::Ia, 20)),
+        ii: Some(path(AfferentKind::Ii, 16)),
+        ib: Some(path(AfferentKind::Ib, 12)),
+        ..Default::default()
+    };
+    // (interneurons at their default 2 nA rheobase: made much more excitable, the smooth pool's
+    // sigmoid reset becomes chaotic — rounding differences of 1e-16 grow to 1e-2 in 30 ms)
+    cfg.gii.n = 10;
+    cfg.gib.n = 10;
+    cfg
+}
+
+/// Two parameter rows (different drive, Ia weight, gamma drives and GTO gain).
+fn two_rows(ctx: &Ctx) -> ClosedLoopParams {
+    let col = |a: f64, b: f64| ctx.tensor(vec![a, b], [2, 1]);
+    ClosedLoopParams {
+        drive: DriveParams {
+            dc_hz: col(55.0, 70.0),
+            amp_hz: col(0.0, 10.0),
+            freq_hz: col(0.0, 8.0),
+            phase_rad: col(0.0, 0.3),
+            noise_sd_hz: col(1.0, 2.0),
+        },
+        w_dd_s: col(5e-8, 6e-8),
+        w_ia_s: col(5e-8, 8e-8),
+        gamma_dyn_hz: col(50.0, 70.0),
+        gamma_stat_hz: col(30.0, 40.0),
+        gto_g1_hz: col(40.0, 60.0),
+    }
+}
+
+fn run(cfg: &ClosedLoopConfig, ctx: &Ctx, params: &ClosedLoopParams, path: ExecPath) -> Rollout {
+    let batch = params.w_ia_s.dims()[0];
+    let mut sim = closed_loop::build(cfg, ctx, batch, params).unwrap();
+    sim.record(&[
+        "g_ia_s",
+        "gii_mn_s",
+        "gib_mn_s",
+        "ia_spikes",
+        "ib_spikes",
+        "gib_spikes",
+        "mn_current_a",
+    ]);
+    sim.run_path(path).unwrap()
+}
+
+/// Largest |a − b| / (max |b| + tiny) over every recorded trace, and the trace where it occurs.
+fn worst_rel_diff(a: &Rollout, b: &Rollout) -> (String, f64) {
+    let mut worst = (String::new(), 0.0);
+    assert_eq!(
+        a.traces.keys().collect::<Vec<_>>(),
+        b.traces.keys().collect::<Vec<_>>()
+    );
+    for (name, ta) in &a.traces {
+        let va = to_vec_f64(ta.clone());
+        let vb = to_vec_f64(b.traces[name].clone());
+        assert_eq!(va.len(), vb.len(), "{name}");
+        let scale = vb.iter().fold(0.0f64, |m, x| m.max(x.abs())) + 1e-300;
+        let d = va
+            .iter()
+            .zip(&vb)
+            .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+            / scale;
+        if d > worst.1 {
+            worst = (name.clone(), d);
+        }
+    }
+    worst
+}
+
+#[test]
+fn stream_equals_tape_in_the_smooth_closed_loop() {
+    let ctx = Ctx::cpu().f64();
+    let cfg = all_pathways(30, 0.15, SpikeMode::Rate);
+    let params = two_rows(&ctx);
+    let tape = run(&cfg, &ctx, &params, ExecPath::Tape);
+    let stream = run(&cfg, &ctx, &params, ExecPath::Stream);
+    let (name, d) = worst_rel_diff(&stream, &tape);
+    assert!(d <= 1e-9, "largest relative difference {d:.3e} in `{name}`");
+    // the loop is closed: the afferent pathways carry activity in both rows
+    for name in ["g_ia_s", "gib_mn_s", "muscle_force_n"] {
+        let v = to_vec_f64(stream.trace(name).unwrap());
+        assert!(v.iter().any(|x| *x > 0.0), "{name} is all zero");
+    }
+}
+
+#[test]
+fn stream_equals_tape_in_the_hard_spiking_closed_loop() {
+    let ctx = Ctx::cpu().f64();
+    let cfg = all_pathways(60, 0.3, SpikeMode::Hard);
+    let params = two_rows(&ctx);
+    let tape = run(&cfg, &ctx, &params, ExecPath::Tape);
+    let stream = run(&cfg, &ctx, &params, ExecPath::Stream);
+    let spikes = |r: &Rollout, n: &str| to_vec_f64(r.trace(n).unwrap());
+    for name in ["spikes", "ia_spikes"] {
+        let (a, b) = (spikes(&stream, name), spikes(&tape, name));
+        let count: f64 = b.iter().sum();
+        assert!(count > 10.0, "{name}: only {count} spikes");
+        assert_eq!(a, b, "{name}: spike trains differ");
+    }
+    let (name, d) = worst_rel_diff(&stream, &tape);
+    assert!(d <= 1e-9, "largest relative difference {d:.3e} in `{name}`");
+}
+
+#[test]
+fn stream_path_refusals_are_typed_errors() {
+    // no adjoint: refused on an autodiff context
+    let ctx = Ctx::cpu().f64().autodiff();
+    let cfg = all_pathways(10, 0.01, SpikeMode::Rate);
+    let params = ClosedLoopParams::myogen(&ctx, 50.0, 30.0);
+    let err = closed_loop::build(&cfg, &ctx, 1, &params)
+        .unwrap()
+        .run_path(ExecPath::Stream)
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(&err, Error::Config { field, .. } if field == "path"),
+        "{err}"
+    );
+    // a stage without a host step (the open-loop twitch-force stage) is named
+    let ctx = Ctx::cpu();
+    let net = NetworkConfig {
+        n_mn: 10,
+        duration_s: 0.01,
+        ..Default::default()
+    };
+    let muscle = MuscleParams::from_config(&net, &ctx).unwrap();
+    let err = network::build(
+        &net,
+        &ctx,
+        1,
+        DriveParams::constant(&ctx, 40.0),
+        ctx.full([1, 1], 5e-8),
+        &muscle,
+    )
+    .unwrap()
+    .run_path(ExecPath::Stream)
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains("has no host step"), "{err}");
+}
