@@ -6,7 +6,10 @@
 //!
 //! `cargo bench --bench rollout` runs the default table; `cargo bench --bench rollout -- <case>…`
 //! runs chosen cases, e.g. `fast-fused-grad-16-50000`. A case is
-//! `<fast|faithful>-<tape|fused>-<fwd|grad>-<batch>-<steps>`.
+//! `<fast|faithful|closed>-<tape|fused|stream>-<fwd|grad>-<batch>-<steps>`; `closed` is the
+//! closed loop (issue 11) at the same size and drive: the fast pool, MyoGen's example-11 afferent
+//! populations (73 Ia, 80 II, 58 Ib fibres; 120 gII and 145 gIb interneurons), the FDI Hill
+//! muscle and the joint; its "mean force" is the Hill tendon force.
 //!
 //! The `gradient` column says whether each timed gradient is finite; a non-finite or missing
 //! gradient (or a crashed case) is marked **FAILED** in the table and the benchmark exits 1.
@@ -14,6 +17,7 @@
 use std::process::Command;
 use std::time::Instant;
 
+use myodiff::closed_loop::{self, ClosedLoopConfig, ClosedLoopParams};
 use myodiff::drive::generator::GeneratorMode;
 use myodiff::drive::rate::DriveParams;
 use myodiff::kernel::{Ctx, ExecPath, to_vec_f64};
@@ -32,11 +36,19 @@ fn vm_hwm_mb() -> f64 {
 }
 
 struct Case {
-    model: MembraneModel,
+    /// `None` = the closed loop.
+    model: Option<MembraneModel>,
     path: ExecPath,
     grad: bool,
     batch: usize,
     steps: usize,
+}
+
+impl Case {
+    fn model_name(&self) -> String {
+        self.model
+            .map_or("closed loop (fast)".into(), |m| format!("{m:?}"))
+    }
 }
 
 fn parse(s: &str) -> Option<Case> {
@@ -45,10 +57,14 @@ fn parse(s: &str) -> Option<Case> {
         return None;
     }
     Some(Case {
-        model: p[0].parse().ok()?,
+        model: match p[0] {
+            "closed" => None,
+            m => Some(m.parse().ok()?),
+        },
         path: match p[1] {
             "tape" => ExecPath::Tape,
             "fused" => ExecPath::Fused,
+            "stream" => ExecPath::Stream,
             _ => return None,
         },
         grad: p[2] == "grad",
@@ -64,8 +80,11 @@ fn run_one(c: &Case) -> myodiff::Result<()> {
     } else {
         Ctx::cpu()
     };
+    let Some(model) = c.model else {
+        return run_closed(c, &ctx);
+    };
     let cfg = NetworkConfig {
-        model: c.model,
+        model,
         duration_s: c.steps as f64 * 1e-4,
         spike_mode: if c.grad {
             SpikeMode::Surrogate
@@ -114,6 +133,34 @@ fn run_one(c: &Case) -> myodiff::Result<()> {
         "RESULT {fwd:.4} {bwd:.4} {:.1} {mean_v:.4} {status}",
         vm_hwm_mb()
     );
+    Ok(())
+}
+
+/// The closed-loop case (forward only: the loop's gradient runs on the tape path, see BENCHMARKS §9).
+fn run_closed(c: &Case, ctx: &Ctx) -> myodiff::Result<()> {
+    let cfg = ClosedLoopConfig {
+        n_mn: 800,
+        duration_s: c.steps as f64 * 1e-4,
+        ..Default::default()
+    };
+    let dcs: Vec<f64> = (0..c.batch).map(|b| 40.0 + b as f64).collect();
+    let mut params = ClosedLoopParams::myogen(ctx, 40.0, 50.0);
+    params.drive = DriveParams::watanabe_oscillating(ctx, 40.0);
+    params.drive.dc_hz = ctx.tensor(dcs, [c.batch, 1]);
+    let t0 = Instant::now();
+    let mut sim = closed_loop::build(&cfg, ctx, c.batch, &params)?;
+    sim.check_finite(false);
+    let r = sim.run_path(c.path)?;
+    let f = r.trace(myodiff::muscle::hill::buffers::FORCE_N)?;
+    let [n_t, _, _] = f.dims();
+    let mean_v = to_vec_f64(f.slice(n_t / 2..n_t).mean())[0];
+    let fwd = t0.elapsed().as_secs_f64();
+    if std::env::var_os("MYODIFF_STAGE_TIMES").is_some() {
+        for (name, w) in &r.stage_wall_s {
+            eprintln!("stage {name}: {w:.3} s");
+        }
+    }
+    println!("RESULT {fwd:.4} 0.0000 {:.1} {mean_v:.4} 1", vm_hwm_mb());
     Ok(())
 }
 
@@ -203,8 +250,14 @@ fn main() {
                     failed += 1;
                 }
                 println!(
-                    "| {name} | {:?} | {:?} | {} | {} | {:.3} | {bwd} | {tot} | {:.0} | {:.3} | {grad} |",
-                    c.model, c.path, c.batch, c.steps, v[0], v[2], v[3]
+                    "| {name} | {} | {:?} | {} | {} | {:.3} | {bwd} | {tot} | {:.0} | {:.3} | {grad} |",
+                    c.model_name(),
+                    c.path,
+                    c.batch,
+                    c.steps,
+                    v[0],
+                    v[2],
+                    v[3]
                 );
             }
             None => {
@@ -214,8 +267,11 @@ fn main() {
                     .unwrap_or("crashed");
                 failed += 1;
                 println!(
-                    "| {name} | {:?} | {:?} | {} | {} | {err} | | | | | **FAILED** |",
-                    c.model, c.path, c.batch, c.steps
+                    "| {name} | {} | {:?} | {} | {} | {err} | | | | | **FAILED** |",
+                    c.model_name(),
+                    c.path,
+                    c.batch,
+                    c.steps
                 );
             }
         }

@@ -8,7 +8,7 @@
 
 use myodiff::afferent::Stretch;
 use myodiff::closed_loop::{self, ClosedLoopConfig, ClosedLoopParams};
-use myodiff::kernel::{Ctx, to_vec_f64};
+use myodiff::kernel::{Ctx, ExecPath, to_vec_f64};
 
 fn main() -> myodiff::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -37,7 +37,7 @@ fn main() -> myodiff::Result<()> {
             cfg.ia = None;
         }
         let params = ClosedLoopParams::myogen(&ctx, dc_hz, gamma_hz);
-        let out = closed_loop::build(&cfg, &ctx, 1, &params)?.run()?;
+        let out = closed_loop::build(&cfg, &ctx, 1, &params)?.run_path(ExecPath::Stream)?;
         let dt = cfg.dt_s;
         let at = |t: f64| (t / dt).round() as usize;
         let ia = to_vec_f64(out.trace("ia_hz")?);

@@ -6,7 +6,7 @@
 //! (defaults 120 MNs, 2 s, 60 Hz; gamma 50 Hz, no stretch).
 
 use myodiff::closed_loop::{self, ClosedLoopConfig, ClosedLoopParams, metrics};
-use myodiff::kernel::{Ctx, to_vec_f64};
+use myodiff::kernel::{Ctx, ExecPath, to_vec_f64};
 
 fn main() -> myodiff::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -34,7 +34,7 @@ fn main() -> myodiff::Result<()> {
         }
         let params = ClosedLoopParams::myogen(&ctx, dc_hz, 50.0);
         let wall = std::time::Instant::now();
-        let out = closed_loop::build(&cfg, &ctx, 1, &params)?.run()?;
+        let out = closed_loop::build(&cfg, &ctx, 1, &params)?.run_path(ExecPath::Stream)?;
         let wall = wall.elapsed().as_secs_f64();
         let force = to_vec_f64(out.trace("muscle_force_n")?);
         let (a, b) = ((t0 / cfg.dt_s) as usize, (t1 / cfg.dt_s) as usize);

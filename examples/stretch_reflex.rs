@@ -8,7 +8,7 @@
 
 use myodiff::afferent::Stretch;
 use myodiff::closed_loop::{self, ClosedLoopConfig, ClosedLoopParams, metrics};
-use myodiff::kernel::{Ctx, to_vec_f64};
+use myodiff::kernel::{Ctx, ExecPath, to_vec_f64};
 
 fn main() -> myodiff::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -52,7 +52,7 @@ fn main() -> myodiff::Result<()> {
         if cfg.ii.is_some() {
             sim.record(&["gii_spikes", "gib_spikes"]);
         }
-        let out = sim.run()?;
+        let out = sim.run_path(ExecPath::Stream)?;
         let in_rate = |name: &str, n: usize| -> myodiff::Result<f64> {
             Ok(to_vec_f64(out.trace(name)?).iter().sum::<f64>() / (n as f64 * duration_s))
         };

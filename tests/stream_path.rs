@@ -166,3 +166,141 @@ fn stream_path_refusals_are_typed_errors() {
     .expect("refused");
     assert!(err.to_string().contains("has no host step"), "{err}");
 }
+
+/// The loss of the gradient checks: `Σ_t Σ_b (F/T + 100·θ/T + 0.01·Ia/T)` over the recorded
+/// muscle force (N), joint angle (rad) and Ia rate (Hz) — so that the adjoint runs back through
+/// the muscle, the joint and the spindle as well as the pool.
+const LOSS: [(&str, f64); 3] = [
+    ("muscle_force_n", 1.0),
+    ("joint_angle_rad", 100.0),
+    ("ia_hz", 0.01),
+];
+
+fn tape_grads(cfg: &ClosedLoopConfig) -> Vec<Vec<f64>> {
+    let ctx = Ctx::cpu().f64().autodiff();
+    let p = two_rows(&ctx);
+    let leaves = [
+        p.drive.dc_hz.clone().require_grad(),
+        p.w_dd_s.clone().require_grad(),
+        p.w_ia_s.clone().require_grad(),
+        p.gamma_dyn_hz.clone().require_grad(),
+        p.gamma_stat_hz.clone().require_grad(),
+        p.gto_g1_hz.clone().require_grad(),
+    ];
+    let mut params = p.clone();
+    params.drive.dc_hz = leaves[0].clone();
+    params.w_dd_s = leaves[1].clone();
+    params.w_ia_s = leaves[2].clone();
+    params.gamma_dyn_hz = leaves[3].clone();
+    params.gamma_stat_hz = leaves[4].clone();
+    params.gto_g1_hz = leaves[5].clone();
+    let out = closed_loop::build(cfg, &ctx, 2, &params)
+        .unwrap()
+        .run()
+        .unwrap();
+    let n_t = out.n_steps as f64;
+    let mut loss = None;
+    for (name, w) in LOSS {
+        let l = out.trace(name).unwrap().sum().mul_scalar(w / n_t);
+        loss = Some(match loss {
+            Some(a) => a + l,
+            None => l,
+        });
+    }
+    let g = loss.unwrap().backward();
+    leaves
+        .iter()
+        .map(|l| to_vec_f64(l.grad(&g).expect("gradient reached the parameter")))
+        .collect()
+}
+
+fn stream_grads(cfg: &ClosedLoopConfig, checkpoint_every: usize) -> Vec<Vec<f64>> {
+    let ctx = Ctx::cpu().f64();
+    let params = two_rows(&ctx);
+    let mut sim = closed_loop::build(cfg, &ctx, 2, &params).unwrap();
+    let g = sim
+        .stream_gradient(checkpoint_every, |r| {
+            let n_t = r.n_steps as f64;
+            Ok(LOSS
+                .iter()
+                .map(|(name, w)| (name.to_string(), vec![w / n_t; r.n_steps * r.batch]))
+                .collect())
+        })
+        .unwrap();
+    closed_loop::param_grads(&g.grads)
+        .unwrap()
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect()
+}
+
+/// The stream path's adjoint equals burn's autodiff through the tape path (f64, smooth closed loop
+/// with every pathway, two parameter rows): d(loss)/d(DC, w_DD, w_Ia, γ_dyn, γ_stat, G1).
+#[test]
+fn stream_adjoint_equals_tape_autodiff_through_the_closed_loop() {
+    let cfg = all_pathways(12, 0.04, SpikeMode::Rate);
+    let tape = tape_grads(&cfg);
+    let stream = stream_grads(&cfg, 64);
+    let names = [
+        "dc_hz",
+        "w_dd_s",
+        "w_ia_s",
+        "gamma_dyn_hz",
+        "gamma_stat_hz",
+        "g1_hz",
+    ];
+    for ((name, a), b) in names.iter().zip(&stream).zip(&tape) {
+        assert_eq!(a.len(), b.len(), "{name}");
+        eprintln!("{name}: stream {a:?} tape {b:?}");
+        for (x, y) in a.iter().zip(b) {
+            let rel = (x - y).abs() / y.abs().max(1e-300);
+            assert!(
+                rel <= 1e-7,
+                "{name}: stream {x:.10e} tape {y:.10e} (rel {rel:.2e})"
+            );
+            assert!(y.abs() > 0.0, "{name}: zero gradient");
+        }
+    }
+    // the checkpoint interval changes the memory, not the result
+    for k in [1, 7, 400] {
+        let other = stream_grads(&cfg, k);
+        for (a, b) in other.iter().zip(&stream) {
+            for (x, y) in a.iter().zip(b) {
+                assert!((x - y).abs() <= 1e-12 * y.abs(), "K = {k}: {x} vs {y}");
+            }
+        }
+    }
+}
+
+#[test]
+fn stream_gradient_bad_input_is_a_typed_error() {
+    let ctx = Ctx::cpu().f64();
+    let cfg = all_pathways(6, 0.01, SpikeMode::Rate);
+    let params = ClosedLoopParams::myogen(&ctx, 50.0, 30.0);
+    let mut sim = closed_loop::build(&cfg, &ctx, 1, &params).unwrap();
+    for k in [0, 101] {
+        let err = sim
+            .stream_gradient(k, |_| Ok(Default::default()))
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("checkpoint_every"), "{err}");
+    }
+    let err = sim
+        .stream_gradient(10, |_| {
+            Ok([("not_recorded".to_string(), vec![0.0; 100])]
+                .into_iter()
+                .collect())
+        })
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("not_recorded"), "{err}");
+    let err = sim
+        .stream_gradient(10, |_| {
+            Ok([("muscle_force_n".to_string(), vec![0.0; 3])]
+                .into_iter()
+                .collect())
+        })
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("muscle_force_n"), "{err}");
+}

@@ -123,4 +123,30 @@ impl HostStage for SynapticCurrent {
         }
         Ok(())
     }
+    fn adjoint_init(&mut self, _cx: &HostCx) -> Result<()> {
+        Ok(())
+    }
+    /// `∂I/∂g_k = E_k − v`, `∂I/∂v = −Σ_k g_k`.
+    fn host_vjp(
+        &mut self,
+        _cx: &HostCx,
+        ins: &[&[f64]],
+        _outs_prev: &[&[f64]],
+        _outs: &[&[f64]],
+        g_outs: &[&[f64]],
+        g_ins: &mut [Vec<f64>],
+        _g_outs_prev: &mut [Vec<f64>],
+        _t: usize,
+    ) -> Result<()> {
+        let k = self.conductances.len();
+        let v = ins[k];
+        for (m, (_, e)) in self.conductances.iter().enumerate() {
+            for j in 0..v.len() {
+                let gi = g_outs[0][j];
+                g_ins[m][j] += gi * (e - v[j]);
+                g_ins[k][j] -= gi * ins[m][j];
+            }
+        }
+        Ok(())
+    }
 }

@@ -28,6 +28,8 @@ pub struct ConductionDelay {
     /// Streaming path: delays in steps and a ring of the last `max delay` inputs `[batch·n]`.
     host_delays: Vec<usize>,
     host_ring: Vec<f64>,
+    /// Adjoint: pending input adjoints, a ring of `max delay + 1` ticks.
+    host_lring: Vec<f64>,
 }
 
 impl ConductionDelay {
@@ -62,6 +64,7 @@ impl ConductionDelay {
             hist: VecDeque::new(),
             host_delays: Vec::new(),
             host_ring: Vec::new(),
+            host_lring: Vec::new(),
         })
     }
 
@@ -170,6 +173,49 @@ impl HostStage for ConductionDelay {
         }
         let slot = (t % maxd) * width;
         self.host_ring[slot..slot + width].copy_from_slice(x);
+        Ok(())
+    }
+    fn host_save(&self, into: &mut Vec<f64>) {
+        into.extend_from_slice(&self.host_ring);
+    }
+    fn host_load(&mut self, from: &[f64]) {
+        self.host_ring.copy_from_slice(from);
+    }
+    fn adjoint_init(&mut self, cx: &HostCx) -> Result<()> {
+        let width = cx.batch * self.delays_s.len();
+        self.host_lring = vec![0.0; self.host_ring.len() + width];
+        Ok(())
+    }
+    /// `λ_in_i[t − d_i] += λ_out_i[t]`, delivered when the sweep reaches tick `t − d_i`.
+    fn host_vjp(
+        &mut self,
+        cx: &HostCx,
+        _ins: &[&[f64]],
+        _outs_prev: &[&[f64]],
+        _outs: &[&[f64]],
+        g_outs: &[&[f64]],
+        g_ins: &mut [Vec<f64>],
+        _g_outs_prev: &mut [Vec<f64>],
+        t: usize,
+    ) -> Result<()> {
+        let n = self.delays_s.len();
+        let width = cx.batch * n;
+        let len = self.host_lring.len() / width;
+        for b in 0..cx.batch {
+            for (i, &d) in self.host_delays.iter().enumerate() {
+                if t >= d {
+                    self.host_lring[((t - d) % len) * width + b * n + i] += g_outs[0][b * n + i];
+                }
+            }
+        }
+        let slot = (t % len) * width;
+        for (g, l) in g_ins[0]
+            .iter_mut()
+            .zip(&mut self.host_lring[slot..slot + width])
+        {
+            *g += *l;
+            *l = 0.0;
+        }
         Ok(())
     }
 }

@@ -243,9 +243,57 @@ impl Gto {
         y.max(0.0)
     }
 
+    /// The reverse of [`Gto::step_host`] (parallel form): given the history `h` *before* the
+    /// step, the adjoint `lh` of the history after it (replaced by the adjoint of `h`) and `g_ib`
+    /// of the output, returns `(∂L/∂F, ∂L/∂G1)`. `None` for the direct form (no adjoint).
+    pub fn vjp_host(
+        &self,
+        h: &[f64; 4],
+        lh: &mut [f64; 4],
+        g_ib: f64,
+        force_n: f64,
+        g1_hz: f64,
+        g2_n: f64,
+    ) -> Option<(f64, f64)> {
+        if self.form != GtoForm::Parallel {
+            return None;
+        }
+        let [(d1, c1), (d2, c2)] = self.sections;
+        let u = force_n.max(0.0) / g2_n + 1.0;
+        let r_raw = g1_hz * u.ln();
+        let r = r_raw.max(0.0);
+        let [r1, _, y1, y2] = *h;
+        let rs = r + r1;
+        let x1 = y1 + (rs * c1 - y1 * d1);
+        let x2 = y2 + (rs * c2 - y2 * d2);
+        let y = r * 1.7 + x1 + x2;
+        let gy = if y > 0.0 { g_ib } else { 0.0 };
+        let gx1 = gy + lh[2];
+        let gx2 = gy + lh[3];
+        let gr = 1.7 * gy + lh[0] + c1 * gx1 + c2 * gx2;
+        *lh = [
+            c1 * gx1 + c2 * gx2 + lh[1],
+            0.0,
+            gx1 * (1.0 - d1),
+            gx2 * (1.0 - d2),
+        ];
+        if r_raw <= 0.0 {
+            return Some((0.0, 0.0));
+        }
+        let g_f = if force_n > 0.0 {
+            gr * g1_hz / (u * g2_n)
+        } else {
+            0.0
+        };
+        Some((g_f, gr * u.ln()))
+    }
+
     /// The gains `(G1 in Hz, G2 in N)` as host columns `[1|batch]`.
     pub fn gains_host(&self) -> (Vec<f64>, Vec<f64>) {
-        (to_vec_f64(self.g1_hz.clone()), to_vec_f64(self.g2_n.clone()))
+        (
+            to_vec_f64(self.g1_hz.clone()),
+            to_vec_f64(self.g2_n.clone()),
+        )
     }
 
     /// One step: force `force_n` (N, `[batch, width]`) → (new history, Ib rate in Hz).

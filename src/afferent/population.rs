@@ -287,4 +287,37 @@ impl HostStage for RecruitmentGate {
         }
         Ok(())
     }
+    fn adjoint_init(&mut self, _cx: &HostCx) -> Result<()> {
+        Ok(())
+    }
+    /// `∂r_i/∂r = σ + r·σ(1 − σ)/w` (smooth) or `[r ≥ RT_i]` (hard).
+    fn host_vjp(
+        &mut self,
+        cx: &HostCx,
+        ins: &[&[f64]],
+        _outs_prev: &[&[f64]],
+        _outs: &[&[f64]],
+        g_outs: &[&[f64]],
+        g_ins: &mut [Vec<f64>],
+        _g_outs_prev: &mut [Vec<f64>],
+        _t: usize,
+    ) -> Result<()> {
+        let n = self.thresholds_hz.len();
+        for b in 0..cx.batch {
+            let r = ins[0][b];
+            let mut g = 0.0;
+            for (i, &rt) in self.thresholds_hz.iter().enumerate() {
+                let d = match self.smooth_width_hz {
+                    Some(w) => {
+                        let sg = 1.0 / (1.0 + (-((r - rt) / w)).exp());
+                        sg + r * sg * (1.0 - sg) / w
+                    }
+                    None => f64::from(r >= rt),
+                };
+                g += g_outs[0][b * n + i] * d;
+            }
+            g_ins[0][b] += g;
+        }
+        Ok(())
+    }
 }

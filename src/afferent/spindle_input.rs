@@ -124,6 +124,9 @@ pub struct SpindleInput {
     /// Streaming path: gamma drives `[1|batch]` (Hz) and the previous velocity per row.
     host_gamma: (Vec<f64>, Vec<f64>),
     host_v_prev: Option<Vec<f64>>,
+    /// Adjoint: pending `λ` of the previous tick's velocity (from `A_sp`), gamma gradients.
+    host_lv: Vec<f64>,
+    host_g: (Vec<f64>, Vec<f64>),
 }
 
 impl SpindleInput {
@@ -160,6 +163,8 @@ impl SpindleInput {
             v_prev: None,
             host_gamma: (Vec::new(), Vec::new()),
             host_v_prev: None,
+            host_lv: Vec::new(),
+            host_g: (Vec::new(), Vec::new()),
         })
     }
 
@@ -255,5 +260,59 @@ impl HostStage for SpindleInput {
         }
         self.host_v_prev = Some(v.to_vec());
         Ok(())
+    }
+    fn host_save(&self, into: &mut Vec<f64>) {
+        match &self.host_v_prev {
+            Some(v) => {
+                into.push(1.0);
+                into.extend_from_slice(v);
+            }
+            None => into.push(0.0),
+        }
+    }
+    fn host_load(&mut self, from: &[f64]) {
+        self.host_v_prev = (from[0] == 1.0).then(|| from[1..].to_vec());
+    }
+    fn adjoint_init(&mut self, cx: &HostCx) -> Result<()> {
+        self.host_lv = vec![0.0; cx.batch];
+        self.host_g = (
+            vec![0.0; self.host_gamma.0.len()],
+            vec![0.0; self.host_gamma.1.len()],
+        );
+        Ok(())
+    }
+    /// Reverse of `L_sp = L(1 + δ)`, `V_sp = V + Lδ'`, `A_sp = (V − V_prev)/dt`, γ outputs.
+    fn host_vjp(
+        &mut self,
+        cx: &HostCx,
+        _ins: &[&[f64]],
+        _outs_prev: &[&[f64]],
+        _outs: &[&[f64]],
+        g_outs: &[&[f64]],
+        g_ins: &mut [Vec<f64>],
+        _g_outs_prev: &mut [Vec<f64>],
+        t: usize,
+    ) -> Result<()> {
+        let dt = cx.dt_s;
+        let (d, rate) = self.profile(t as f64 * dt);
+        let has_prev = self.host_v_prev.is_some();
+        for b in 0..cx.batch {
+            let ga = if has_prev { g_outs[2][b] / dt } else { 0.0 };
+            g_ins[0][b] += g_outs[0][b] * (1.0 + d) + g_outs[1][b] * rate;
+            g_ins[1][b] += g_outs[1][b] + ga + self.host_lv[b];
+            self.host_lv[b] = -ga;
+            let (gd, gs) = (&mut self.host_g.0, &mut self.host_g.1);
+            let i = if gd.len() == 1 { 0 } else { b };
+            gd[i] += g_outs[3][b];
+            let i = if gs.len() == 1 { 0 } else { b };
+            gs[i] += g_outs[4][b];
+        }
+        Ok(())
+    }
+    fn param_grads(&self) -> Vec<(String, Vec<f64>)> {
+        vec![
+            ("gamma_dyn_hz".into(), self.host_g.0.clone()),
+            ("gamma_stat_hz".into(), self.host_g.1.clone()),
+        ]
     }
 }

@@ -9,7 +9,7 @@ use crate::kernel::{BufferSpec, HostCx, HostStage, ReadSpec, Stage, StageDecl, S
 
 use super::gto::{Gto, GtoParams, GtoState};
 use super::spindle::{Spindle, SpindleState};
-use super::spindle_host::{SpindleIn, SpindleRow};
+use super::spindle_host::{SPINDLE_ROW_LEN, SpindleIn, SpindleRow};
 
 /// Buffer names read by [`SpindleStage`]: length (L0), velocity (L0/s), acceleration (L0/s²),
 /// dynamic and static gamma drive (Hz).
@@ -26,6 +26,7 @@ pub struct SpindleStage {
     spindle: Spindle,
     state: Option<SpindleState>,
     host_rows: Vec<SpindleRow>,
+    host_lam: Vec<[f64; SPINDLE_ROW_LEN]>,
 }
 
 impl SpindleStage {
@@ -35,6 +36,7 @@ impl SpindleStage {
             spindle,
             state: None,
             host_rows: Vec::new(),
+            host_lam: Vec::new(),
         }
     }
 }
@@ -102,6 +104,59 @@ impl HostStage for SpindleStage {
         }
         Ok(())
     }
+    fn host_save(&self, into: &mut Vec<f64>) {
+        for r in &self.host_rows {
+            into.extend_from_slice(&r.values());
+        }
+    }
+    fn host_load(&mut self, from: &[f64]) {
+        for (r, v) in self
+            .host_rows
+            .iter_mut()
+            .zip(from.chunks_exact(SPINDLE_ROW_LEN))
+        {
+            *r = SpindleRow::from_slice(v);
+        }
+    }
+    fn adjoint_init(&mut self, cx: &HostCx) -> Result<()> {
+        self.host_lam = vec![[0.0; SPINDLE_ROW_LEN]; cx.batch];
+        Ok(())
+    }
+    /// [`Spindle::vjp_host`] per row.
+    fn host_vjp(
+        &mut self,
+        cx: &HostCx,
+        ins: &[&[f64]],
+        _outs_prev: &[&[f64]],
+        _outs: &[&[f64]],
+        g_outs: &[&[f64]],
+        g_ins: &mut [Vec<f64>],
+        _g_outs_prev: &mut [Vec<f64>],
+        _t: usize,
+    ) -> Result<()> {
+        for (b, (st, lam)) in self
+            .host_rows
+            .iter()
+            .zip(self.host_lam.iter_mut())
+            .enumerate()
+        {
+            let x = SpindleIn {
+                l: row(ins[0], b),
+                v: row(ins[1], b),
+                acc: row(ins[2], b),
+                gamma_dyn_hz: row(ins[3], b),
+                gamma_stat_hz: row(ins[4], b),
+            };
+            let gx = self
+                .spindle
+                .vjp_host(st, lam, g_outs[0][b], g_outs[1][b], x, cx.dt_s);
+            for (k, g) in gx.into_iter().enumerate() {
+                let i = if ins[k].len() == 1 { 0 } else { b };
+                g_ins[k][i] += g;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// GTO stage: reads the tendon force (N, same tick; buffer `tendon_force_n` unless set with
@@ -114,6 +169,9 @@ pub struct GtoStage {
     state: Option<GtoState>,
     host_hist: Vec<[f64; 4]>,
     host_gains: (Vec<f64>, Vec<f64>),
+    /// Adjoint: of the history per row, and the gradient of G1.
+    host_lh: Vec<[f64; 4]>,
+    host_g1: Vec<f64>,
 }
 
 impl GtoStage {
@@ -127,6 +185,8 @@ impl GtoStage {
             state: None,
             host_hist: Vec::new(),
             host_gains: (Vec::new(), Vec::new()),
+            host_lh: Vec::new(),
+            host_g1: Vec::new(),
         }
     }
 
@@ -215,5 +275,64 @@ impl HostStage for GtoStage {
             outs[0][b] = gto.step_host(h, row(ins[0], b), row(g1, b), row(g2, b));
         }
         Ok(())
+    }
+    fn host_save(&self, into: &mut Vec<f64>) {
+        for h in &self.host_hist {
+            into.extend_from_slice(h);
+        }
+    }
+    fn host_load(&mut self, from: &[f64]) {
+        for (h, v) in self.host_hist.iter_mut().zip(from.chunks_exact(4)) {
+            h.copy_from_slice(v);
+        }
+    }
+    fn adjoint_init(&mut self, cx: &HostCx) -> Result<()> {
+        if self.gto.as_ref().is_some_and(|g| {
+            g.vjp_host(&[0.0; 4], &mut [0.0; 4], 0.0, 0.0, 1.0, 1.0)
+                .is_none()
+        }) {
+            return Err(crate::Error::config(
+                "path",
+                "the GTO's direct-form filter has no adjoint on the stream path (the default \
+                 parallel form has)",
+            ));
+        }
+        self.host_lh = vec![[0.0; 4]; cx.batch];
+        self.host_g1 = vec![0.0; self.host_gains.0.len()];
+        Ok(())
+    }
+    /// [`super::gto::Gto::vjp_host`] per row.
+    fn host_vjp(
+        &mut self,
+        cx: &HostCx,
+        ins: &[&[f64]],
+        _outs_prev: &[&[f64]],
+        _outs: &[&[f64]],
+        g_outs: &[&[f64]],
+        g_ins: &mut [Vec<f64>],
+        _g_outs_prev: &mut [Vec<f64>],
+        _t: usize,
+    ) -> Result<()> {
+        let gto = self.gto.as_ref().expect("host_init ran");
+        let (g1, g2) = &self.host_gains;
+        for b in 0..cx.batch {
+            let (gf, gg1) = gto
+                .vjp_host(
+                    &self.host_hist[b],
+                    &mut self.host_lh[b],
+                    g_outs[0][b],
+                    row(ins[0], b),
+                    row(g1, b),
+                    row(g2, b),
+                )
+                .expect("checked at adjoint_init");
+            g_ins[0][if ins[0].len() == 1 { 0 } else { b }] += gf;
+            let i = if self.host_g1.len() == 1 { 0 } else { b };
+            self.host_g1[i] += gg1;
+        }
+        Ok(())
+    }
+    fn param_grads(&self) -> Vec<(String, Vec<f64>)> {
+        vec![("g1_hz".into(), self.host_g1.clone())]
     }
 }

@@ -140,6 +140,38 @@ fn current_pool(
     .with_buffers(buffers[0], buffers[1], buffers[2]))
 }
 
+/// The gradients of [`ClosedLoopParams`] from the stage gradients of
+/// [`crate::kernel::Simulation::stream_gradient`] on a loop made by [`build`], in the order DC
+/// (`drive_rate.dc_hz`), `w_dd_s`, `w_ia_s`, `gamma_dyn_hz`, `gamma_stat_hz`, `gto_g1_hz`, each in
+/// its tensor's `[1|batch]` layout (the synaptic weights enter the synapses multiplied by
+/// [`FAST_SYNAPTIC_GAIN`], so their gradients are the synapses' times that gain). A parameter whose
+/// stage is absent (no Ia pathway) has the gradient `[0]`. The other drive parameters are in the
+/// map as `drive_rate.<name>`.
+pub fn param_grads(
+    stage_grads: &std::collections::BTreeMap<String, Vec<f64>>,
+) -> Result<Vec<(&'static str, Vec<f64>)>> {
+    let get = |k: &str, scale: f64| -> Vec<f64> {
+        stage_grads
+            .get(k)
+            .map(|v| v.iter().map(|g| g * scale).collect())
+            .unwrap_or_else(|| vec![0.0])
+    };
+    if !stage_grads.contains_key("drive_rate.dc_hz") {
+        return Err(crate::Error::config(
+            "stage_grads",
+            "no drive_rate gradients: not the stream gradient of a closed loop made by build",
+        ));
+    }
+    Ok(vec![
+        ("dc_hz", get("drive_rate.dc_hz", 1.0)),
+        ("w_dd_s", get("dd_synapse.weight_s", FAST_SYNAPTIC_GAIN)),
+        ("w_ia_s", get("ia_synapse.weight_s", FAST_SYNAPTIC_GAIN)),
+        ("gamma_dyn_hz", get("spindle_input.gamma_dyn_hz", 1.0)),
+        ("gamma_stat_hz", get("spindle_input.gamma_stat_hz", 1.0)),
+        ("gto_g1_hz", get("gto.g1_hz", 1.0)),
+    ])
+}
+
 /// The loop's buffers [`build`] records besides `spikes`: muscle force (N), joint angle (rad),
 /// fibre length (L0), and the Ia, II and Ib afferent rates (Hz).
 pub const RECORDED: [&str; 6] = [

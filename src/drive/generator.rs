@@ -600,4 +600,58 @@ impl HostStage for InputPopulation {
         }
         Ok(())
     }
+    fn host_save(&self, into: &mut Vec<f64>) {
+        into.extend_from_slice(&self.host_state.y);
+        into.extend(self.host_state.idx.iter().map(|&i| i as f64));
+    }
+    fn host_load(&mut self, from: &[f64]) {
+        let n = self.host_state.y.len();
+        self.host_state.y.copy_from_slice(&from[..n]);
+        for (i, v) in self.host_state.idx.iter_mut().zip(&from[n..2 * n]) {
+            *i = *v as usize;
+        }
+    }
+    fn adjoint_init(&mut self, _cx: &HostCx) -> Result<()> {
+        match self.cfg.mode {
+            GeneratorMode::Rate | GeneratorMode::GridRate | GeneratorMode::Hard => Ok(()),
+            m => Err(Error::config(
+                "path",
+                format!(
+                    "generator mode {m:?} has no adjoint on the stream path (rate, grid_rate: \
+                     exact; hard: zero); use the tape or fused path"
+                ),
+            )),
+        }
+    }
+    /// Rate: `∂s/∂r = dt` (r > 0); GridRate: `dt·e^{−r·dt}`; Hard: 0 (as on the tape).
+    fn host_vjp(
+        &mut self,
+        cx: &HostCx,
+        ins: &[&[f64]],
+        _outs_prev: &[&[f64]],
+        _outs: &[&[f64]],
+        g_outs: &[&[f64]],
+        g_ins: &mut [Vec<f64>],
+        _g_outs_prev: &mut [Vec<f64>],
+        _t: usize,
+    ) -> Result<()> {
+        let (b, n, dt) = (cx.batch, self.cfg.n_dd, cx.dt_s);
+        let w = ins[0].len() / b;
+        let grid = match self.cfg.mode {
+            GeneratorMode::Rate => false,
+            GeneratorMode::GridRate => true,
+            _ => return Ok(()),
+        };
+        for bb in 0..b {
+            for i in 0..n {
+                let k = bb * w + if w == 1 { 0 } else { i };
+                let r = ins[0][k];
+                if r > 0.0 {
+                    let d = if grid { dt * (-(r * dt)).exp() } else { dt };
+                    g_ins[0][k] += g_outs[0][bb * n + i] * d;
+                }
+            }
+        }
+        Ok(())
+    }
 }

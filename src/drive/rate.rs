@@ -288,6 +288,8 @@ pub struct DriveRate {
     n_steps: usize,
     /// Host copies of (dc, amp, freq, phase, σ) per `[1|batch]` row (streaming path).
     host_p: [Vec<f64>; 5],
+    /// Their gradients (stream adjoint).
+    host_g: [Vec<f64>; 5],
 }
 
 impl RateClip {
@@ -296,11 +298,31 @@ impl RateClip {
     pub fn apply_host(&self, r: f64) -> f64 {
         match *self {
             RateClip::Relu | RateClip::StraightThrough => r.max(0.0),
-            RateClip::Softplus { sharpness_per_hz: b } => {
+            RateClip::Softplus {
+                sharpness_per_hz: b,
+            } => {
                 if b * r > 20.0 {
                     r
                 } else {
                     (b * r).exp().ln_1p() / b
+                }
+            }
+        }
+    }
+
+    /// The derivative the clip passes back at `r` (the backward of [`RateClip::apply`]): 1 for
+    /// `r > 0` (Relu), 1 (straight-through), `σ(β·r)` (softplus; 1 where `β·r > 20`).
+    pub fn slope_host(&self, r: f64) -> f64 {
+        match *self {
+            RateClip::Relu => f64::from(r > 0.0),
+            RateClip::StraightThrough => 1.0,
+            RateClip::Softplus {
+                sharpness_per_hz: b,
+            } => {
+                if b * r > 20.0 {
+                    1.0
+                } else {
+                    1.0 / (1.0 + (-(b * r)).exp())
                 }
             }
         }
@@ -318,6 +340,7 @@ impl DriveRate {
             xi: Vec::new(),
             n_steps: 0,
             host_p: Default::default(),
+            host_g: Default::default(),
         }
     }
 
@@ -391,8 +414,14 @@ impl Stage for DriveRate {
 impl HostStage for DriveRate {
     fn host_init(&mut self, _cx: &HostCx, _outs: &mut [Vec<f64>]) -> Result<()> {
         let p = &self.params;
-        self.host_p = [&p.dc_hz, &p.amp_hz, &p.freq_hz, &p.phase_rad, &p.noise_sd_hz]
-            .map(|t| to_vec_f64(t.clone()));
+        self.host_p = [
+            &p.dc_hz,
+            &p.amp_hz,
+            &p.freq_hz,
+            &p.phase_rad,
+            &p.noise_sd_hz,
+        ]
+        .map(|t| to_vec_f64(t.clone()));
         Ok(())
     }
     /// `r = clip(DC + A·sin(f·2πkΔt + φ) + σ·ξ_k)` per row (Hz), as [`drive_rate_step`].
@@ -411,5 +440,44 @@ impl HostStage for DriveRate {
             *out = self.clip.apply_host(r);
         }
         Ok(())
+    }
+    fn adjoint_init(&mut self, _cx: &HostCx) -> Result<()> {
+        self.host_g = self.host_p.clone().map(|v| vec![0.0; v.len()]);
+        Ok(())
+    }
+    /// `∂r/∂(DC, A, f, φ, σ) = clip'·(1, sin ψ, A·cos ψ·2πkΔt, A·cos ψ, ξ_k)`, `ψ = f·2πkΔt + φ`.
+    fn host_vjp(
+        &mut self,
+        cx: &HostCx,
+        _ins: &[&[f64]],
+        _outs_prev: &[&[f64]],
+        _outs: &[&[f64]],
+        g_outs: &[&[f64]],
+        _g_ins: &mut [Vec<f64>],
+        _g_outs_prev: &mut [Vec<f64>],
+        t: usize,
+    ) -> Result<()> {
+        let c = 2.0 * std::f64::consts::PI * (t as f64) * cx.dt_s;
+        let [dc, amp, freq, phase, sd] = &self.host_p;
+        for b in 0..cx.batch {
+            let psi = row(freq, b) * c + row(phase, b);
+            let xi = self.xi[t * cx.batch + b];
+            let r = row(dc, b) + row(amp, b) * psi.sin() + row(sd, b) * xi;
+            let g = g_outs[0][b] * self.clip.slope_host(r);
+            let a = row(amp, b) * psi.cos();
+            for (k, d) in [1.0, psi.sin(), a * c, a, xi].into_iter().enumerate() {
+                let gv = &mut self.host_g[k];
+                let i = if gv.len() == 1 { 0 } else { b };
+                gv[i] += g * d;
+            }
+        }
+        Ok(())
+    }
+    fn param_grads(&self) -> Vec<(String, Vec<f64>)> {
+        ["dc_hz", "amp_hz", "freq_hz", "phase_rad", "noise_sd_hz"]
+            .iter()
+            .zip(&self.host_g)
+            .map(|(n, g)| (n.to_string(), g.clone()))
+            .collect()
     }
 }

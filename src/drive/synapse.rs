@@ -386,6 +386,37 @@ struct HostSyn {
     wf: Vec<f64>,
     wf_dims: [usize; 2],
     x: Vec<f64>,
+    /// Adjoint: of the filter states, the pending input adjoints (ring of `D + 1` ticks) and
+    /// the gradient of `w·f` (in `wf`'s layout).
+    la: Vec<f64>,
+    lb: Vec<f64>,
+    lring: Vec<f64>,
+    gwf: Vec<f64>,
+}
+
+impl HostSyn {
+    /// `x = s_del @ C` per batch row into `self.x`.
+    fn arrivals(&mut self, conn: &ConnectivityMatrix, s_del: &[f64], nb: usize, n_src: usize) {
+        let n_tgt = self.x.len() / nb;
+        self.x.fill(0.0);
+        for bb in 0..nb {
+            let src = &s_del[bb * n_src..(bb + 1) * n_src];
+            let x = &mut self.x[bb * n_tgt..(bb + 1) * n_tgt];
+            for (i, &v) in src.iter().enumerate() {
+                if v != 0.0 {
+                    for &j in conn.targets(i) {
+                        x[j] += v;
+                    }
+                }
+            }
+        }
+    }
+    /// Index of `w·f` for (row, target).
+    #[inline]
+    fn wf_index(&self, bb: usize, j: usize) -> usize {
+        let [wr, wc] = self.wf_dims;
+        (if wr == 1 { 0 } else { bb * wc }) + (if wc == 1 { 0 } else { j })
+    }
 }
 
 impl Synapse {
@@ -644,6 +675,7 @@ impl HostStage for Synapse {
             wf: to_vec_f64(self.wf()),
             wf_dims: self.weight_s.dims(),
             x: vec![0.0; b * n_tgt],
+            ..Default::default()
         };
         Ok(())
     }
@@ -662,35 +694,23 @@ impl HostStage for Synapse {
         // the input of step t − D: slot t mod D of the ring, replaced by this step's input
         // the input of step t − D sits in slot t mod D of the ring (zeros for t < D); it is read
         // here and replaced by this step's input below
-        let s_del: &[f64] = if st.delay == 0 {
-            s_now
+        if st.delay == 0 {
+            st.arrivals(&self.conn, s_now, nb, n_src);
         } else {
             let slot = (t % st.delay) * nb * n_src;
-            &st.ring[slot..slot + nb * n_src]
-        };
-        st.x.fill(0.0);
-        for bb in 0..nb {
-            let src = &s_del[bb * n_src..(bb + 1) * n_src];
-            let x = &mut st.x[bb * n_tgt..(bb + 1) * n_tgt];
-            for (i, &v) in src.iter().enumerate() {
-                if v != 0.0 {
-                    for &j in self.conn.targets(i) {
-                        x[j] += v;
-                    }
-                }
-            }
+            let old = st.ring[slot..slot + nb * n_src].to_vec();
+            st.arrivals(&self.conn, &old, nb, n_src);
         }
         if st.delay > 0 {
             let slot = (t % st.delay) * nb * n_src;
             st.ring[slot..slot + nb * n_src].copy_from_slice(s_now);
         }
-        let [wr, wc] = st.wf_dims;
         let out = &mut outs[0];
         let kind = self.cfg.kinetics.iir(cx.dt_s);
         for bb in 0..nb {
             for j in 0..n_tgt {
                 let k = bb * n_tgt + j;
-                let wf = st.wf[(if wr == 1 { 0 } else { bb * wc }) + (if wc == 1 { 0 } else { j })];
+                let wf = st.wf[st.wf_index(bb, j)];
                 let term = wf * st.x[k];
                 out[k] = match kind {
                     IirKind::Single { a } => {
@@ -706,5 +726,98 @@ impl HostStage for Synapse {
             }
         }
         Ok(())
+    }
+    fn host_save(&self, into: &mut Vec<f64>) {
+        let st = &self.host_state;
+        into.extend_from_slice(&st.ring);
+        into.extend_from_slice(&st.a);
+        into.extend_from_slice(&st.b);
+    }
+    fn host_load(&mut self, from: &[f64]) {
+        let st = &mut self.host_state;
+        let (r, n) = (st.ring.len(), st.a.len());
+        st.ring.copy_from_slice(&from[..r]);
+        st.a.copy_from_slice(&from[r..r + n]);
+        st.b.copy_from_slice(&from[r + n..r + 2 * n]);
+    }
+    fn adjoint_init(&mut self, cx: &HostCx) -> Result<()> {
+        let st = &mut self.host_state;
+        st.la = vec![0.0; st.a.len()];
+        st.lb = vec![0.0; st.b.len()];
+        st.lring = vec![0.0; (st.delay + 1) * cx.batch * self.cfg.n_dd];
+        st.gwf = vec![0.0; st.wf.len()];
+        Ok(())
+    }
+    /// Reverse of the filter (`λ_A ← a1·λ_A'`, `λ_B ← a2·λ_B'`, `∂/∂(w·f) = λ_term·x`) and of the
+    /// arrivals (`λ_s[i] = Σ_{j ∈ C(i)} λ_x[j]`, delivered to the input tick `t − D`).
+    fn host_vjp(
+        &mut self,
+        cx: &HostCx,
+        ins: &[&[f64]],
+        _outs_prev: &[&[f64]],
+        _outs: &[&[f64]],
+        g_outs: &[&[f64]],
+        g_ins: &mut [Vec<f64>],
+        _g_outs_prev: &mut [Vec<f64>],
+        t: usize,
+    ) -> Result<()> {
+        let (nb, n_src, n_tgt) = (cx.batch, self.cfg.n_dd, self.cfg.n_mn);
+        let kind = self.cfg.kinetics.iir(cx.dt_s);
+        let st = &mut self.host_state;
+        if st.delay == 0 {
+            st.arrivals(&self.conn, ins[0], nb, n_src);
+        } else {
+            let slot = (t % st.delay) * nb * n_src;
+            let old = st.ring[slot..slot + nb * n_src].to_vec();
+            st.arrivals(&self.conn, &old, nb, n_src);
+        }
+        let width = nb * n_src;
+        let ring_len = st.delay + 1;
+        for bb in 0..nb {
+            for j in 0..n_tgt {
+                let k = bb * n_tgt + j;
+                let g = g_outs[0][k];
+                let lterm = match kind {
+                    IirKind::Single { a } => {
+                        let lb = st.lb[k] + g;
+                        st.lb[k] = a * lb;
+                        lb
+                    }
+                    IirKind::Exp2 { a1, a2 } => {
+                        let lb = st.lb[k] + g;
+                        let la = st.la[k] - g;
+                        st.lb[k] = a2 * lb;
+                        st.la[k] = a1 * la;
+                        la + lb
+                    }
+                };
+                let wi = st.wf_index(bb, j);
+                st.gwf[wi] += lterm * st.x[k];
+                st.x[k] = lterm * st.wf[wi]; // λ_x, reusing the arrivals buffer
+            }
+        }
+        if t >= st.delay {
+            let slot = ((t - st.delay) % ring_len) * width;
+            for bb in 0..nb {
+                let lx = &st.x[bb * n_tgt..(bb + 1) * n_tgt];
+                for i in 0..n_src {
+                    let s: f64 = self.conn.targets(i).iter().map(|&j| lx[j]).sum();
+                    st.lring[slot + bb * n_src + i] += s;
+                }
+            }
+        }
+        let slot = (t % ring_len) * width;
+        for (g, l) in g_ins[0].iter_mut().zip(&mut st.lring[slot..slot + width]) {
+            *g += *l;
+            *l = 0.0;
+        }
+        Ok(())
+    }
+    fn param_grads(&self) -> Vec<(String, Vec<f64>)> {
+        let f = self.cfg.kinetics.peak_factor();
+        vec![(
+            "weight_s".into(),
+            self.host_state.gwf.iter().map(|g| g * f).collect(),
+        )]
     }
 }

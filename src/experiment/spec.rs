@@ -9,7 +9,7 @@
 //! name = "my_run"                # default output directory: runs/<name>
 //! description = "…"
 //! backend = "flex"               # flex | ndarray | wgpu
-//! path = "fused"                 # tape | fused
+//! path = "fused"                 # tape | fused (open loop); stream | tape (closed loop)
 //! record = ["spikes", "force_n"] # buffers to save (any buffer a stage writes)
 //! synaptic_weight_s = 5e-8       # drive → motor-neuron weight (S)
 //!
@@ -30,8 +30,9 @@
 //! A closed-loop experiment (motor neurons → Hill muscle ⇄ joint → spindle / GTO → afferents →
 //! motor neurons, [`crate::closed_loop`]) replaces `[network]` by `[closed_loop]` (every key of
 //! [`ClosedLoopConfig`]: sizes, dt, duration, muscle, joint, stretches, pathways) and may set the
-//! loop's parameters in `[loop_params]`; its drive is a sine drive, it runs on the tape path
-//! (the fused path needs a feed-forward graph), has no EMG readout, and records by default
+//! loop's parameters in `[loop_params]`; its drive is a sine drive, it runs on the stream path
+//! (tick-major on the host, [`crate::kernel::host`]; `path = "tape"` runs the tensor reference —
+//! the stage-major fused path needs a feed-forward graph), has no EMG readout, and records by default
 //! `spikes`, `muscle_force_n` (saved as the run's force), `joint_angle_rad`, `fibre_length_l0`,
 //! `ia_hz`, `ii_hz` and `ib_hz`. Example: `experiments/stretch_reflex.toml`.
 
@@ -92,7 +93,7 @@ pub struct ExperimentSpec {
     /// Backend (default flex).
     #[serde(default = "default_backend")]
     pub backend: BackendKind,
-    /// Execution path (default fused; tape for a closed loop, the only path it runs on).
+    /// Execution path (default fused; stream for a closed loop, which runs on stream or tape).
     #[serde(default)]
     pub path: Option<ExecPath>,
     /// Buffers to record and save (default: spikes, force_n, and surface_emg_v when `[emg]` is
@@ -368,10 +369,10 @@ impl ExperimentSpec {
             .collect()
     }
 
-    /// The execution path: the one given, else fused (tape for a closed loop).
+    /// The execution path: the one given, else fused (stream for a closed loop).
     pub fn exec_path(&self) -> ExecPath {
         self.path.unwrap_or(if self.closed_loop.is_some() {
-            ExecPath::Tape
+            ExecPath::Stream
         } else {
             ExecPath::Fused
         })
@@ -455,6 +456,13 @@ impl ExperimentSpec {
                     "applies to a closed loop only; add a [closed_loop] table",
                 ));
             }
+            if self.path == Some(ExecPath::Stream) {
+                return Err(Error::config(
+                    "path",
+                    "the open-loop network has no stream path yet (its twitch-force and NERLab \
+                     stages have no host step); use \"fused\" or \"tape\"",
+                ));
+            }
             return Ok(());
         };
         cl.validate().map_err(|e| prefix("closed_loop", e))?;
@@ -483,8 +491,8 @@ impl ExperimentSpec {
         if self.path == Some(ExecPath::Fused) {
             return Err(Error::config(
                 "path",
-                "a closed loop runs on the tape path only (the fused path needs a feed-forward \
-                 graph); set path = \"tape\" or leave it out",
+                "a closed loop runs on the stream (default) or tape path: the stage-major fused \
+                 path needs a feed-forward graph; set path = \"stream\" or leave it out",
             ));
         }
         Ok(())

@@ -8,12 +8,14 @@
 //! - [`SimResult`]: host-side result per batch element.
 
 pub mod ctx;
+pub mod dual;
 pub mod graph;
 pub mod host;
 pub mod result;
 pub mod simulation;
 pub mod stage;
 pub mod state;
+pub mod stream;
 
 pub use ctx::{BackendKind, Ctx, Precision, scalar_f64, to_vec_f32, to_vec_f64};
 pub use graph::Graph;
@@ -22,3 +24,4 @@ pub use result::SimResult;
 pub use simulation::{ExecPath, Rollout, Simulation, StepCallback, check_trace_finite, names};
 pub use stage::{ReadSpec, Readout, Stage, StageDecl, StageIo, Traces, input_trace};
 pub use state::{BufferSpec, SimState};
+pub use stream::StreamGradient;

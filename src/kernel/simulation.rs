@@ -82,16 +82,16 @@ impl Rollout {
 
 /// The lockstep driver.
 pub struct Simulation {
-    ctx: Ctx,
-    batch: usize,
-    dt_s: f64,
-    n_steps: usize,
-    stages: Vec<Box<dyn Stage>>,
-    inputs: Vec<(BufferSpec, Tensor<3>)>,
+    pub(super) ctx: Ctx,
+    pub(super) batch: usize,
+    pub(super) dt_s: f64,
+    pub(super) n_steps: usize,
+    pub(super) stages: Vec<Box<dyn Stage>>,
+    pub(super) inputs: Vec<(BufferSpec, Tensor<3>)>,
     readouts: Vec<Box<dyn Readout>>,
-    record: BTreeSet<String>,
-    callbacks: Vec<StepCallback>,
-    check_finite: bool,
+    pub(super) record: BTreeSet<String>,
+    pub(super) callbacks: Vec<StepCallback>,
+    pub(super) check_finite: bool,
 }
 
 impl Simulation {
@@ -209,18 +209,12 @@ impl Simulation {
                 "a simulation needs at least one stage",
             ));
         }
-        let (graph, decls) = self.graph()?;
-        let (mut state, specs) = self.fresh_state(&decls)?;
-        for &i in &graph.order {
-            let name = self.stages[i].name().to_string();
-            let mut io = StageIo::new(&mut state, &name, &decls[i]);
-            self.stages[i].init(&mut io)?;
-        }
+        let (graph, decls, state, specs) = self.prepared()?;
         let mut stage_wall_s = Vec::new();
         let mut traces = match path {
             ExecPath::Tape => self.run_tape(&graph, &decls, state)?,
             ExecPath::Fused => self.run_stagewise(&graph, &decls, state, &mut stage_wall_s)?,
-            ExecPath::Stream => self.run_stream(&graph, &decls, state)?,
+            ExecPath::Stream => self.run_stream(&graph, &decls, state, &mut stage_wall_s)?,
         };
         let mut specs = specs;
         for r in &self.readouts {
@@ -265,6 +259,26 @@ impl Simulation {
             n_steps: self.n_steps,
             stage_wall_s,
         })
+    }
+
+    /// The ordered graph, the declarations, the state after every stage's `init`, and the
+    /// buffer declarations.
+    pub(super) fn prepared(
+        &mut self,
+    ) -> Result<(
+        Graph,
+        Vec<StageDecl>,
+        SimState,
+        BTreeMap<String, BufferSpec>,
+    )> {
+        let (graph, decls) = self.graph()?;
+        let (mut state, specs) = self.fresh_state(&decls)?;
+        for &i in &graph.order {
+            let name = self.stages[i].name().to_string();
+            let mut io = StageIo::new(&mut state, &name, &decls[i]);
+            self.stages[i].init(&mut io)?;
+        }
+        Ok((graph, decls, state, specs))
     }
 
     fn fresh_state(&self, decls: &[StageDecl]) -> Result<(SimState, BTreeMap<String, BufferSpec>)> {
@@ -328,136 +342,6 @@ impl Simulation {
             .into_iter()
             .zip(rec)
             .map(|(name, v)| (name, Tensor::stack::<3>(v, 0)))
-            .collect())
-    }
-
-    /// The streaming path (see [`super::host`]).
-    fn run_stream(
-        &mut self,
-        graph: &Graph,
-        decls: &[StageDecl],
-        state: SimState,
-    ) -> Result<Traces> {
-        if self.ctx.is_autodiff() {
-            return Err(Error::config(
-                "path",
-                "the stream path is forward only (no adjoint yet); use the tape path for gradients",
-            ));
-        }
-        if !self.callbacks.is_empty() {
-            return Err(Error::config(
-                "path",
-                "per-step callbacks need the tape path; the stream path runs on the host",
-            ));
-        }
-        // buffer ids: every allocated buffer, in name order
-        let names: Vec<String> = state.names().cloned().collect();
-        let id = |n: &str| names.iter().position(|x| x == n);
-        let mut cur: Vec<Vec<f64>> = names
-            .iter()
-            .map(|n| to_vec_f64(state.get(n).expect("allocated")))
-            .collect();
-        let delayed: Vec<usize> = graph.delayed.iter().filter_map(|n| id(n)).collect();
-        let mut prev: Vec<Vec<f64>> = cur.clone();
-        let inputs: Vec<(usize, Vec<f64>)> = self
-            .inputs
-            .iter()
-            .map(|(s, t)| (id(&s.name).expect("allocated"), to_vec_f64(t.clone())))
-            .collect();
-        struct Plan {
-            stage: usize,
-            ins: Vec<(usize, bool)>,
-            outs: Vec<usize>,
-        }
-        let mut plans = Vec::with_capacity(graph.order.len());
-        for &i in &graph.order {
-            let name = self.stages[i].name().to_string();
-            if self.stages[i].host().is_none() {
-                return Err(Error::config(
-                    "path",
-                    format!("stage `{name}` has no host step; use the tape or fused path"),
-                ));
-            }
-            let missing = |b: &str| Error::MissingBuffer {
-                stage: name.clone(),
-                buffer: b.into(),
-            };
-            let ins = decls[i]
-                .reads
-                .iter()
-                .map(|r| Ok((id(&r.name).ok_or_else(|| missing(&r.name))?, r.delayed)))
-                .collect::<Result<Vec<_>>>()?;
-            let outs = decls[i]
-                .writes
-                .iter()
-                .map(|w| id(&w.name).ok_or_else(|| missing(&w.name)))
-                .collect::<Result<Vec<_>>>()?;
-            plans.push(Plan { stage: i, ins, outs });
-        }
-        let cx = super::host::HostCx {
-            batch: self.batch,
-            dt_s: self.dt_s,
-            n_steps: self.n_steps,
-        };
-        for p in &plans {
-            let mut outs: Vec<Vec<f64>> =
-                p.outs.iter().map(|&k| std::mem::take(&mut cur[k])).collect();
-            let res = self.stages[p.stage]
-                .host()
-                .expect("checked above")
-                .host_init(&cx, &mut outs);
-            for (&k, v) in p.outs.iter().zip(outs) {
-                cur[k] = v;
-            }
-            res?;
-        }
-        let recorded: Vec<(String, usize)> = self
-            .record
-            .iter()
-            .filter_map(|n| id(n).map(|k| (n.clone(), k)))
-            .collect();
-        let mut rec: Vec<Vec<f64>> = recorded
-            .iter()
-            .map(|(_, k)| Vec::with_capacity(self.n_steps * cur[*k].len()))
-            .collect();
-        for t in 0..self.n_steps {
-            for &k in &delayed {
-                prev[k].copy_from_slice(&cur[k]);
-            }
-            for (k, trace) in &inputs {
-                let w = cur[*k].len();
-                cur[*k].copy_from_slice(&trace[t * w..(t + 1) * w]);
-            }
-            for p in &plans {
-                let mut outs: Vec<Vec<f64>> =
-                    p.outs.iter().map(|&k| std::mem::take(&mut cur[k])).collect();
-                let res = {
-                    let ins: Vec<&[f64]> = p
-                        .ins
-                        .iter()
-                        .map(|&(k, d)| if d { &prev[k][..] } else { &cur[k][..] })
-                        .collect();
-                    self.stages[p.stage]
-                        .host()
-                        .expect("checked above")
-                        .host_step(&cx, &ins, &mut outs, t)
-                };
-                for (&k, v) in p.outs.iter().zip(outs) {
-                    cur[k] = v;
-                }
-                res?;
-            }
-            for (r, (_, k)) in rec.iter_mut().zip(&recorded) {
-                r.extend_from_slice(&cur[*k]);
-            }
-        }
-        Ok(recorded
-            .into_iter()
-            .zip(rec)
-            .map(|((name, k), v)| {
-                let w = cur[k].len() / self.batch;
-                (name, self.ctx.tensor(v, [self.n_steps, self.batch, w]))
-            })
             .collect())
     }
 

@@ -259,4 +259,34 @@ impl HostStage for Joint {
         }
         Ok(())
     }
+    fn adjoint_init(&mut self, _cx: &HostCx) -> Result<()> {
+        Ok(())
+    }
+    /// Reverse of `ω' = ω + α·dt`, `θ' = θ + ω'·dt`, `α = (τ − Kθ − Bω)/I`.
+    fn host_vjp(
+        &mut self,
+        cx: &HostCx,
+        _ins: &[&[f64]],
+        _outs_prev: &[&[f64]],
+        _outs: &[&[f64]],
+        g_outs: &[&[f64]],
+        g_ins: &mut [Vec<f64>],
+        g_outs_prev: &mut [Vec<f64>],
+        _t: usize,
+    ) -> Result<()> {
+        let [i, bd, k] = &self.host_k;
+        let dt = cx.dt_s;
+        for b in 0..cx.batch {
+            let g_th = g_outs[0][b];
+            let g_om = g_outs[1][b] + g_th * dt;
+            let g_acc = g_om * dt / row(i, b);
+            g_outs_prev[0][b] += g_th - g_acc * row(k, b);
+            g_outs_prev[1][b] += g_om - g_acc * row(bd, b);
+            g_ins[0][b] += g_acc;
+            if self.perturbation.is_some() {
+                g_ins[1][b] += g_acc;
+            }
+        }
+        Ok(())
+    }
 }

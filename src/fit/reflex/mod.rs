@@ -32,7 +32,7 @@ use crate::afferent::Stretch;
 use crate::closed_loop::{self, ClosedLoopConfig, ClosedLoopParams};
 use crate::drive::DriveParams;
 use crate::error::{Error, Result, check};
-use crate::kernel::{Ctx, to_vec_f64};
+use crate::kernel::{Ctx, ExecPath, to_vec_f64};
 
 /// Names of the two parameters, in fitting order.
 pub const PARAM_NAMES: [&str; 2] = ["w_ia_us", "gamma_dyn_hz"];
@@ -221,7 +221,8 @@ impl ReflexModel {
             gamma_stat_hz: ctx.full([1, 1], s.gamma_stat_hz),
             ..ClosedLoopParams::myogen(&ctx, s.drive_hz, 0.0)
         };
-        let out = closed_loop::build(&s.loop_cfg, &ctx, b, &params)?.run()?;
+        // forward only (CRN differences): the stream path
+        let out = closed_loop::build(&s.loop_cfg, &ctx, b, &params)?.run_path(ExecPath::Stream)?;
         let f = to_vec_f64(out.trace(crate::muscle::hill::buffers::FORCE_N)?);
         let dt = s.loop_cfg.dt_s;
         let (a, e) = (

@@ -24,6 +24,8 @@ pub struct HillMuscle {
     state: Option<HillState>,
     /// Streaming path: host constants and one state per row.
     host: Option<(HillHost, Vec<HillRow>)>,
+    /// Stream adjoint: the adjoint of each row's state.
+    host_lam: Vec<HillRow>,
 }
 
 /// Output buffer names.
@@ -63,6 +65,7 @@ impl HillMuscle {
             angle: None,
             state: None,
             host: None,
+            host_lam: Vec::new(),
         })
     }
 
@@ -255,5 +258,75 @@ impl HostStage for HillMuscle {
         })();
         self.host = Some((h, rows));
         res
+    }
+    fn host_save(&self, into: &mut Vec<f64>) {
+        if let Some((_, rows)) = &self.host {
+            for r in rows {
+                into.push(r.l);
+                into.push(r.v);
+                into.extend_from_slice(&r.f);
+                into.extend_from_slice(&r.f_prev);
+            }
+        }
+    }
+    fn host_load(&mut self, from: &[f64]) {
+        if let Some((_, rows)) = &mut self.host {
+            let mut k = 0;
+            for r in rows {
+                let n = r.f.len();
+                r.l = from[k];
+                r.v = from[k + 1];
+                r.f.copy_from_slice(&from[k + 2..k + 2 + n]);
+                r.f_prev.copy_from_slice(&from[k + 2 + n..k + 2 + 2 * n]);
+                k += 2 + 2 * n;
+            }
+        }
+    }
+    fn adjoint_init(&mut self, cx: &HostCx) -> Result<()> {
+        let (h, _) = self
+            .host
+            .as_ref()
+            .ok_or_else(|| Error::config(&self.name, "adjoint_init before host_init"))?;
+        let mut zero = h.row(0.0);
+        zero.l = 0.0;
+        self.host_lam = vec![zero; cx.batch];
+        Ok(())
+    }
+    /// [`HillHost::vjp`] per row; the angle's adjoint goes to the previous tick (delayed read).
+    fn host_vjp(
+        &mut self,
+        _cx: &HostCx,
+        ins: &[&[f64]],
+        _outs_prev: &[&[f64]],
+        _outs: &[&[f64]],
+        g_outs: &[&[f64]],
+        g_ins: &mut [Vec<f64>],
+        _g_outs_prev: &mut [Vec<f64>],
+        _t: usize,
+    ) -> Result<()> {
+        let n = self.model.n_units();
+        let (h, rows) = self
+            .host
+            .as_ref()
+            .ok_or_else(|| Error::config(&self.name, "host_vjp before host_init"))?;
+        for (b, (st, lam)) in rows.iter().zip(self.host_lam.iter_mut()).enumerate() {
+            let angle = match &self.angle {
+                Some(_) => ins[1][b],
+                None => self.fixed_angle_rad,
+            };
+            let g = [0, 1, 2, 3].map(|k| g_outs[k][b]);
+            let ga = h.vjp(
+                st,
+                lam,
+                g,
+                &ins[0][b * n..(b + 1) * n],
+                angle,
+                &mut g_ins[0][b * n..(b + 1) * n],
+            );
+            if self.angle.is_some() {
+                g_ins[1][b] += ga;
+            }
+        }
+        Ok(())
     }
 }

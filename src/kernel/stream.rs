@@ -1,0 +1,492 @@
+//! The streaming path's driver ([`super::host`]): the tick-major host loop over every stage, and
+//! its adjoint ([`Simulation::stream_gradient`]) with checkpointed recomputation.
+
+use std::collections::BTreeMap;
+
+use super::ctx::to_vec_f64;
+use super::graph::Graph;
+use super::host::HostCx;
+use super::simulation::{Rollout, Simulation, check_trace_finite};
+use super::stage::{StageDecl, Traces};
+use super::state::SimState;
+use crate::error::{Error, Result, check};
+
+/// Which buffers a stage reads (id, delayed) and writes.
+struct Plan {
+    stage: usize,
+    ins: Vec<(usize, bool)>,
+    outs: Vec<usize>,
+}
+
+/// The live host state of a streaming rollout.
+struct Streamer {
+    names: Vec<String>,
+    cur: Vec<Vec<f64>>,
+    prev: Vec<Vec<f64>>,
+    delayed: Vec<usize>,
+    inputs: Vec<(usize, Vec<f64>)>,
+    plans: Vec<Plan>,
+    cx: HostCx,
+    wall: Vec<f64>,
+}
+
+/// A checkpoint: every buffer and every stage's internal state at the end of a tick.
+#[derive(Clone)]
+struct Snapshot {
+    buffers: Vec<Vec<f64>>,
+    stages: Vec<Vec<f64>>,
+}
+
+/// The result of [`Simulation::stream_gradient`].
+pub struct StreamGradient {
+    /// The forward rollout (recorded traces in the context's precision).
+    pub rollout: Rollout,
+    /// `dL/dp` per parameter, named `<stage>.<parameter>`, in the parameter's `[1|batch]` layout.
+    pub grads: BTreeMap<String, Vec<f64>>,
+}
+
+impl Streamer {
+    fn new(
+        sim: &mut Simulation,
+        graph: &Graph,
+        decls: &[StageDecl],
+        state: &SimState,
+    ) -> Result<Self> {
+        if sim.ctx.is_autodiff() {
+            return Err(Error::config(
+                "path",
+                "the stream path runs on the host with its own adjoint (stream_gradient); use a \
+                 context without autodiff, or the tape path for burn gradients",
+            ));
+        }
+        if !sim.callbacks.is_empty() {
+            return Err(Error::config(
+                "path",
+                "per-step callbacks need the tape path; the stream path runs on the host",
+            ));
+        }
+        let names: Vec<String> = state.names().cloned().collect();
+        let id = |n: &str| names.iter().position(|x| x == n);
+        let cur: Vec<Vec<f64>> = names
+            .iter()
+            .map(|n| to_vec_f64(state.get(n).expect("allocated")))
+            .collect();
+        let delayed: Vec<usize> = graph.delayed.iter().filter_map(|n| id(n)).collect();
+        let inputs = sim
+            .inputs
+            .iter()
+            .map(|(s, t)| (id(&s.name).expect("allocated"), to_vec_f64(t.clone())))
+            .collect();
+        let mut plans = Vec::with_capacity(graph.order.len());
+        for &i in &graph.order {
+            let name = sim.stages[i].name().to_string();
+            if sim.stages[i].host().is_none() {
+                return Err(Error::config(
+                    "path",
+                    format!("stage `{name}` has no host step; use the tape or fused path"),
+                ));
+            }
+            let missing = |b: &str| Error::MissingBuffer {
+                stage: name.clone(),
+                buffer: b.into(),
+            };
+            let ins = decls[i]
+                .reads
+                .iter()
+                .map(|r| Ok((id(&r.name).ok_or_else(|| missing(&r.name))?, r.delayed)))
+                .collect::<Result<Vec<_>>>()?;
+            let outs = decls[i]
+                .writes
+                .iter()
+                .map(|w| id(&w.name).ok_or_else(|| missing(&w.name)))
+                .collect::<Result<Vec<_>>>()?;
+            plans.push(Plan {
+                stage: i,
+                ins,
+                outs,
+            });
+        }
+        let cx = HostCx {
+            batch: sim.batch,
+            dt_s: sim.dt_s,
+            n_steps: sim.n_steps,
+        };
+        let prev = cur.clone();
+        let wall = vec![0.0; plans.len()];
+        let mut s = Self {
+            names,
+            cur,
+            prev,
+            delayed,
+            inputs,
+            plans,
+            cx,
+            wall,
+        };
+        for k in 0..s.plans.len() {
+            let p = &s.plans[k];
+            let mut outs: Vec<Vec<f64>> = p
+                .outs
+                .iter()
+                .map(|&b| std::mem::take(&mut s.cur[b]))
+                .collect();
+            let res = sim.stages[p.stage]
+                .host()
+                .expect("checked above")
+                .host_init(&s.cx, &mut outs);
+            for (&b, v) in p.outs.iter().zip(outs) {
+                s.cur[b] = v;
+            }
+            res?;
+        }
+        Ok(s)
+    }
+
+    fn id(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|x| x == name)
+    }
+
+    /// One tick of every stage, in graph order.
+    fn tick(&mut self, sim: &mut Simulation, t: usize) -> Result<()> {
+        for &k in &self.delayed {
+            self.prev[k].copy_from_slice(&self.cur[k]);
+        }
+        for (k, trace) in &self.inputs {
+            let w = self.cur[*k].len();
+            self.cur[*k].copy_from_slice(&trace[t * w..(t + 1) * w]);
+        }
+        for (p, wall) in self.plans.iter().zip(self.wall.iter_mut()) {
+            let t0 = std::time::Instant::now();
+            let mut outs: Vec<Vec<f64>> = p
+                .outs
+                .iter()
+                .map(|&k| std::mem::take(&mut self.cur[k]))
+                .collect();
+            let res = {
+                let ins: Vec<&[f64]> = p
+                    .ins
+                    .iter()
+                    .map(|&(k, d)| {
+                        if d {
+                            &self.prev[k][..]
+                        } else {
+                            &self.cur[k][..]
+                        }
+                    })
+                    .collect();
+                sim.stages[p.stage]
+                    .host()
+                    .expect("checked")
+                    .host_step(&self.cx, &ins, &mut outs, t)
+            };
+            for (&k, v) in p.outs.iter().zip(outs) {
+                self.cur[k] = v;
+            }
+            res?;
+            *wall += t0.elapsed().as_secs_f64();
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self, sim: &mut Simulation) -> Snapshot {
+        Snapshot {
+            buffers: self.cur.clone(),
+            stages: self
+                .plans
+                .iter()
+                .map(|p| {
+                    let mut v = Vec::new();
+                    sim.stages[p.stage]
+                        .host()
+                        .expect("checked")
+                        .host_save(&mut v);
+                    v
+                })
+                .collect(),
+        }
+    }
+
+    fn load_stages(&self, sim: &mut Simulation, states: &[Vec<f64>]) {
+        for (p, st) in self.plans.iter().zip(states) {
+            sim.stages[p.stage].host().expect("checked").host_load(st);
+        }
+    }
+
+    /// Recorded traces of the requested buffers, in the context's precision.
+    fn recorder(&self, sim: &Simulation) -> Recorder {
+        let recorded: Vec<(String, usize)> = sim
+            .record
+            .iter()
+            .filter_map(|n| self.id(n).map(|k| (n.clone(), k)))
+            .collect();
+        let f32_rec = sim.ctx.precision == super::Precision::F32;
+        let cap = |k: usize| sim.n_steps * self.cur[k].len();
+        Recorder {
+            rec: recorded
+                .iter()
+                .map(|(_, k)| Vec::with_capacity(if f32_rec { 0 } else { cap(*k) }))
+                .collect(),
+            rec32: recorded
+                .iter()
+                .map(|(_, k)| Vec::with_capacity(if f32_rec { cap(*k) } else { 0 }))
+                .collect(),
+            recorded,
+            f32_rec,
+        }
+    }
+}
+
+/// Recorded traces kept in the context's precision (half the memory in f32).
+struct Recorder {
+    recorded: Vec<(String, usize)>,
+    f32_rec: bool,
+    rec: Vec<Vec<f64>>,
+    rec32: Vec<Vec<f32>>,
+}
+
+impl Recorder {
+    fn push(&mut self, cur: &[Vec<f64>]) {
+        for ((r, r32), (_, k)) in self
+            .rec
+            .iter_mut()
+            .zip(self.rec32.iter_mut())
+            .zip(&self.recorded)
+        {
+            if self.f32_rec {
+                r32.extend(cur[*k].iter().map(|&x| x as f32));
+            } else {
+                r.extend_from_slice(&cur[*k]);
+            }
+        }
+    }
+
+    fn traces(self, sim: &Simulation, cur: &[Vec<f64>]) -> Traces {
+        let f32_rec = self.f32_rec;
+        self.recorded
+            .into_iter()
+            .zip(self.rec.into_iter().zip(self.rec32))
+            .map(|((name, k), (v, v32))| {
+                let shape = [sim.n_steps, sim.batch, cur[k].len() / sim.batch];
+                let t = if f32_rec {
+                    sim.ctx.tensor_f32(v32, shape)
+                } else {
+                    sim.ctx.tensor(v, shape)
+                };
+                (name, t)
+            })
+            .collect()
+    }
+}
+
+impl Simulation {
+    /// The streaming path's forward (see [`super::host`]).
+    pub(super) fn run_stream(
+        &mut self,
+        graph: &Graph,
+        decls: &[StageDecl],
+        state: SimState,
+        stage_wall_s: &mut Vec<(String, f64)>,
+    ) -> Result<Traces> {
+        let mut st = Streamer::new(self, graph, decls, &state)?;
+        let mut rec = st.recorder(self);
+        for t in 0..self.n_steps {
+            st.tick(self, t)?;
+            rec.push(&st.cur);
+        }
+        for (p, w) in st.plans.iter().zip(&st.wall) {
+            stage_wall_s.push((self.stages[p.stage].name().to_string(), *w));
+        }
+        Ok(rec.traces(self, &st.cur))
+    }
+
+    /// Runs the rollout on the stream path and then its adjoint: `loss_grad` receives the forward
+    /// rollout and returns `dL/d(trace)` for any recorded buffers (host `[n_steps·batch·width]`,
+    /// step-major like the traces); the result holds the rollout and `dL/dp` of every parameter
+    /// the stages expose (named `<stage>.<parameter>`). The state is checkpointed every
+    /// `checkpoint_every` ticks and recomputed segment by segment in the reverse sweep.
+    ///
+    /// Errors: `checkpoint_every` 0 or above the step count; a stage without an adjoint (the
+    /// spike modes with a surrogate or pathwise gradient have none here: use rate or hard);
+    /// a gradient for a buffer that was not recorded, or of the wrong length; any forward error.
+    pub fn stream_gradient(
+        &mut self,
+        checkpoint_every: usize,
+        loss_grad: impl FnOnce(&Rollout) -> Result<BTreeMap<String, Vec<f64>>>,
+    ) -> Result<StreamGradient> {
+        check::count_at_least("checkpoint_every", checkpoint_every, 1)?;
+        if checkpoint_every > self.n_steps {
+            return Err(Error::invalid(
+                "checkpoint_every",
+                checkpoint_every,
+                format!("<= the number of steps ({})", self.n_steps),
+            ));
+        }
+        let (graph, decls, state, specs) = self.prepared()?;
+        let mut st = Streamer::new(self, &graph, &decls, &state)?;
+        for p in &st.plans {
+            let name = self.stages[p.stage].name().to_string();
+            let mut seen = std::collections::BTreeSet::new();
+            for &(k, d) in &p.ins {
+                if !seen.insert((k, d)) || (d && p.outs.contains(&k)) {
+                    return Err(Error::config(
+                        "path",
+                        format!(
+                            "stage `{name}` reads `{}` twice; the stream adjoint needs one read per buffer",
+                            st.names[k]
+                        ),
+                    ));
+                }
+            }
+            self.stages[p.stage]
+                .host()
+                .expect("checked")
+                .adjoint_init(&st.cx)
+                .map_err(|e| match e {
+                    Error::Config { field, reason } => Error::Config {
+                        field,
+                        reason: format!("stage `{name}`: {reason}"),
+                    },
+                    e => e,
+                })?;
+        }
+        // forward, keeping a checkpoint at the start of every segment
+        let k = checkpoint_every;
+        let mut checkpoints = Vec::with_capacity(self.n_steps.div_ceil(k));
+        let mut rec = st.recorder(self);
+        for t in 0..self.n_steps {
+            if t % k == 0 {
+                checkpoints.push(st.snapshot(self));
+            }
+            st.tick(self, t)?;
+            rec.push(&st.cur);
+        }
+        let traces = rec.traces(self, &st.cur);
+        if self.check_finite {
+            for (name, t) in &traces {
+                check_trace_finite(name, t.clone())?;
+            }
+        }
+        let rollout = Rollout {
+            traces,
+            specs,
+            dt_s: self.dt_s,
+            batch: self.batch,
+            n_steps: self.n_steps,
+            stage_wall_s: Vec::new(),
+        };
+        let grads_out = loss_grad(&rollout)?;
+        let mut g_trace: Vec<(usize, Vec<f64>)> = Vec::new();
+        for (name, g) in grads_out {
+            let Some(b) = st.id(&name).filter(|_| rollout.traces.contains_key(&name)) else {
+                return Err(Error::config(
+                    "loss_grad",
+                    format!("a gradient for `{name}`, which was not recorded"),
+                ));
+            };
+            let len = self.n_steps * st.cur[b].len();
+            if g.len() != len {
+                return Err(Error::shape(format!("loss_grad.{name}"), len, g.len()));
+            }
+            g_trace.push((b, g));
+        }
+        // reverse sweep, segment by segment
+        let mut lam_cur: Vec<Vec<f64>> = st.cur.iter().map(|v| vec![0.0; v.len()]).collect();
+        let mut lam_prev = lam_cur.clone();
+        for (seg, cp) in checkpoints.iter().enumerate().rev() {
+            let t0 = seg * k;
+            let t1 = (t0 + k).min(self.n_steps);
+            st.cur = cp.buffers.clone();
+            st.load_stages(self, &cp.stages);
+            let mut snaps = Vec::with_capacity(t1 - t0 + 1);
+            snaps.push(cp.clone());
+            for t in t0..t1 {
+                st.tick(self, t)?;
+                snaps.push(st.snapshot(self));
+            }
+            for t in (t0..t1).rev() {
+                let j = t - t0 + 1;
+                let (before, after) = (&snaps[j - 1], &snaps[j]);
+                st.load_stages(self, &before.stages);
+                for (b, g) in &g_trace {
+                    let w = lam_cur[*b].len();
+                    for (l, x) in lam_cur[*b].iter_mut().zip(&g[t * w..(t + 1) * w]) {
+                        *l += x;
+                    }
+                }
+                for p in st.plans.iter().rev() {
+                    let ins: Vec<&[f64]> = p
+                        .ins
+                        .iter()
+                        .map(|&(b, d)| {
+                            if d {
+                                &before.buffers[b][..]
+                            } else {
+                                &after.buffers[b][..]
+                            }
+                        })
+                        .collect();
+                    let outs_prev: Vec<&[f64]> =
+                        p.outs.iter().map(|&b| &before.buffers[b][..]).collect();
+                    let outs: Vec<&[f64]> = p.outs.iter().map(|&b| &after.buffers[b][..]).collect();
+                    let g_outs_v: Vec<Vec<f64>> = p
+                        .outs
+                        .iter()
+                        .map(|&b| std::mem::take(&mut lam_cur[b]))
+                        .collect();
+                    let mut g_ins: Vec<Vec<f64>> = p
+                        .ins
+                        .iter()
+                        .map(|&(b, d)| {
+                            std::mem::take(if d { &mut lam_prev[b] } else { &mut lam_cur[b] })
+                        })
+                        .collect();
+                    let mut g_outs_prev: Vec<Vec<f64>> = p
+                        .outs
+                        .iter()
+                        .map(|&b| std::mem::take(&mut lam_prev[b]))
+                        .collect();
+                    let res = {
+                        let g_outs: Vec<&[f64]> = g_outs_v.iter().map(|v| &v[..]).collect();
+                        self.stages[p.stage].host().expect("checked").host_vjp(
+                            &st.cx,
+                            &ins,
+                            &outs_prev,
+                            &outs,
+                            &g_outs,
+                            &mut g_ins,
+                            &mut g_outs_prev,
+                            t,
+                        )
+                    };
+                    for (&(b, d), v) in p.ins.iter().zip(g_ins) {
+                        if d {
+                            lam_prev[b] = v;
+                        } else {
+                            lam_cur[b] = v;
+                        }
+                    }
+                    for (&b, v) in p.outs.iter().zip(g_outs_prev) {
+                        lam_prev[b] = v;
+                    }
+                    for (&b, mut v) in p.outs.iter().zip(g_outs_v) {
+                        v.fill(0.0); // consumed by the writer
+                        lam_cur[b] = v;
+                    }
+                    res?;
+                }
+                std::mem::swap(&mut lam_cur, &mut lam_prev);
+                for v in &mut lam_prev {
+                    v.fill(0.0);
+                }
+            }
+        }
+        let mut grads = BTreeMap::new();
+        for p in &st.plans {
+            let name = self.stages[p.stage].name().to_string();
+            for (param, g) in self.stages[p.stage].host().expect("checked").param_grads() {
+                grads.insert(format!("{name}.{param}"), g);
+            }
+        }
+        Ok(StreamGradient { rollout, grads })
+    }
+}
