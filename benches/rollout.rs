@@ -136,22 +136,32 @@ fn run_one(c: &Case) -> myodiff::Result<()> {
     Ok(())
 }
 
-/// The closed-loop case (forward only: the loop's gradient runs on the tape path, see BENCHMARKS §9).
+/// The closed-loop case. `fwd`: hard spikes, any path. `grad` (stream path only): the smooth
+/// (rate-mode) loop, its own forward timed first, then [`myodiff::kernel::Simulation::stream_gradient`]
+/// of the mean Hill force over the second half with respect to the loop's parameters (checkpoint
+/// every ⌈√T⌉ ticks); "backward" = that call's time minus the forward's.
 fn run_closed(c: &Case, ctx: &Ctx) -> myodiff::Result<()> {
     let cfg = ClosedLoopConfig {
         n_mn: 800,
         duration_s: c.steps as f64 * 1e-4,
+        spike_mode: if c.grad {
+            SpikeMode::Rate
+        } else {
+            SpikeMode::Hard
+        },
         ..Default::default()
     };
     let dcs: Vec<f64> = (0..c.batch).map(|b| 40.0 + b as f64).collect();
+    let ctx = &ctx.clone().inner();
     let mut params = ClosedLoopParams::myogen(ctx, 40.0, 50.0);
     params.drive = DriveParams::watanabe_oscillating(ctx, 40.0);
     params.drive.dc_hz = ctx.tensor(dcs, [c.batch, 1]);
+    let force = myodiff::muscle::hill::buffers::FORCE_N;
     let t0 = Instant::now();
     let mut sim = closed_loop::build(&cfg, ctx, c.batch, &params)?;
     sim.check_finite(false);
     let r = sim.run_path(c.path)?;
-    let f = r.trace(myodiff::muscle::hill::buffers::FORCE_N)?;
+    let f = r.trace(force)?;
     let [n_t, _, _] = f.dims();
     let mean_v = to_vec_f64(f.slice(n_t / 2..n_t).mean())[0];
     let fwd = t0.elapsed().as_secs_f64();
@@ -160,7 +170,37 @@ fn run_closed(c: &Case, ctx: &Ctx) -> myodiff::Result<()> {
             eprintln!("stage {name}: {w:.3} s");
         }
     }
-    println!("RESULT {fwd:.4} 0.0000 {:.1} {mean_v:.4} 1", vm_hwm_mb());
+    let (mut bwd, mut status) = (0.0, 1u8);
+    if c.grad {
+        if c.path != ExecPath::Stream {
+            return Err(myodiff::Error::config(
+                "path",
+                "the closed-loop gradient case runs on the stream path",
+            ));
+        }
+        let t1 = Instant::now();
+        let mut sim = closed_loop::build(&cfg, ctx, c.batch, &params)?;
+        sim.check_finite(false);
+        let k = (c.steps as f64).sqrt().ceil() as usize;
+        let g = sim.stream_gradient(k, |r| {
+            let (t, b) = (r.n_steps, r.batch);
+            let w = 1.0 / ((t - t / 2) * b) as f64;
+            let g = (0..t * b)
+                .map(|i| if i / b >= t / 2 { w } else { 0.0 })
+                .collect();
+            Ok([(force.to_string(), g)].into_iter().collect())
+        })?;
+        bwd = t1.elapsed().as_secs_f64() - fwd;
+        let grads = closed_loop::param_grads(&g.grads)?;
+        if std::env::var_os("MYODIFF_STAGE_TIMES").is_some() {
+            eprintln!("gradients: {grads:?}");
+        }
+        status = u8::from(grads.iter().all(|(_, v)| v.iter().all(|x| x.is_finite())));
+    }
+    println!(
+        "RESULT {fwd:.4} {bwd:.4} {:.1} {mean_v:.4} {status}",
+        vm_hwm_mb()
+    );
     Ok(())
 }
 

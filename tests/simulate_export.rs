@@ -433,14 +433,17 @@ duration_s = 0.05
 w_ia_s = 5e-8
 "#;
 
-/// `[closed_loop]` experiments: the loop runs (tape path), the Hill muscle's force is saved as
+/// `[closed_loop]` experiments: the loop runs (stream path by default; `path = "tape"` is
+/// accepted, `"fused"` refused), the Hill muscle's force is saved as
 /// the run's force, the loop's buffers as extra traces; the NPZ reads back identical and the NWB
 /// passes the Python check; two sets give two batch rows with different drives. Bad
 /// combinations are typed errors naming the key.
 #[test]
 fn closed_loop_experiment_runs_and_saves() {
     let exp = Experiment::from_toml(LOOP, "LOOP").unwrap();
-    assert_eq!(exp.spec.exec_path(), myodiff::kernel::ExecPath::Tape);
+    assert_eq!(exp.spec.exec_path(), myodiff::kernel::ExecPath::Stream);
+    let tape = Experiment::from_toml(&format!("path = \"tape\"\n{LOOP}"), "LOOP").unwrap();
+    assert_eq!(tape.spec.exec_path(), myodiff::kernel::ExecPath::Tape);
     let outcome = experiment::run(&exp).unwrap();
     let saved = &outcome.saved;
     assert_eq!(saved.sets.len(), 1);
@@ -516,7 +519,7 @@ fn closed_loop_experiment_runs_and_saves() {
     let e = parse_err(&format!("{LOOP}[emg]\ngrid = \"gr08mm1305\"\n"));
     assert!(e.contains("emg"), "{e}");
     let e = parse_err(&format!("path = \"fused\"\n{LOOP}"));
-    assert!(e.contains("path") && e.contains("tape"), "{e}");
+    assert!(e.contains("path") && e.contains("stream"), "{e}");
     let e = parse_err(&LOOP.replace(
         "kind = \"sine\"\ndc_hz = 80.0",
         "kind = \"knots\"\ntimes_s = [0.0, 0.1]\nvalues_hz = [50.0, 60.0]",

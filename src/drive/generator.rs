@@ -613,17 +613,22 @@ impl HostStage for InputPopulation {
     }
     fn adjoint_init(&mut self, _cx: &HostCx) -> Result<()> {
         match self.cfg.mode {
-            GeneratorMode::Rate | GeneratorMode::GridRate | GeneratorMode::Hard => Ok(()),
+            GeneratorMode::Rate
+            | GeneratorMode::GridRate
+            | GeneratorMode::Hard
+            | GeneratorMode::Expected => Ok(()),
             m => Err(Error::config(
                 "path",
                 format!(
                     "generator mode {m:?} has no adjoint on the stream path (rate, grid_rate: \
-                     exact; hard: zero); use the tape or fused path"
+                     exact; expected: the expected-count gradient; hard: zero); use the tape or \
+                     fused path"
                 ),
             )),
         }
     }
-    /// Rate: `∂s/∂r = dt` (r > 0); GridRate: `dt·e^{−r·dt}`; Hard: 0 (as on the tape).
+    /// Rate and Expected: `∂s/∂r = dt` (r > 0); GridRate: `dt·e^{−r·dt}`; Hard: 0 (as on the
+    /// tape).
     fn host_vjp(
         &mut self,
         cx: &HostCx,
@@ -638,7 +643,7 @@ impl HostStage for InputPopulation {
         let (b, n, dt) = (cx.batch, self.cfg.n_dd, cx.dt_s);
         let w = ins[0].len() / b;
         let grid = match self.cfg.mode {
-            GeneratorMode::Rate => false,
+            GeneratorMode::Rate | GeneratorMode::Expected => false,
             GeneratorMode::GridRate => true,
             _ => return Ok(()),
         };

@@ -9,7 +9,8 @@
 //! name = "my_run"                # default output directory: runs/<name>
 //! description = "…"
 //! backend = "flex"               # flex | ndarray | wgpu
-//! path = "fused"                 # tape | fused (open loop); stream | tape (closed loop)
+//! path = "fused"                 # tape | fused | stream (stream: fast model, sine drive; the
+//!                                #   default of a closed loop, which runs on stream or tape)
 //! record = ["spikes", "force_n"] # buffers to save (any buffer a stage writes)
 //! synaptic_weight_s = 5e-8       # drive → motor-neuron weight (S)
 //!
@@ -454,13 +455,6 @@ impl ExperimentSpec {
                 return Err(Error::config(
                     "loop_params",
                     "applies to a closed loop only; add a [closed_loop] table",
-                ));
-            }
-            if self.path == Some(ExecPath::Stream) {
-                return Err(Error::config(
-                    "path",
-                    "the open-loop network has no stream path yet (its twitch-force and NERLab \
-                     stages have no host step); use \"fused\" or \"tape\"",
                 ));
             }
             return Ok(());

@@ -236,12 +236,20 @@ pub fn minimize_within(
         Method::Adam { lr, iters } => run_adam(&mut t, theta0, *lr, *iters)?,
         Method::Lbfgs { iters, memory } => {
             let solver = LBFGS::new(MoreThuenteLineSearch::new(), *memory);
-            // L-BFGS's first step is the raw gradient; with a logit transform a large first step
-            // saturates the sigmoid where the gradient vanishes. Scaling the loss by the initial
+            // L-BFGS's first step is the raw gradient. With a logit transform a large first step
+            // saturates the sigmoid where the gradient vanishes; a tiny one stays inside one flat
+            // piece of a spiking loss (piecewise constant in the parameters under common random
+            // numbers: measured on the reflex fit, whose first step of 5e-4 θ moved no spike, so
+            // every line-search trial returned the start's loss). Scaling the loss by the initial
             // gradient's max-norm (a constant factor: same minimiser, same later quasi-Newton
-            // steps) makes the first step at most one θ unit.
+            // steps) makes the first trial step exactly one θ unit in max-norm.
             let (_, g0) = t.value_and_grad_theta(&theta0)?;
-            let scale = g0.iter().fold(1.0f64, |m, g| m.max(g.abs()));
+            let scale = g0.iter().fold(0.0f64, |m, g| m.max(g.abs()));
+            let scale = if scale > 0.0 && scale.is_finite() {
+                scale
+            } else {
+                1.0
+            };
             let mut adapter = Adapter::new(&mut t, Space::Theta);
             adapter.scale = scale;
             finish_argmin(

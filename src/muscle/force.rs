@@ -22,12 +22,14 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use super::fused::{TwitchScanSpec, fused_supported, twitch_scan};
 use super::twitch::{
-    IirCoeffs, MYOGEN_FS_HZ, Twitches, fuglevand_gain, iir_coeffs, iir_step, myogen_compat_gain,
-    saturation,
+    IirCoeffs, MYOGEN_FS_HZ, Twitches, fuglevand_gain, fuglevand_gain_f64, iir_coeffs, iir_step,
+    myogen_compat_gain, saturation,
 };
 use crate::error::{Error, Result};
+use crate::kernel::host::row;
 use crate::kernel::{
-    BufferSpec, Ctx, ReadSpec, Stage, StageDecl, StageIo, Traces, names, to_vec_f64,
+    BufferSpec, Ctx, HostCx, HostStage, ReadSpec, Stage, StageDecl, StageIo, Traces, names,
+    to_vec_f64,
 };
 
 /// "No previous spike" value of the time-since-last-spike state (s): large enough that
@@ -102,6 +104,55 @@ pub struct TwitchForce {
     delay_s: Option<Vec<f64>>,
     sat_c: Option<Tensor<2>>,
     state: Option<ForceState>,
+    host_state: HostForce,
+}
+
+/// Streaming-path constants and state, `[batch·n]` row-major (the stream path's
+/// [`crate::kernel::host`]): IIR coefficients, `T_i`, constant gain, `P_i`, saturation `c_i`,
+/// `F0` per row, delays; the twitch states, the time since the last spike, a ring of the last
+/// `d_max + 1` inputs; and, for the adjoint, the state adjoints and a ring of pending input
+/// adjoints.
+#[derive(Default, Debug)]
+struct HostForce {
+    n: usize,
+    a: Vec<f64>,
+    b: Vec<f64>,
+    c: Vec<f64>,
+    t_s: Vec<f64>,
+    gain: Vec<f64>,
+    p: Vec<f64>,
+    sat: Option<Vec<f64>>,
+    f0: Vec<f64>,
+    delays: Vec<usize>,
+    f_cur: Vec<f64>,
+    f_prev: Vec<f64>,
+    tau: Vec<f64>,
+    ring: Vec<f64>,
+    l_cur: Vec<f64>,
+    l_prev: Vec<f64>,
+    l_tau: Vec<f64>,
+    lring: Vec<f64>,
+    g_f0: Vec<f64>,
+}
+
+impl HostForce {
+    fn ring_len(&self) -> usize {
+        self.delays.iter().copied().max().unwrap_or(0) + 1
+    }
+    /// `y = sig(c, f)` and `dy/df` of element `k`.
+    #[inline]
+    fn y(&self, k: usize, f: f64) -> (f64, f64) {
+        match &self.sat {
+            Some(c) => {
+                let e = (-(c[k] * f)).exp();
+                (
+                    (1.0 - e) / (e + 1.0),
+                    2.0 * c[k] * e / ((1.0 + e) * (1.0 + e)),
+                )
+            }
+            None => (f, 1.0),
+        }
+    }
 }
 
 impl TwitchForce {
@@ -151,6 +202,7 @@ impl TwitchForce {
             delay_s: None,
             sat_c: None,
             state: None,
+            host_state: HostForce::default(),
         })
     }
 
@@ -304,6 +356,207 @@ impl TwitchForce {
     }
 }
 
+impl TwitchForce {
+    /// `[1|batch, w]` host values expanded to `[batch·n]` (w = 1 or n).
+    fn expand_host(t: &Tensor<2>, batch: usize, n: usize) -> Vec<f64> {
+        let v = to_vec_f64(t.clone());
+        let [r, w] = t.dims();
+        (0..batch * n)
+            .map(|k| {
+                let (b, i) = (k / n, k % n);
+                v[(if r == 1 { 0 } else { b }) * w + if w == 1 { 0 } else { i }]
+            })
+            .collect()
+    }
+}
+
+impl HostStage for TwitchForce {
+    fn host_init(&mut self, cx: &HostCx, _outs: &mut [Vec<f64>]) -> Result<()> {
+        let (batch, n) = (cx.batch, self.n_units());
+        let k = iir_coeffs(&self.tw.t_s, cx.dt_s)?;
+        let ex = |t: &Tensor<2>| Self::expand_host(t, batch, n);
+        let gain = match self.gain {
+            GainMode::MyogenCompat => ex(&myogen_compat_gain(&self.tw.t_s, self.compat_fs_hz)),
+            _ => vec![1.0; batch * n],
+        };
+        let delays = self.delays_for(cx.dt_s).unwrap_or_else(|| vec![0; n]);
+        let f0 = to_vec_f64(self.f0_n.clone());
+        let mut h = HostForce {
+            n,
+            a: ex(&k.a),
+            b: ex(&k.b),
+            c: ex(&k.c),
+            t_s: ex(&self.tw.t_s),
+            gain,
+            p: ex(&self.tw.p),
+            sat: self.sat_c.as_ref().map(ex),
+            f0: (0..batch).map(|b| row(&f0, b)).collect(),
+            delays,
+            f_cur: vec![0.0; batch * n],
+            f_prev: vec![0.0; batch * n],
+            tau: vec![NO_PREVIOUS_SPIKE_S; batch * n],
+            ..Default::default()
+        };
+        h.ring = vec![0.0; h.ring_len() * batch * n];
+        self.host_state = h;
+        Ok(())
+    }
+    /// Delay, gain (`τ' = τ + dt − s̃·τ` in Fuglevand mode), output `F0·Σ P_i·y(f_i)` from the
+    /// current state, then the IIR advance — as `step`.
+    fn host_step(
+        &mut self,
+        cx: &HostCx,
+        ins: &[&[f64]],
+        outs: &mut [Vec<f64>],
+        t: usize,
+    ) -> Result<()> {
+        let h = &mut self.host_state;
+        let n = h.n;
+        let width = cx.batch * n;
+        let s = ins[0];
+        if s.len() != width {
+            return Err(Error::shape(
+                &self.input,
+                format!("[{}, {n}]", cx.batch),
+                format!("{} values", s.len()),
+            ));
+        }
+        let len = h.ring_len();
+        let slot = (t % len) * width;
+        h.ring[slot..slot + width].copy_from_slice(s);
+        let fug = self.gain == GainMode::Fuglevand;
+        for b in 0..cx.batch {
+            let mut acc = 0.0;
+            for i in 0..n {
+                let k = b * n + i;
+                let d = h.delays[i];
+                let sd = if t >= d {
+                    h.ring[((t - d) % len) * width + k]
+                } else {
+                    0.0
+                };
+                let u = if fug {
+                    let g = fuglevand_gain_f64(h.t_s[k] / h.tau[k]);
+                    h.tau[k] = h.tau[k] + cx.dt_s - sd * h.tau[k];
+                    sd * g
+                } else {
+                    sd * h.gain[k]
+                };
+                acc += h.p[k] * h.y(k, h.f_cur[k]).0;
+                let f_next = h.a[k] * h.f_cur[k] - h.b[k] * h.f_prev[k] + h.c[k] * u;
+                h.f_prev[k] = h.f_cur[k];
+                h.f_cur[k] = f_next;
+            }
+            outs[0][b] = acc * h.f0[b];
+        }
+        Ok(())
+    }
+    fn host_save(&self, into: &mut Vec<f64>) {
+        let h = &self.host_state;
+        for v in [&h.f_cur, &h.f_prev, &h.tau, &h.ring] {
+            into.extend_from_slice(v);
+        }
+    }
+    fn host_load(&mut self, from: &[f64]) {
+        let h = &mut self.host_state;
+        let mut k = 0;
+        for v in [&mut h.f_cur, &mut h.f_prev, &mut h.tau, &mut h.ring] {
+            let m = v.len();
+            v.copy_from_slice(&from[k..k + m]);
+            k += m;
+        }
+    }
+    fn adjoint_init(&mut self, _cx: &HostCx) -> Result<()> {
+        let h = &mut self.host_state;
+        h.l_cur = vec![0.0; h.f_cur.len()];
+        h.l_prev = vec![0.0; h.f_cur.len()];
+        h.l_tau = vec![0.0; h.f_cur.len()];
+        h.lring = vec![0.0; h.ring.len()];
+        h.g_f0 = vec![0.0; h.f0.len()];
+        Ok(())
+    }
+    /// Reverse of the step: the IIR (`λ_f ← a·λ_f' + λ_fprev' + F0·P·y'(f)·ḡ`,
+    /// `λ_fprev ← −b·λ_f'`), the gain (`∂u/∂s̃ = g − λ_τ'·τ/…`, `∂g/∂τ = −g'(r)·T/τ²`) and the
+    /// delay (adjoints delivered to the input tick `t − d_i`); `∂L/∂F0` per row.
+    fn host_vjp(
+        &mut self,
+        cx: &HostCx,
+        ins: &[&[f64]],
+        _outs_prev: &[&[f64]],
+        _outs: &[&[f64]],
+        g_outs: &[&[f64]],
+        g_ins: &mut [Vec<f64>],
+        _g_outs_prev: &mut [Vec<f64>],
+        t: usize,
+    ) -> Result<()> {
+        let h = &mut self.host_state;
+        let n = h.n;
+        let width = cx.batch * n;
+        let len = h.ring_len();
+        let fug = self.gain == GainMode::Fuglevand;
+        for b in 0..cx.batch {
+            let go = g_outs[0][b];
+            let mut sum_py = 0.0;
+            for i in 0..n {
+                let k = b * n + i;
+                let d = h.delays[i];
+                // the ring holds this tick's input in slot t (the forward wrote it before use);
+                // restored states are from before the tick, so read the input from `t − d`
+                let sd = if t >= d {
+                    if d == 0 {
+                        ins[0][k]
+                    } else {
+                        h.ring[((t - d) % len) * width + k]
+                    }
+                } else {
+                    0.0
+                };
+                let (y, dy) = h.y(k, h.f_cur[k]);
+                sum_py += h.p[k] * y;
+                let lf_next = h.l_cur[k];
+                let gu = lf_next * h.c[k];
+                let l_cur = lf_next * h.a[k] + h.l_prev[k] + go * h.f0[b] * h.p[k] * dy;
+                let l_prev = -(lf_next * h.b[k]);
+                let gsd = if fug {
+                    let tau = h.tau[k];
+                    let r = h.t_s[k] / tau;
+                    let g = fuglevand_gain_f64(r);
+                    let dg = if r > super::twitch::GAIN_RATE_KNEE {
+                        let e = (-2.0 * r * r * r).exp();
+                        let sf = 1.0 - e;
+                        ((6.0 * r * r * e) / r - sf / (r * r))
+                            / (super::twitch::sf(super::twitch::GAIN_RATE_KNEE)
+                                / super::twitch::GAIN_RATE_KNEE)
+                    } else {
+                        0.0
+                    };
+                    let lt = h.l_tau[k];
+                    h.l_tau[k] = gu * sd * dg * (-h.t_s[k] / (tau * tau)) + lt * (1.0 - sd);
+                    gu * g - lt * tau
+                } else {
+                    gu * h.gain[k]
+                };
+                h.l_cur[k] = l_cur;
+                h.l_prev[k] = l_prev;
+                if t >= d {
+                    h.lring[((t - d) % len) * width + k] += gsd;
+                }
+            }
+            let row_i = if h.g_f0.len() == 1 { 0 } else { b };
+            h.g_f0[row_i] += go * sum_py;
+        }
+        let slot = (t % len) * width;
+        for (g, l) in g_ins[0].iter_mut().zip(&mut h.lring[slot..slot + width]) {
+            *g += *l;
+            *l = 0.0;
+        }
+        Ok(())
+    }
+    fn param_grads(&self) -> Vec<(String, Vec<f64>)> {
+        vec![("f0_n".into(), self.host_state.g_f0.clone())]
+    }
+}
+
 impl Stage for TwitchForce {
     fn name(&self) -> &str {
         &self.name
@@ -445,5 +698,9 @@ impl Stage for TwitchForce {
             self.fused_force(spikes, ctx, dt_s)
                 .map(|f| [(self.output.clone(), f)].into_iter().collect()),
         )
+    }
+
+    fn host(&mut self) -> Option<&mut dyn HostStage> {
+        Some(self)
     }
 }
