@@ -73,6 +73,20 @@ fn parse(s: &str) -> Option<Case> {
     })
 }
 
+/// The stream adjoint's checkpoint interval: ⌈√T⌉ ticks (memory O(√T)).
+fn checkpoint_every(steps: usize) -> usize {
+    ((steps as f64).sqrt().ceil() as usize).clamp(1, steps)
+}
+
+/// `d(mean of a [T, B, 1] trace over the second half)/d(trace)`, host, step-major.
+fn second_half_mean_grad(r: &myodiff::kernel::Rollout) -> Vec<f64> {
+    let (t, b) = (r.n_steps, r.batch);
+    let w = 1.0 / ((t - t / 2) * b) as f64;
+    (0..t * b)
+        .map(|i| if i / b >= t / 2 { w } else { 0.0 })
+        .collect()
+}
+
 /// Runs one case in this process; prints `RESULT <forward s> <backward s> <peak MB> <mean force>`.
 fn run_one(c: &Case) -> myodiff::Result<()> {
     let ctx = if c.grad {
@@ -98,17 +112,28 @@ fn run_one(c: &Case) -> myodiff::Result<()> {
         },
         ..Default::default()
     };
+    let stream = c.path == ExecPath::Stream;
+    let ctx = if stream { ctx.inner() } else { ctx };
     let dcs: Vec<f64> = (0..c.batch).map(|b| 40.0 + b as f64).collect();
     let dc = ctx.tensor(dcs, [c.batch, 1]);
-    let dc = if c.grad { dc.require_grad() } else { dc };
+    let dc = if c.grad && !stream {
+        dc.require_grad()
+    } else {
+        dc
+    };
     let mut drive = DriveParams::watanabe_oscillating(&ctx, 40.0);
     drive.dc_hz = dc.clone();
     let muscle = MuscleParams::from_config(&cfg, &ctx)?;
     let w = ctx.tensor(vec![MYOGEN_WEIGHT_S], [1, 1]);
     let t0 = Instant::now();
-    let mut sim = build(&cfg, &ctx, c.batch, drive, w, &muscle)?;
+    let mut sim = build(&cfg, &ctx, c.batch, drive.clone(), w.clone(), &muscle)?;
     sim.check_finite(false);
     let r = sim.run_path(c.path)?;
+    if std::env::var_os("MYODIFF_STAGE_TIMES").is_some() {
+        for (name, w) in &r.stage_wall_s {
+            eprintln!("stage {name}: {w:.3} s");
+        }
+    }
     let f = r.trace("force_n")?;
     let [n_t, _, _] = f.dims();
     let mean = f.slice(n_t / 2..n_t).mean();
@@ -118,7 +143,21 @@ fn run_one(c: &Case) -> myodiff::Result<()> {
     // Gradient status: 1 = every component finite, 0 = some non-finite, 2 = no gradient reached
     // the DC (forward-only cases print 1).
     let mut status = 1u8;
-    if c.grad {
+    if c.grad && stream {
+        let t1 = Instant::now();
+        let mut sim = build(&cfg, &ctx, c.batch, drive, w, &muscle)?;
+        sim.check_finite(false);
+        let g = sim.stream_gradient(checkpoint_every(c.steps), |r| {
+            Ok([("force_n".to_string(), second_half_mean_grad(r))]
+                .into_iter()
+                .collect())
+        })?;
+        bwd = t1.elapsed().as_secs_f64() - fwd;
+        status = match g.grads.get("drive_rate.dc_hz") {
+            None => 2,
+            Some(v) => u8::from(v.iter().all(|x| x.is_finite())),
+        };
+    } else if c.grad {
         let t1 = Instant::now();
         let g = mean.backward();
         let gd = dc.grad(&g).map(to_vec_f64);
@@ -181,14 +220,10 @@ fn run_closed(c: &Case, ctx: &Ctx) -> myodiff::Result<()> {
         let t1 = Instant::now();
         let mut sim = closed_loop::build(&cfg, ctx, c.batch, &params)?;
         sim.check_finite(false);
-        let k = (c.steps as f64).sqrt().ceil() as usize;
-        let g = sim.stream_gradient(k, |r| {
-            let (t, b) = (r.n_steps, r.batch);
-            let w = 1.0 / ((t - t / 2) * b) as f64;
-            let g = (0..t * b)
-                .map(|i| if i / b >= t / 2 { w } else { 0.0 })
-                .collect();
-            Ok([(force.to_string(), g)].into_iter().collect())
+        let g = sim.stream_gradient(checkpoint_every(c.steps), |r| {
+            Ok([(force.to_string(), second_half_mean_grad(r))]
+                .into_iter()
+                .collect())
         })?;
         bwd = t1.elapsed().as_secs_f64() - fwd;
         let grads = closed_loop::param_grads(&g.grads)?;

@@ -123,7 +123,7 @@ impl HostStage for SynapticCurrent {
         }
         Ok(())
     }
-    fn adjoint_init(&mut self, _cx: &HostCx) -> Result<()> {
+    fn adjoint_init(&mut self, _cx: &HostCx, _segment: usize) -> Result<()> {
         Ok(())
     }
     /// `∂I/∂g_k = E_k − v`, `∂I/∂v = −Σ_k g_k`.

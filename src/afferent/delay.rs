@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, VecDeque};
 use burn::tensor::Tensor;
 
 use crate::error::{Error, Result};
-use crate::kernel::{BufferSpec, HostCx, HostStage, ReadSpec, Stage, StageDecl, StageIo};
+use crate::kernel::host::{load_ring, save_ring};
+use crate::kernel::{BufferSpec, HostCx, HostStage, ReadSpec, SaveAt, Stage, StageDecl, StageIo};
 
 /// The delay line stage: reads `input` `[n]` (same tick), writes `output` `[n]`.
 pub struct ConductionDelay {
@@ -28,6 +29,7 @@ pub struct ConductionDelay {
     /// Streaming path: delays in steps and a ring of the last `max delay` inputs `[batch·n]`.
     host_delays: Vec<usize>,
     host_ring: Vec<f64>,
+    host_width: usize,
     /// Adjoint: pending input adjoints, a ring of `max delay + 1` ticks.
     host_lring: Vec<f64>,
 }
@@ -64,6 +66,7 @@ impl ConductionDelay {
             hist: VecDeque::new(),
             host_delays: Vec::new(),
             host_ring: Vec::new(),
+            host_width: 0,
             host_lring: Vec::new(),
         })
     }
@@ -136,11 +139,20 @@ impl Stage for ConductionDelay {
     }
 }
 
+impl ConductionDelay {
+    fn host_maxd(&self) -> usize {
+        self.host_delays.iter().copied().max().unwrap_or(1)
+    }
+    fn host_width(&self) -> usize {
+        self.host_width
+    }
+}
+
 impl HostStage for ConductionDelay {
     fn host_init(&mut self, cx: &HostCx, _outs: &mut [Vec<f64>]) -> Result<()> {
         self.host_delays = self.delay_steps(cx.dt_s);
-        let maxd = self.host_delays.iter().copied().max().unwrap_or(1);
-        self.host_ring = vec![0.0; maxd * cx.batch * self.delays_s.len()];
+        self.host_width = cx.batch * self.delays_s.len();
+        self.host_ring = vec![0.0; self.host_maxd() * self.host_width];
         Ok(())
     }
     /// `out_i[t] = in_i[t − d_i]` (0 for `t < d_i`).
@@ -161,29 +173,36 @@ impl HostStage for ConductionDelay {
                 format!("{} values", x.len()),
             ));
         }
-        let maxd = self.host_ring.len() / width;
+        let len = self.host_ring.len() / width;
         for b in 0..cx.batch {
             for (i, &d) in self.host_delays.iter().enumerate() {
                 outs[0][b * n + i] = if t >= d {
-                    self.host_ring[((t - d) % maxd) * width + b * n + i]
+                    self.host_ring[((t - d) % len) * width + b * n + i]
                 } else {
                     0.0
                 };
             }
         }
-        let slot = (t % maxd) * width;
+        let slot = (t % len) * width;
         self.host_ring[slot..slot + width].copy_from_slice(x);
         Ok(())
     }
-    fn host_save(&self, into: &mut Vec<f64>) {
-        into.extend_from_slice(&self.host_ring);
+    fn host_save(&self, at: SaveAt, into: &mut Vec<f64>) {
+        if at.full {
+            let width = self.host_width();
+            save_ring(&self.host_ring, width, self.host_maxd(), at.t_next, into);
+        }
     }
-    fn host_load(&mut self, from: &[f64]) {
-        self.host_ring.copy_from_slice(from);
+    fn host_load(&mut self, at: SaveAt, from: &[f64]) {
+        if at.full {
+            let (width, maxd) = (self.host_width(), self.host_maxd());
+            load_ring(&mut self.host_ring, width, maxd, at.t_next, from);
+        }
     }
-    fn adjoint_init(&mut self, cx: &HostCx) -> Result<()> {
-        let width = cx.batch * self.delays_s.len();
-        self.host_lring = vec![0.0; self.host_ring.len() + width];
+    fn adjoint_init(&mut self, _cx: &HostCx, segment: usize) -> Result<()> {
+        let (width, maxd) = (self.host_width(), self.host_maxd());
+        self.host_ring = vec![0.0; (maxd + segment) * width];
+        self.host_lring = vec![0.0; (maxd + 1) * width];
         Ok(())
     }
     /// `λ_in_i[t − d_i] += λ_out_i[t]`, delivered when the sweep reaches tick `t − d_i`.

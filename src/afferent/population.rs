@@ -287,7 +287,7 @@ impl HostStage for RecruitmentGate {
         }
         Ok(())
     }
-    fn adjoint_init(&mut self, _cx: &HostCx) -> Result<()> {
+    fn adjoint_init(&mut self, _cx: &HostCx, _segment: usize) -> Result<()> {
         Ok(())
     }
     /// `∂r_i/∂r = σ + r·σ(1 − σ)/w` (smooth) or `[r ≥ RT_i]` (hard).

@@ -17,7 +17,7 @@ use super::stage::SPINDLE_INPUTS;
 use crate::error::{Error, Result, check};
 use crate::kernel::host::row;
 use crate::kernel::{
-    BufferSpec, HostCx, HostStage, ReadSpec, Stage, StageDecl, StageIo, to_vec_f64,
+    BufferSpec, HostCx, HostStage, ReadSpec, SaveAt, Stage, StageDecl, StageIo, to_vec_f64,
 };
 use crate::muscle::hill::buffers as hill;
 
@@ -261,7 +261,7 @@ impl HostStage for SpindleInput {
         self.host_v_prev = Some(v.to_vec());
         Ok(())
     }
-    fn host_save(&self, into: &mut Vec<f64>) {
+    fn host_save(&self, _at: SaveAt, into: &mut Vec<f64>) {
         match &self.host_v_prev {
             Some(v) => {
                 into.push(1.0);
@@ -270,10 +270,10 @@ impl HostStage for SpindleInput {
             None => into.push(0.0),
         }
     }
-    fn host_load(&mut self, from: &[f64]) {
+    fn host_load(&mut self, _at: SaveAt, from: &[f64]) {
         self.host_v_prev = (from[0] == 1.0).then(|| from[1..].to_vec());
     }
-    fn adjoint_init(&mut self, cx: &HostCx) -> Result<()> {
+    fn adjoint_init(&mut self, cx: &HostCx, _segment: usize) -> Result<()> {
         self.host_lv = vec![0.0; cx.batch];
         self.host_g = (
             vec![0.0; self.host_gamma.0.len()],

@@ -5,7 +5,7 @@ use burn::tensor::Tensor;
 
 use crate::error::Result;
 use crate::kernel::host::row;
-use crate::kernel::{BufferSpec, HostCx, HostStage, ReadSpec, Stage, StageDecl, StageIo};
+use crate::kernel::{BufferSpec, HostCx, HostStage, ReadSpec, SaveAt, Stage, StageDecl, StageIo};
 
 use super::gto::{Gto, GtoParams, GtoState};
 use super::spindle::{Spindle, SpindleState};
@@ -104,12 +104,12 @@ impl HostStage for SpindleStage {
         }
         Ok(())
     }
-    fn host_save(&self, into: &mut Vec<f64>) {
+    fn host_save(&self, _at: SaveAt, into: &mut Vec<f64>) {
         for r in &self.host_rows {
             into.extend_from_slice(&r.values());
         }
     }
-    fn host_load(&mut self, from: &[f64]) {
+    fn host_load(&mut self, _at: SaveAt, from: &[f64]) {
         for (r, v) in self
             .host_rows
             .iter_mut()
@@ -118,7 +118,7 @@ impl HostStage for SpindleStage {
             *r = SpindleRow::from_slice(v);
         }
     }
-    fn adjoint_init(&mut self, cx: &HostCx) -> Result<()> {
+    fn adjoint_init(&mut self, cx: &HostCx, _segment: usize) -> Result<()> {
         self.host_lam = vec![[0.0; SPINDLE_ROW_LEN]; cx.batch];
         Ok(())
     }
@@ -276,17 +276,17 @@ impl HostStage for GtoStage {
         }
         Ok(())
     }
-    fn host_save(&self, into: &mut Vec<f64>) {
+    fn host_save(&self, _at: SaveAt, into: &mut Vec<f64>) {
         for h in &self.host_hist {
             into.extend_from_slice(h);
         }
     }
-    fn host_load(&mut self, from: &[f64]) {
+    fn host_load(&mut self, _at: SaveAt, from: &[f64]) {
         for (h, v) in self.host_hist.iter_mut().zip(from.chunks_exact(4)) {
             h.copy_from_slice(v);
         }
     }
-    fn adjoint_init(&mut self, cx: &HostCx) -> Result<()> {
+    fn adjoint_init(&mut self, cx: &HostCx, _segment: usize) -> Result<()> {
         if self.gto.as_ref().is_some_and(|g| {
             g.vjp_host(&[0.0; 4], &mut [0.0; 4], 0.0, 0.0, 1.0, 1.0)
                 .is_none()

@@ -38,7 +38,8 @@ use super::fused::{HazardCfg, hazard_scan};
 use super::rate::DRIVE_RATE_HZ;
 use crate::error::{Error, Result, check};
 use crate::kernel::{
-    BufferSpec, Ctx, HostCx, HostStage, ReadSpec, Stage, StageDecl, StageIo, Traces, to_vec_f64,
+    AdjointUse, BufferSpec, Ctx, HostCx, HostStage, ReadSpec, SaveAt, Stage, StageDecl, StageIo,
+    Traces, to_vec_f64,
 };
 use crate::neuron::spike::SURROGATE_BETA;
 
@@ -241,6 +242,8 @@ pub struct InputPopulation {
     output: String,
     rate_bound_field: String,
     host_state: HostGen,
+    /// Width of the rate input (1 = one shared rate, or `n_dd`), seen at `init`.
+    input_width: usize,
 }
 
 /// Streaming-path state: hazard `y`, threshold index per (row, generator).
@@ -267,6 +270,7 @@ impl InputPopulation {
             output: DD_SPIKES.into(),
             rate_bound_field: "max_rate_hz".into(),
             host_state: HostGen::default(),
+            input_width: 1,
         })
     }
 
@@ -340,6 +344,7 @@ impl Stage for InputPopulation {
     }
     fn init(&mut self, io: &mut StageIo<'_>) -> Result<()> {
         self.cfg.validate()?;
+        self.input_width = io.read(&self.input)?.dims()[1];
         let (b, n, dt) = (io.batch(), self.cfg.n_dd, io.dt_s());
         self.n_steps = io.n_steps();
         self.state = None;
@@ -600,18 +605,18 @@ impl HostStage for InputPopulation {
         }
         Ok(())
     }
-    fn host_save(&self, into: &mut Vec<f64>) {
+    fn host_save(&self, _at: SaveAt, into: &mut Vec<f64>) {
         into.extend_from_slice(&self.host_state.y);
         into.extend(self.host_state.idx.iter().map(|&i| i as f64));
     }
-    fn host_load(&mut self, from: &[f64]) {
+    fn host_load(&mut self, _at: SaveAt, from: &[f64]) {
         let n = self.host_state.y.len();
         self.host_state.y.copy_from_slice(&from[..n]);
         for (i, v) in self.host_state.idx.iter_mut().zip(&from[n..2 * n]) {
             *i = *v as usize;
         }
     }
-    fn adjoint_init(&mut self, _cx: &HostCx) -> Result<()> {
+    fn adjoint_init(&mut self, _cx: &HostCx, _segment: usize) -> Result<()> {
         match self.cfg.mode {
             GeneratorMode::Rate
             | GeneratorMode::GridRate
@@ -625,6 +630,15 @@ impl HostStage for InputPopulation {
                      fused path"
                 ),
             )),
+        }
+    }
+    /// Hard: unused; one shared rate: only each row's sum over the generators (the rate's
+    /// adjoint is `Σ_i λ_s_i·∂s_i/∂r`); per-generator rates: element by element.
+    fn output_adjoint_use(&self, _out: usize) -> AdjointUse {
+        match self.cfg.mode {
+            GeneratorMode::Hard => AdjointUse::Unused,
+            _ if self.input_width == 1 => AdjointUse::SumOnly,
+            _ => AdjointUse::Full,
         }
     }
     /// Rate and Expected: `∂s/∂r = dt` (r > 0); GridRate: `dt·e^{−r·dt}`; Hard: 0 (as on the

@@ -441,7 +441,7 @@ impl HostStage for DriveRate {
         }
         Ok(())
     }
-    fn adjoint_init(&mut self, _cx: &HostCx) -> Result<()> {
+    fn adjoint_init(&mut self, _cx: &HostCx, _segment: usize) -> Result<()> {
         self.host_g = self.host_p.clone().map(|v| vec![0.0; v.len()]);
         Ok(())
     }

@@ -30,9 +30,10 @@ use rand::{Rng, SeedableRng};
 use super::fused::{IirCfg, IirKind, syn_iir};
 use super::generator::DD_SPIKES;
 use crate::error::{Error, Result, check};
+use crate::kernel::host::{load_ring, save_ring};
 use crate::kernel::{
-    BufferSpec, Ctx, HostCx, HostStage, Precision, ReadSpec, Stage, StageDecl, StageIo, Traces,
-    to_vec_f32, to_vec_f64,
+    AdjointUse, BufferSpec, Ctx, HostCx, HostStage, Precision, ReadSpec, SaveAt, Stage, StageDecl,
+    StageIo, Traces, to_vec_f32, to_vec_f64,
 };
 
 /// Name of the synaptic conductance buffer (`[n_mn]`, siemens).
@@ -386,6 +387,11 @@ struct HostSyn {
     wf: Vec<f64>,
     wf_dims: [usize; 2],
     x: Vec<f64>,
+    /// Values per tick of the input (`batch·n_src`).
+    width: usize,
+    /// How the input's writer uses the input's adjoint, and the in-degree of each target.
+    input_use: Option<AdjointUse>,
+    indeg: Vec<f64>,
     /// Adjoint: of the filter states, the pending input adjoints (ring of `D + 1` ticks) and
     /// the gradient of `w·f` (in `wf`'s layout).
     la: Vec<f64>,
@@ -394,23 +400,44 @@ struct HostSyn {
     gwf: Vec<f64>,
 }
 
-impl HostSyn {
-    /// `x = s_del @ C` per batch row into `self.x`.
-    fn arrivals(&mut self, conn: &ConnectivityMatrix, s_del: &[f64], nb: usize, n_src: usize) {
-        let n_tgt = self.x.len() / nb;
-        self.x.fill(0.0);
-        for bb in 0..nb {
-            let src = &s_del[bb * n_src..(bb + 1) * n_src];
-            let x = &mut self.x[bb * n_tgt..(bb + 1) * n_tgt];
-            for (i, &v) in src.iter().enumerate() {
-                if v != 0.0 {
-                    for &j in conn.targets(i) {
-                        x[j] += v;
-                    }
+/// `x = s @ C` per batch row (`s` `[nb·n_src]`, `x` `[nb·n_tgt]`), skipping zero inputs.
+fn arrivals(conn: &ConnectivityMatrix, s: &[f64], x: &mut [f64], nb: usize, n_src: usize) {
+    let n_tgt = x.len() / nb;
+    x.fill(0.0);
+    for bb in 0..nb {
+        let src = &s[bb * n_src..(bb + 1) * n_src];
+        let x = &mut x[bb * n_tgt..(bb + 1) * n_tgt];
+        for (i, &v) in src.iter().enumerate() {
+            if v != 0.0 {
+                for &j in conn.targets(i) {
+                    x[j] += v;
                 }
             }
         }
     }
+}
+
+/// The input of tick `t − D` (`None` before tick `D`: zeros) from a delay line `ring` whose slot
+/// `τ mod len` holds the input of tick `τ`; `s_now` when `D = 0`.
+fn delayed_input<'s>(
+    ring: &'s [f64],
+    delay: usize,
+    s_now: &'s [f64],
+    t: usize,
+    width: usize,
+) -> Option<&'s [f64]> {
+    if delay == 0 {
+        return Some(s_now);
+    }
+    if t < delay {
+        return None;
+    }
+    let len = ring.len() / width;
+    let slot = ((t - delay) % len) * width;
+    Some(&ring[slot..slot + width])
+}
+
+impl HostSyn {
     /// Index of `w·f` for (row, target).
     #[inline]
     fn wf_index(&self, bb: usize, j: usize) -> usize {
@@ -670,6 +697,7 @@ impl HostStage for Synapse {
         self.host_state = HostSyn {
             ring: vec![0.0; delay * b * n_src],
             delay,
+            width: b * n_src,
             a: vec![0.0; b * n_tgt],
             b: vec![0.0; b * n_tgt],
             wf: to_vec_f64(self.wf()),
@@ -691,19 +719,18 @@ impl HostStage for Synapse {
         let (nb, n_src, n_tgt) = (cx.batch, self.cfg.n_dd, self.cfg.n_mn);
         let st = &mut self.host_state;
         let s_now = ins[0];
-        // the input of step t − D: slot t mod D of the ring, replaced by this step's input
-        // the input of step t − D sits in slot t mod D of the ring (zeros for t < D); it is read
-        // here and replaced by this step's input below
-        if st.delay == 0 {
-            st.arrivals(&self.conn, s_now, nb, n_src);
-        } else {
-            let slot = (t % st.delay) * nb * n_src;
-            let old = st.ring[slot..slot + nb * n_src].to_vec();
-            st.arrivals(&self.conn, &old, nb, n_src);
+        let width = nb * n_src;
+        // the input of tick t − D (read before this tick's input is stored)
+        let mut x = std::mem::take(&mut st.x);
+        match delayed_input(&st.ring, st.delay, s_now, t, width) {
+            Some(sd) => arrivals(&self.conn, sd, &mut x, nb, n_src),
+            None => x.fill(0.0),
         }
+        st.x = x;
         if st.delay > 0 {
-            let slot = (t % st.delay) * nb * n_src;
-            st.ring[slot..slot + nb * n_src].copy_from_slice(s_now);
+            let len = st.ring.len() / width;
+            let slot = (t % len) * width;
+            st.ring[slot..slot + width].copy_from_slice(s_now);
         }
         let out = &mut outs[0];
         let kind = self.cfg.kinetics.iir(cx.dt_s);
@@ -727,29 +754,37 @@ impl HostStage for Synapse {
         }
         Ok(())
     }
-    fn host_save(&self, into: &mut Vec<f64>) {
+    fn host_save(&self, at: SaveAt, into: &mut Vec<f64>) {
         let st = &self.host_state;
-        into.extend_from_slice(&st.ring);
         into.extend_from_slice(&st.a);
         into.extend_from_slice(&st.b);
+        if at.full && st.delay > 0 {
+            save_ring(&st.ring, st.width, st.delay, at.t_next, into);
+        }
     }
-    fn host_load(&mut self, from: &[f64]) {
+    fn host_load(&mut self, at: SaveAt, from: &[f64]) {
         let st = &mut self.host_state;
-        let (r, n) = (st.ring.len(), st.a.len());
-        st.ring.copy_from_slice(&from[..r]);
-        st.a.copy_from_slice(&from[r..r + n]);
-        st.b.copy_from_slice(&from[r + n..r + 2 * n]);
+        let n = st.a.len();
+        st.a.copy_from_slice(&from[..n]);
+        st.b.copy_from_slice(&from[n..2 * n]);
+        if at.full && st.delay > 0 {
+            load_ring(&mut st.ring, st.width, st.delay, at.t_next, &from[2 * n..]);
+        }
     }
-    fn adjoint_init(&mut self, cx: &HostCx) -> Result<()> {
+    fn adjoint_init(&mut self, cx: &HostCx, segment: usize) -> Result<()> {
         let st = &mut self.host_state;
         st.la = vec![0.0; st.a.len()];
         st.lb = vec![0.0; st.b.len()];
         st.lring = vec![0.0; (st.delay + 1) * cx.batch * self.cfg.n_dd];
         st.gwf = vec![0.0; st.wf.len()];
+        if st.delay > 0 {
+            st.ring = vec![0.0; (st.delay + segment) * st.width];
+        }
         Ok(())
     }
-    /// Reverse of the filter (`λ_A ← a1·λ_A'`, `λ_B ← a2·λ_B'`, `∂/∂(w·f) = λ_term·x`) and of the
-    /// arrivals (`λ_s[i] = Σ_{j ∈ C(i)} λ_x[j]`, delivered to the input tick `t − D`).
+    /// Reverse of the filter (`λ_A ← a1·λ_A'`, `λ_B ← a2·λ_B'`, `λ_term = λ_A' + λ_B'`) and of
+    /// the arrivals: `G_i = Σ_{j ∈ C(i)} λ_term_j`, `λ_s_i = w·f·G_i` delivered to the input tick
+    /// `t − D`, `∂L/∂(w·f) += Σ_i s_i·G_i` (per-target weights: `Σ_j λ_term_j·x_j`).
     fn host_vjp(
         &mut self,
         cx: &HostCx,
@@ -763,55 +798,102 @@ impl HostStage for Synapse {
     ) -> Result<()> {
         let (nb, n_src, n_tgt) = (cx.batch, self.cfg.n_dd, self.cfg.n_mn);
         let kind = self.cfg.kinetics.iir(cx.dt_s);
-        let st = &mut self.host_state;
-        if st.delay == 0 {
-            st.arrivals(&self.conn, ins[0], nb, n_src);
-        } else {
-            let slot = (t % st.delay) * nb * n_src;
-            let old = st.ring[slot..slot + nb * n_src].to_vec();
-            st.arrivals(&self.conn, &old, nb, n_src);
-        }
         let width = nb * n_src;
-        let ring_len = st.delay + 1;
-        for bb in 0..nb {
-            for j in 0..n_tgt {
-                let k = bb * n_tgt + j;
-                let g = g_outs[0][k];
-                let lterm = match kind {
-                    IirKind::Single { a } => {
-                        let lb = st.lb[k] + g;
-                        st.lb[k] = a * lb;
-                        lb
+        let st = &mut self.host_state;
+        // λ_term per (row, target), into the scratch `x`
+        let mut lterm = std::mem::take(&mut st.x);
+        for k in 0..nb * n_tgt {
+            let g = g_outs[0][k];
+            lterm[k] = match kind {
+                IirKind::Single { a } => {
+                    let lb = st.lb[k] + g;
+                    st.lb[k] = a * lb;
+                    lb
+                }
+                IirKind::Exp2 { a1, a2 } => {
+                    let lb = st.lb[k] + g;
+                    let la = st.la[k] - g;
+                    st.lb[k] = a2 * lb;
+                    st.la[k] = a1 * la;
+                    la + lb
+                }
+            };
+        }
+        let per_target = st.wf_dims[1] != 1;
+        let use_ = st.input_use.unwrap_or(AdjointUse::Full);
+        if let Some(sd) = delayed_input(&st.ring, st.delay, ins[0], t, width) {
+            let ring_len = st.delay + 1;
+            let slot = ((t - st.delay) % ring_len) * width;
+            let wrow = |bb: usize| if st.wf_dims[0] == 1 { 0 } else { bb };
+            let wbase = |bb: usize| if st.wf_dims[0] == 1 { 0 } else { bb * n_tgt };
+            for bb in 0..nb {
+                let lt = &lterm[bb * n_tgt..(bb + 1) * n_tgt];
+                let src = &sd[bb * n_src..(bb + 1) * n_src];
+                // the weight gradient: Σ_j λ_term_j·x_j = Σ_i s_i·G_i over active sources
+                if per_target {
+                    let base = wbase(bb);
+                    for (i, &v) in src.iter().enumerate() {
+                        if v != 0.0 {
+                            for &j in self.conn.targets(i) {
+                                st.gwf[base + j] += lt[j] * v;
+                            }
+                        }
                     }
-                    IirKind::Exp2 { a1, a2 } => {
-                        let lb = st.lb[k] + g;
-                        let la = st.la[k] - g;
-                        st.lb[k] = a2 * lb;
-                        st.la[k] = a1 * la;
-                        la + lb
+                } else {
+                    let mut gw = 0.0;
+                    for (i, &v) in src.iter().enumerate() {
+                        if v != 0.0 {
+                            gw += v * self.conn.targets(i).iter().map(|&j| lt[j]).sum::<f64>();
+                        }
+                    }
+                    st.gwf[wrow(bb)] += gw;
+                }
+                // the input's adjoint λ_s_i = Σ_{j ∈ C(i)} w·f_j·λ_term_j, as the writer uses it
+                let wf_j = |j: usize| {
+                    if per_target {
+                        st.wf[wbase(bb) + j]
+                    } else {
+                        st.wf[wrow(bb)]
                     }
                 };
-                let wi = st.wf_index(bb, j);
-                st.gwf[wi] += lterm * st.x[k];
-                st.x[k] = lterm * st.wf[wi]; // λ_x, reusing the arrivals buffer
-            }
-        }
-        if t >= st.delay {
-            let slot = ((t - st.delay) % ring_len) * width;
-            for bb in 0..nb {
-                let lx = &st.x[bb * n_tgt..(bb + 1) * n_tgt];
-                for i in 0..n_src {
-                    let s: f64 = self.conn.targets(i).iter().map(|&j| lx[j]).sum();
-                    st.lring[slot + bb * n_src + i] += s;
+                match use_ {
+                    AdjointUse::Unused => {}
+                    AdjointUse::SumOnly => {
+                        let total: f64 = (0..n_tgt).map(|j| st.indeg[j] * lt[j] * wf_j(j)).sum();
+                        st.lring[slot + bb * n_src] += total;
+                    }
+                    AdjointUse::Full => {
+                        for i in 0..n_src {
+                            let g: f64 = if per_target {
+                                self.conn.targets(i).iter().map(|&j| lt[j] * wf_j(j)).sum()
+                            } else {
+                                self.conn.targets(i).iter().map(|&j| lt[j]).sum::<f64>()
+                                    * st.wf[wrow(bb)]
+                            };
+                            st.lring[slot + bb * n_src + i] += g;
+                        }
+                    }
                 }
             }
         }
+        st.x = lterm;
+        let ring_len = st.delay + 1;
         let slot = (t % ring_len) * width;
         for (g, l) in g_ins[0].iter_mut().zip(&mut st.lring[slot..slot + width]) {
             *g += *l;
             *l = 0.0;
         }
         Ok(())
+    }
+    fn set_input_adjoint_use(&mut self, _input: usize, use_: AdjointUse) {
+        self.host_state.input_use = Some(use_);
+        let mut indeg = vec![0.0; self.cfg.n_mn];
+        for i in 0..self.cfg.n_dd {
+            for &j in self.conn.targets(i) {
+                indeg[j] += 1.0;
+            }
+        }
+        self.host_state.indeg = indeg;
     }
     fn param_grads(&self) -> Vec<(String, Vec<f64>)> {
         let f = self.cfg.kinetics.peak_factor();

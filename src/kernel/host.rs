@@ -57,14 +57,18 @@ pub trait HostStage {
         t: usize,
     ) -> Result<()>;
 
-    /// Appends the stage's internal forward state (everything `host_step` reads besides `ins`
-    /// and `outs`) to `into`, for checkpoints. Default: no internal state.
-    fn host_save(&self, _into: &mut Vec<f64>) {}
-    /// Restores what [`HostStage::host_save`] wrote (`from` holds exactly that).
-    fn host_load(&mut self, _from: &[f64]) {}
-    /// Starts a reverse sweep: zeroes the internal adjoints and parameter gradients. Default: the
+    /// Appends the stage's internal forward state before tick `at.t_next` (everything
+    /// `host_step` reads besides `ins` and `outs`) to `into`. `at.full` (checkpoints): all of
+    /// it. Otherwise (the per-tick snapshots of the reverse sweep): delay-line contents may be
+    /// left out — the stage sized its lines at [`HostStage::adjoint_init`] so that a segment's
+    /// recomputation never overwrites a value the sweep still needs. Default: no state.
+    fn host_save(&self, _at: SaveAt, _into: &mut Vec<f64>) {}
+    /// Restores what [`HostStage::host_save`] wrote with the same `at` (`from` holds exactly that).
+    fn host_load(&mut self, _at: SaveAt, _from: &[f64]) {}
+    /// Starts a reverse sweep whose segments are `segment` ticks long: zeroes the internal
+    /// adjoints and parameter gradients and lengthens delay lines by `segment` slots. Default: the
     /// stage has no adjoint ([`Error::Config`] naming `path`).
-    fn adjoint_init(&mut self, _cx: &HostCx) -> Result<()> {
+    fn adjoint_init(&mut self, _cx: &HostCx, _segment: usize) -> Result<()> {
         Err(Error::config(
             "path",
             "this stage has no adjoint on the stream path; use the tape path for gradients",
@@ -91,11 +95,74 @@ pub trait HostStage {
             "this stage has no adjoint on the stream path",
         ))
     }
+    /// How this stage uses the adjoint of its output `out` (declaration index) in its
+    /// `host_vjp`, so that the stages reading that buffer can skip work: default
+    /// [`AdjointUse::Full`].
+    fn output_adjoint_use(&self, _out: usize) -> AdjointUse {
+        AdjointUse::Full
+    }
+    /// Told once before the sweep how the writer of the stage's read `input` (declaration index)
+    /// uses its adjoint. Default: ignored (the stage computes the full adjoint).
+    fn set_input_adjoint_use(&mut self, _input: usize, _use: AdjointUse) {}
     /// The parameter gradients accumulated by the sweep: `(parameter name, dL/dp)` with `dL/dp`
     /// in the parameter tensor's layout (`[1|batch]` rows). Default: none.
     fn param_grads(&self) -> Vec<(String, Vec<f64>)> {
         Vec::new()
     }
+}
+
+/// How a writer uses the adjoint of one of its outputs `[batch, width]` in its reverse step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdjointUse {
+    /// Not at all (e.g. hard spikes: zero derivative): readers may leave it at zero.
+    Unused,
+    /// Only its sum over the width, per batch row (e.g. generators sharing one rate): readers
+    /// may put each row's total in the row's first element.
+    SumOnly,
+    /// Element by element.
+    Full,
+}
+
+/// Which snapshot [`HostStage::host_save`] takes: the state before tick `t_next`, in full
+/// (checkpoint) or without delay-line contents (per-tick snapshot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SaveAt {
+    /// The next tick to run.
+    pub t_next: usize,
+    /// Everything (checkpoint) or the light per-tick snapshot.
+    pub full: bool,
+}
+
+/// A delay line of `len` slots of `width` values, slot `τ mod len` holding the input of tick
+/// `τ`: appends to `into` the inputs of ticks `t_next − depth … t_next − 1` (zeros before tick 0).
+pub fn save_ring(ring: &[f64], width: usize, depth: usize, t_next: usize, into: &mut Vec<f64>) {
+    let len = ring.len() / width.max(1);
+    for tau in t_next as i64 - depth as i64..t_next as i64 {
+        if tau < 0 || len == 0 {
+            into.extend(std::iter::repeat_n(0.0, width));
+        } else {
+            let s = (tau as usize % len) * width;
+            into.extend_from_slice(&ring[s..s + width]);
+        }
+    }
+}
+
+/// Restores what [`save_ring`] saved; returns the number of values read.
+pub fn load_ring(
+    ring: &mut [f64],
+    width: usize,
+    depth: usize,
+    t_next: usize,
+    from: &[f64],
+) -> usize {
+    let len = ring.len() / width.max(1);
+    for (k, tau) in (t_next as i64 - depth as i64..t_next as i64).enumerate() {
+        if tau >= 0 && len > 0 {
+            let s = (tau as usize % len) * width;
+            ring[s..s + width].copy_from_slice(&from[k * width..(k + 1) * width]);
+        }
+    }
+    depth * width
 }
 
 /// `value[b]` of a `[1|batch]` parameter column read to the host (row 0 broadcast).

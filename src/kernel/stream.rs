@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::ctx::to_vec_f64;
 use super::graph::Graph;
-use super::host::HostCx;
+use super::host::{AdjointUse, HostCx, SaveAt};
 use super::simulation::{Rollout, Simulation, check_trace_finite};
 use super::stage::{StageDecl, Traces};
 use super::state::SimState;
@@ -188,7 +188,8 @@ impl Streamer {
         Ok(())
     }
 
-    fn snapshot(&self, sim: &mut Simulation) -> Snapshot {
+    /// Every buffer and every stage's state before tick `at.t_next`.
+    fn snapshot(&self, sim: &mut Simulation, at: SaveAt) -> Snapshot {
         Snapshot {
             buffers: self.cur.clone(),
             stages: self
@@ -199,16 +200,19 @@ impl Streamer {
                     sim.stages[p.stage]
                         .host()
                         .expect("checked")
-                        .host_save(&mut v);
+                        .host_save(at, &mut v);
                     v
                 })
                 .collect(),
         }
     }
 
-    fn load_stages(&self, sim: &mut Simulation, states: &[Vec<f64>]) {
+    fn load_stages(&self, sim: &mut Simulation, at: SaveAt, states: &[Vec<f64>]) {
         for (p, st) in self.plans.iter().zip(states) {
-            sim.stages[p.stage].host().expect("checked").host_load(st);
+            sim.stages[p.stage]
+                .host()
+                .expect("checked")
+                .host_load(at, st);
         }
     }
 
@@ -340,7 +344,7 @@ impl Simulation {
             self.stages[p.stage]
                 .host()
                 .expect("checked")
-                .adjoint_init(&st.cx)
+                .adjoint_init(&st.cx, checkpoint_every)
                 .map_err(|e| match e {
                     Error::Config { field, reason } => Error::Config {
                         field,
@@ -349,13 +353,44 @@ impl Simulation {
                     e => e,
                 })?;
         }
+        // tell every reader how the writer of each buffer it reads uses that buffer's adjoint
+        let mut uses = Vec::new();
+        for (pi, p) in st.plans.iter().enumerate() {
+            for (ri, &(b, _)) in p.ins.iter().enumerate() {
+                let writer = st
+                    .plans
+                    .iter()
+                    .find_map(|w| w.outs.iter().position(|&o| o == b).map(|k| (w.stage, k)));
+                let u = match writer {
+                    Some((w, k)) => self.stages[w]
+                        .host()
+                        .expect("checked")
+                        .output_adjoint_use(k),
+                    None => AdjointUse::Unused, // an external input trace
+                };
+                uses.push((pi, ri, u));
+            }
+        }
+        for (pi, ri, u) in uses {
+            let stage = st.plans[pi].stage;
+            self.stages[stage]
+                .host()
+                .expect("checked")
+                .set_input_adjoint_use(ri, u);
+        }
         // forward, keeping a checkpoint at the start of every segment
         let k = checkpoint_every;
         let mut checkpoints = Vec::with_capacity(self.n_steps.div_ceil(k));
         let mut rec = st.recorder(self);
         for t in 0..self.n_steps {
             if t % k == 0 {
-                checkpoints.push(st.snapshot(self));
+                checkpoints.push(st.snapshot(
+                    self,
+                    SaveAt {
+                        t_next: t,
+                        full: true,
+                    },
+                ));
             }
             st.tick(self, t)?;
             rec.push(&st.cur);
@@ -396,17 +431,45 @@ impl Simulation {
             let t0 = seg * k;
             let t1 = (t0 + k).min(self.n_steps);
             st.cur = cp.buffers.clone();
-            st.load_stages(self, &cp.stages);
+            st.load_stages(
+                self,
+                SaveAt {
+                    t_next: t0,
+                    full: true,
+                },
+                &cp.stages,
+            );
+            // per-tick snapshots leave the delay lines out: they were sized at adjoint_init so
+            // that this recomputation keeps every value the sweep of the segment reads
             let mut snaps = Vec::with_capacity(t1 - t0 + 1);
-            snaps.push(cp.clone());
+            snaps.push(st.snapshot(
+                self,
+                SaveAt {
+                    t_next: t0,
+                    full: false,
+                },
+            ));
             for t in t0..t1 {
                 st.tick(self, t)?;
-                snaps.push(st.snapshot(self));
+                snaps.push(st.snapshot(
+                    self,
+                    SaveAt {
+                        t_next: t + 1,
+                        full: false,
+                    },
+                ));
             }
             for t in (t0..t1).rev() {
                 let j = t - t0 + 1;
                 let (before, after) = (&snaps[j - 1], &snaps[j]);
-                st.load_stages(self, &before.stages);
+                st.load_stages(
+                    self,
+                    SaveAt {
+                        t_next: t,
+                        full: false,
+                    },
+                    &before.stages,
+                );
                 for (b, g) in &g_trace {
                     let w = lam_cur[*b].len();
                     for (l, x) in lam_cur[*b].iter_mut().zip(&g[t * w..(t + 1) * w]) {

@@ -26,9 +26,9 @@ use super::twitch::{
     myogen_compat_gain, saturation,
 };
 use crate::error::{Error, Result};
-use crate::kernel::host::row;
+use crate::kernel::host::{load_ring, row, save_ring};
 use crate::kernel::{
-    BufferSpec, Ctx, HostCx, HostStage, ReadSpec, Stage, StageDecl, StageIo, Traces, names,
+    BufferSpec, Ctx, HostCx, HostStage, ReadSpec, SaveAt, Stage, StageDecl, StageIo, Traces, names,
     to_vec_f64,
 };
 
@@ -136,8 +136,15 @@ struct HostForce {
 }
 
 impl HostForce {
+    /// The largest delay (steps) + 1: the pending-adjoint ring's length, and the delay line's
+    /// length without an adjoint (with one it is longer by a segment).
     fn ring_len(&self) -> usize {
         self.delays.iter().copied().max().unwrap_or(0) + 1
+    }
+    /// Slot of tick `t − d` in a ring of `len` slots, given `base = t mod len` (`d < len`).
+    #[inline(always)]
+    fn slot(base: usize, d: usize, len: usize) -> usize {
+        if base >= d { base - d } else { base + len - d }
     }
     /// `y = sig(c, f)` and `dy/df` of element `k`.
     #[inline]
@@ -421,9 +428,9 @@ impl HostStage for TwitchForce {
                 format!("{} values", s.len()),
             ));
         }
-        let len = h.ring_len();
-        let slot = (t % len) * width;
-        h.ring[slot..slot + width].copy_from_slice(s);
+        let len = h.ring.len() / width;
+        let base = t % len;
+        h.ring[base * width..(base + 1) * width].copy_from_slice(s);
         let fug = self.gain == GainMode::Fuglevand;
         for b in 0..cx.batch {
             let mut acc = 0.0;
@@ -431,7 +438,7 @@ impl HostStage for TwitchForce {
                 let k = b * n + i;
                 let d = h.delays[i];
                 let sd = if t >= d {
-                    h.ring[((t - d) % len) * width + k]
+                    h.ring[HostForce::slot(base, d, len) * width + k]
                 } else {
                     0.0
                 };
@@ -451,28 +458,38 @@ impl HostStage for TwitchForce {
         }
         Ok(())
     }
-    fn host_save(&self, into: &mut Vec<f64>) {
+    fn host_save(&self, at: SaveAt, into: &mut Vec<f64>) {
         let h = &self.host_state;
-        for v in [&h.f_cur, &h.f_prev, &h.tau, &h.ring] {
+        for v in [&h.f_cur, &h.f_prev, &h.tau] {
             into.extend_from_slice(v);
         }
+        if at.full {
+            let depth = h.ring_len() - 1;
+            save_ring(&h.ring, h.f_cur.len(), depth, at.t_next, into);
+        }
     }
-    fn host_load(&mut self, from: &[f64]) {
+    fn host_load(&mut self, at: SaveAt, from: &[f64]) {
         let h = &mut self.host_state;
         let mut k = 0;
-        for v in [&mut h.f_cur, &mut h.f_prev, &mut h.tau, &mut h.ring] {
+        for v in [&mut h.f_cur, &mut h.f_prev, &mut h.tau] {
             let m = v.len();
             v.copy_from_slice(&from[k..k + m]);
             k += m;
         }
+        if at.full {
+            let (depth, width) = (h.ring_len() - 1, h.f_cur.len());
+            load_ring(&mut h.ring, width, depth, at.t_next, &from[k..]);
+        }
     }
-    fn adjoint_init(&mut self, _cx: &HostCx) -> Result<()> {
+    fn adjoint_init(&mut self, _cx: &HostCx, segment: usize) -> Result<()> {
         let h = &mut self.host_state;
-        h.l_cur = vec![0.0; h.f_cur.len()];
-        h.l_prev = vec![0.0; h.f_cur.len()];
-        h.l_tau = vec![0.0; h.f_cur.len()];
-        h.lring = vec![0.0; h.ring.len()];
+        let width = h.f_cur.len();
+        h.l_cur = vec![0.0; width];
+        h.l_prev = vec![0.0; width];
+        h.l_tau = vec![0.0; width];
+        h.lring = vec![0.0; h.ring_len() * width];
         h.g_f0 = vec![0.0; h.f0.len()];
+        h.ring = vec![0.0; (h.ring_len() + segment) * width];
         Ok(())
     }
     /// Reverse of the step: the IIR (`λ_f ← a·λ_f' + λ_fprev' + F0·P·y'(f)·ḡ`,
@@ -493,6 +510,7 @@ impl HostStage for TwitchForce {
         let n = h.n;
         let width = cx.batch * n;
         let len = h.ring_len();
+        let ring_len = h.ring.len() / width;
         let fug = self.gain == GainMode::Fuglevand;
         for b in 0..cx.batch {
             let go = g_outs[0][b];
@@ -506,7 +524,7 @@ impl HostStage for TwitchForce {
                     if d == 0 {
                         ins[0][k]
                     } else {
-                        h.ring[((t - d) % len) * width + k]
+                        h.ring[((t - d) % ring_len) * width + k]
                     }
                 } else {
                     0.0

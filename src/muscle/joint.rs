@@ -259,7 +259,7 @@ impl HostStage for Joint {
         }
         Ok(())
     }
-    fn adjoint_init(&mut self, _cx: &HostCx) -> Result<()> {
+    fn adjoint_init(&mut self, _cx: &HostCx, _segment: usize) -> Result<()> {
         Ok(())
     }
     /// Reverse of `ω' = ω + α·dt`, `θ' = θ + ω'·dt`, `α = (τ − Kθ − Bω)/I`.

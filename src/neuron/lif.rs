@@ -32,7 +32,8 @@ use super::fused::{self, LifScanSpec, host::N_COEF};
 use super::spike::{SURROGATE_BETA, SpikeMode, spike_fn};
 use crate::error::{Error, Result, check};
 use crate::kernel::{
-    BufferSpec, Ctx, HostCx, HostStage, ReadSpec, Stage, StageDecl, StageIo, Traces, to_vec_f64,
+    BufferSpec, Ctx, HostCx, HostStage, ReadSpec, SaveAt, Stage, StageDecl, StageIo, Traces,
+    to_vec_f64,
 };
 
 /// Calibrated constants of the default fast model.
@@ -724,16 +725,16 @@ impl HostStage for LifPool {
         }
         Ok(())
     }
-    fn host_save(&self, into: &mut Vec<f64>) {
+    fn host_save(&self, _at: SaveAt, into: &mut Vec<f64>) {
         into.extend_from_slice(&self.host_state.v);
         into.extend_from_slice(&self.host_state.a);
     }
-    fn host_load(&mut self, from: &[f64]) {
+    fn host_load(&mut self, _at: SaveAt, from: &[f64]) {
         let n = self.host_state.v.len();
         self.host_state.v.copy_from_slice(&from[..n]);
         self.host_state.a.copy_from_slice(&from[n..2 * n]);
     }
-    fn adjoint_init(&mut self, _cx: &HostCx) -> Result<()> {
+    fn adjoint_init(&mut self, _cx: &HostCx, _segment: usize) -> Result<()> {
         let n = self.host_state.v.len();
         self.host_state.lv = vec![0.0; n];
         self.host_state.la = vec![0.0; n];

@@ -401,26 +401,39 @@ pub struct MotorUnits {
 fn train_peak(t_ms: f64, rate_hz: f64) -> f64 {
     const DT: f64 = 0.05;
     let n = (3000.0 / DT).round() as usize;
-    let mut x = vec![0.0; n];
     let isi = 1000.0 / rate_hz;
+    // The spike train is x[idx_k] = 1/DT at idx_k = floor(k·isi/DT) (k·isi < 3000 ms); spikes
+    // falling on the same sample collapse into one. Walked in order instead of stored.
     let mut k = 0usize;
-    loop {
-        let t = k as f64 * isi;
-        if t >= 3000.0 {
-            break;
+    let mut next_spike = |after: usize| -> Option<usize> {
+        loop {
+            let t = k as f64 * isi;
+            if t >= 3000.0 {
+                return None;
+            }
+            let idx = (t / DT) as usize;
+            k += 1;
+            if idx >= after && idx < n {
+                return Some(idx);
+            }
+            if idx >= n {
+                return None;
+            }
         }
-        let idx = (t / DT) as usize;
-        if idx < n {
-            x[idx] = 1.0 / DT;
-        }
-        k += 1;
-    }
+    };
+    let mut spike = next_spike(0);
     let a1 = 2.0 * (-DT / t_ms).exp();
     let a2 = (-2.0 * DT / t_ms).exp();
     let b = DT * DT / t_ms * (1.0 - DT / t_ms).exp();
     let (mut y1, mut y2, mut peak) = (0.0f64, 0.0f64, 0.0f64);
     for i in 0..n {
-        let xi = if i > 0 { x[i - 1] } else { 0.0 };
+        // x[i − 1]
+        let xi = if i > 0 && spike == Some(i - 1) {
+            spike = next_spike(i);
+            1.0 / DT
+        } else {
+            0.0
+        };
         let y = b * xi + a1 * y1 - a2 * y2;
         peak = peak.max(y);
         y2 = y1;

@@ -3,7 +3,7 @@
 use super::host::{HillHost, HillRow};
 use super::{HillModel, HillState};
 use crate::error::{Error, Result, check};
-use crate::kernel::{BufferSpec, HostCx, HostStage, ReadSpec, Stage, StageDecl, StageIo};
+use crate::kernel::{BufferSpec, HostCx, HostStage, ReadSpec, SaveAt, Stage, StageDecl, StageIo};
 
 /// Kernel stage around [`HillModel::step`].
 ///
@@ -259,7 +259,7 @@ impl HostStage for HillMuscle {
         self.host = Some((h, rows));
         res
     }
-    fn host_save(&self, into: &mut Vec<f64>) {
+    fn host_save(&self, _at: SaveAt, into: &mut Vec<f64>) {
         if let Some((_, rows)) = &self.host {
             for r in rows {
                 into.push(r.l);
@@ -269,7 +269,7 @@ impl HostStage for HillMuscle {
             }
         }
     }
-    fn host_load(&mut self, from: &[f64]) {
+    fn host_load(&mut self, _at: SaveAt, from: &[f64]) {
         if let Some((_, rows)) = &mut self.host {
             let mut k = 0;
             for r in rows {
@@ -282,7 +282,7 @@ impl HostStage for HillMuscle {
             }
         }
     }
-    fn adjoint_init(&mut self, cx: &HostCx) -> Result<()> {
+    fn adjoint_init(&mut self, cx: &HostCx, _segment: usize) -> Result<()> {
         let (h, _) = self
             .host
             .as_ref()
