@@ -443,9 +443,14 @@ impl HostStage for TwitchForce {
                     0.0
                 };
                 let u = if fug {
-                    let g = fuglevand_gain_f64(h.t_s[k] / h.tau[k]);
+                    // the gain only matters for a (delayed) spike; most ticks have none
+                    let u = if sd != 0.0 {
+                        sd * fuglevand_gain_f64(h.t_s[k] / h.tau[k])
+                    } else {
+                        0.0
+                    };
                     h.tau[k] = h.tau[k] + cx.dt_s - sd * h.tau[k];
-                    sd * g
+                    u
                 } else {
                     sd * h.gain[k]
                 };
