@@ -446,6 +446,7 @@ impl HostStage for DriveRate {
         Ok(())
     }
     /// `∂r/∂(DC, A, f, φ, σ) = clip'·(1, sin ψ, A·cos ψ·2πkΔt, A·cos ψ, ξ_k)`, `ψ = f·2πkΔt + φ`.
+    #[allow(clippy::needless_range_loop)] // several arrays share the index
     fn host_vjp(
         &mut self,
         cx: &HostCx,

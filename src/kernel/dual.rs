@@ -145,6 +145,7 @@ impl<const N: usize> Sub for Dual<N> {
 impl<const N: usize> Mul for Dual<N> {
     type Output = Self;
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // several arrays share the index
     fn mul(self, o: Self) -> Self {
         let mut d = [0.0; N];
         for k in 0..N {
@@ -156,6 +157,7 @@ impl<const N: usize> Mul for Dual<N> {
 impl<const N: usize> Div for Dual<N> {
     type Output = Self;
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // several arrays share the index
     fn div(self, o: Self) -> Self {
         let q = self.v / o.v;
         let mut d = [0.0; N];

@@ -80,6 +80,15 @@ impl Rollout {
     }
 }
 
+/// What [`Simulation::prepared`] returns: the ordered graph, the declarations, the state after
+/// every stage's `init`, and the buffer declarations.
+pub(super) type Prepared = (
+    Graph,
+    Vec<StageDecl>,
+    SimState,
+    BTreeMap<String, BufferSpec>,
+);
+
 /// The lockstep driver.
 pub struct Simulation {
     pub(super) ctx: Ctx,
@@ -263,14 +272,7 @@ impl Simulation {
 
     /// The ordered graph, the declarations, the state after every stage's `init`, and the
     /// buffer declarations.
-    pub(super) fn prepared(
-        &mut self,
-    ) -> Result<(
-        Graph,
-        Vec<StageDecl>,
-        SimState,
-        BTreeMap<String, BufferSpec>,
-    )> {
+    pub(super) fn prepared(&mut self) -> Result<Prepared> {
         let (graph, decls) = self.graph()?;
         let (mut state, specs) = self.fresh_state(&decls)?;
         for &i in &graph.order {

@@ -410,6 +410,7 @@ impl HostStage for TwitchForce {
     }
     /// Delay, gain (`τ' = τ + dt − s̃·τ` in Fuglevand mode), output `F0·Σ P_i·y(f_i)` from the
     /// current state, then the IIR advance — as `step`.
+    #[allow(clippy::needless_range_loop)] // several arrays share the index
     fn host_step(
         &mut self,
         cx: &HostCx,
@@ -500,6 +501,7 @@ impl HostStage for TwitchForce {
     /// Reverse of the step: the IIR (`λ_f ← a·λ_f' + λ_fprev' + F0·P·y'(f)·ḡ`,
     /// `λ_fprev ← −b·λ_f'`), the gain (`∂u/∂s̃ = g − λ_τ'·τ/…`, `∂g/∂τ = −g'(r)·T/τ²`) and the
     /// delay (adjoints delivered to the input tick `t − d_i`); `∂L/∂F0` per row.
+    #[allow(clippy::needless_range_loop)] // several arrays share the index
     fn host_vjp(
         &mut self,
         cx: &HostCx,

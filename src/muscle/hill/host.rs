@@ -208,6 +208,7 @@ impl HillHost {
 
     /// One step of one row with the spikes `s` `[n]` entering the twitch filters and the joint
     /// angle (rad); the state is updated in place (see [`HillModel::step`]).
+    #[allow(clippy::needless_range_loop)] // several arrays share the index
     pub fn step(&self, st: &mut HillRow, s: &[f64], angle_rad: f64) -> Result<HillRowOut> {
         let n = self.c.len();
         if s.len() != n {
