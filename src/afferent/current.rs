@@ -10,7 +10,7 @@
 //! closed loop without feedback reduces to the open-loop network.
 
 use crate::error::{Error, Result};
-use crate::kernel::{BufferSpec, HostCx, HostStage, ReadSpec, Stage, StageDecl, StageIo};
+use crate::kernel::{BufferSpec, HostCx, HostStage, ReadSpec, Stage, StageDecl, StageIo, VjpIo};
 
 /// Stage: reads every conductance `[n]` (same tick) and `v` `[n]` one tick delayed, writes
 /// `output` `[n]` (A).
@@ -127,17 +127,10 @@ impl HostStage for SynapticCurrent {
         Ok(())
     }
     /// `∂I/∂g_k = E_k − v`, `∂I/∂v = −Σ_k g_k`.
-    fn host_vjp(
-        &mut self,
-        _cx: &HostCx,
-        ins: &[&[f64]],
-        _outs_prev: &[&[f64]],
-        _outs: &[&[f64]],
-        g_outs: &[&[f64]],
-        g_ins: &mut [Vec<f64>],
-        _g_outs_prev: &mut [Vec<f64>],
-        _t: usize,
-    ) -> Result<()> {
+    fn host_vjp(&mut self, _cx: &HostCx, io: VjpIo<'_>, _t: usize) -> Result<()> {
+        let VjpIo {
+            ins, g_outs, g_ins, ..
+        } = io;
         let k = self.conductances.len();
         let v = ins[k];
         for (m, (_, e)) in self.conductances.iter().enumerate() {

@@ -13,7 +13,9 @@ use burn::tensor::Tensor;
 
 use crate::error::{Error, Result};
 use crate::kernel::host::{load_ring, save_ring};
-use crate::kernel::{BufferSpec, HostCx, HostStage, ReadSpec, SaveAt, Stage, StageDecl, StageIo};
+use crate::kernel::{
+    BufferSpec, HostCx, HostStage, ReadSpec, SaveAt, Stage, StageDecl, StageIo, VjpIo,
+};
 
 /// The delay line stage: reads `input` `[n]` (same tick), writes `output` `[n]`.
 pub struct ConductionDelay {
@@ -206,17 +208,8 @@ impl HostStage for ConductionDelay {
         Ok(())
     }
     /// `λ_in_i[t − d_i] += λ_out_i[t]`, delivered when the sweep reaches tick `t − d_i`.
-    fn host_vjp(
-        &mut self,
-        cx: &HostCx,
-        _ins: &[&[f64]],
-        _outs_prev: &[&[f64]],
-        _outs: &[&[f64]],
-        g_outs: &[&[f64]],
-        g_ins: &mut [Vec<f64>],
-        _g_outs_prev: &mut [Vec<f64>],
-        t: usize,
-    ) -> Result<()> {
+    fn host_vjp(&mut self, cx: &HostCx, io: VjpIo<'_>, t: usize) -> Result<()> {
+        let VjpIo { g_outs, g_ins, .. } = io;
         let n = self.delays_s.len();
         let width = cx.batch * n;
         let len = self.host_lring.len() / width;

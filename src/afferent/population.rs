@@ -25,7 +25,7 @@ use crate::drive::generator::{
     GeneratorMode, InputPopulation, InputPopulationConfig, SpikeProcess,
 };
 use crate::error::{Error, Result, check};
-use crate::kernel::{BufferSpec, HostCx, HostStage, ReadSpec, Stage, StageDecl, StageIo};
+use crate::kernel::{BufferSpec, HostCx, HostStage, ReadSpec, Stage, StageDecl, StageIo, VjpIo};
 
 /// Which receptor a population listens to (sets MyoGen's default sizes and velocities).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -291,17 +291,10 @@ impl HostStage for RecruitmentGate {
         Ok(())
     }
     /// `∂r_i/∂r = σ + r·σ(1 − σ)/w` (smooth) or `[r ≥ RT_i]` (hard).
-    fn host_vjp(
-        &mut self,
-        cx: &HostCx,
-        ins: &[&[f64]],
-        _outs_prev: &[&[f64]],
-        _outs: &[&[f64]],
-        g_outs: &[&[f64]],
-        g_ins: &mut [Vec<f64>],
-        _g_outs_prev: &mut [Vec<f64>],
-        _t: usize,
-    ) -> Result<()> {
+    fn host_vjp(&mut self, cx: &HostCx, io: VjpIo<'_>, _t: usize) -> Result<()> {
+        let VjpIo {
+            ins, g_outs, g_ins, ..
+        } = io;
         let n = self.thresholds_hz.len();
         for b in 0..cx.batch {
             let r = ins[0][b];

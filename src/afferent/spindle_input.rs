@@ -17,7 +17,7 @@ use super::stage::SPINDLE_INPUTS;
 use crate::error::{Error, Result, check};
 use crate::kernel::host::row;
 use crate::kernel::{
-    BufferSpec, HostCx, HostStage, ReadSpec, SaveAt, Stage, StageDecl, StageIo, to_vec_f64,
+    BufferSpec, HostCx, HostStage, ReadSpec, SaveAt, Stage, StageDecl, StageIo, VjpIo, to_vec_f64,
 };
 use crate::muscle::hill::buffers as hill;
 
@@ -282,17 +282,8 @@ impl HostStage for SpindleInput {
         Ok(())
     }
     /// Reverse of `L_sp = L(1 + δ)`, `V_sp = V + Lδ'`, `A_sp = (V − V_prev)/dt`, γ outputs.
-    fn host_vjp(
-        &mut self,
-        cx: &HostCx,
-        _ins: &[&[f64]],
-        _outs_prev: &[&[f64]],
-        _outs: &[&[f64]],
-        g_outs: &[&[f64]],
-        g_ins: &mut [Vec<f64>],
-        _g_outs_prev: &mut [Vec<f64>],
-        t: usize,
-    ) -> Result<()> {
+    fn host_vjp(&mut self, cx: &HostCx, io: VjpIo<'_>, t: usize) -> Result<()> {
+        let VjpIo { g_outs, g_ins, .. } = io;
         let dt = cx.dt_s;
         let (d, rate) = self.profile(t as f64 * dt);
         let has_prev = self.host_v_prev.is_some();

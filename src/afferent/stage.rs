@@ -5,7 +5,9 @@ use burn::tensor::Tensor;
 
 use crate::error::Result;
 use crate::kernel::host::row;
-use crate::kernel::{BufferSpec, HostCx, HostStage, ReadSpec, SaveAt, Stage, StageDecl, StageIo};
+use crate::kernel::{
+    BufferSpec, HostCx, HostStage, ReadSpec, SaveAt, Stage, StageDecl, StageIo, VjpIo,
+};
 
 use super::gto::{Gto, GtoParams, GtoState};
 use super::spindle::{Spindle, SpindleState};
@@ -123,17 +125,10 @@ impl HostStage for SpindleStage {
         Ok(())
     }
     /// [`Spindle::vjp_host`] per row.
-    fn host_vjp(
-        &mut self,
-        cx: &HostCx,
-        ins: &[&[f64]],
-        _outs_prev: &[&[f64]],
-        _outs: &[&[f64]],
-        g_outs: &[&[f64]],
-        g_ins: &mut [Vec<f64>],
-        _g_outs_prev: &mut [Vec<f64>],
-        _t: usize,
-    ) -> Result<()> {
+    fn host_vjp(&mut self, cx: &HostCx, io: VjpIo<'_>, _t: usize) -> Result<()> {
+        let VjpIo {
+            ins, g_outs, g_ins, ..
+        } = io;
         for (b, (st, lam)) in self
             .host_rows
             .iter()
@@ -302,17 +297,10 @@ impl HostStage for GtoStage {
         Ok(())
     }
     /// [`super::gto::Gto::vjp_host`] per row.
-    fn host_vjp(
-        &mut self,
-        cx: &HostCx,
-        ins: &[&[f64]],
-        _outs_prev: &[&[f64]],
-        _outs: &[&[f64]],
-        g_outs: &[&[f64]],
-        g_ins: &mut [Vec<f64>],
-        _g_outs_prev: &mut [Vec<f64>],
-        _t: usize,
-    ) -> Result<()> {
+    fn host_vjp(&mut self, cx: &HostCx, io: VjpIo<'_>, _t: usize) -> Result<()> {
+        let VjpIo {
+            ins, g_outs, g_ins, ..
+        } = io;
         let gto = self.gto.as_ref().expect("host_init ran");
         let (g1, g2) = &self.host_gains;
         for b in 0..cx.batch {

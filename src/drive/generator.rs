@@ -39,7 +39,7 @@ use super::rate::DRIVE_RATE_HZ;
 use crate::error::{Error, Result, check};
 use crate::kernel::{
     AdjointUse, BufferSpec, Ctx, HostCx, HostStage, ReadSpec, SaveAt, Stage, StageDecl, StageIo,
-    Traces, to_vec_f64,
+    Traces, VjpIo, to_vec_f64,
 };
 use crate::neuron::spike::SURROGATE_BETA;
 
@@ -643,17 +643,10 @@ impl HostStage for InputPopulation {
     }
     /// Rate and Expected: `∂s/∂r = dt` (r > 0); GridRate: `dt·e^{−r·dt}`; Hard: 0 (as on the
     /// tape).
-    fn host_vjp(
-        &mut self,
-        cx: &HostCx,
-        ins: &[&[f64]],
-        _outs_prev: &[&[f64]],
-        _outs: &[&[f64]],
-        g_outs: &[&[f64]],
-        g_ins: &mut [Vec<f64>],
-        _g_outs_prev: &mut [Vec<f64>],
-        _t: usize,
-    ) -> Result<()> {
+    fn host_vjp(&mut self, cx: &HostCx, io: VjpIo<'_>, _t: usize) -> Result<()> {
+        let VjpIo {
+            ins, g_outs, g_ins, ..
+        } = io;
         let (b, n, dt) = (cx.batch, self.cfg.n_dd, cx.dt_s);
         let w = ins[0].len() / b;
         let grid = match self.cfg.mode {

@@ -24,7 +24,8 @@ use rand_distr::{Distribution, StandardNormal};
 use crate::error::{Error, Result, check};
 use crate::kernel::host::row;
 use crate::kernel::{
-    BufferSpec, Ctx, HostCx, HostStage, ReadSpec, Stage, StageDecl, StageIo, Traces, to_vec_f64,
+    BufferSpec, Ctx, HostCx, HostStage, ReadSpec, Stage, StageDecl, StageIo, Traces, VjpIo,
+    to_vec_f64,
 };
 
 /// Name of the drive-rate buffer (`[1]` per batch element, Hz).
@@ -447,17 +448,8 @@ impl HostStage for DriveRate {
     }
     /// `∂r/∂(DC, A, f, φ, σ) = clip'·(1, sin ψ, A·cos ψ·2πkΔt, A·cos ψ, ξ_k)`, `ψ = f·2πkΔt + φ`.
     #[allow(clippy::needless_range_loop)] // several arrays share the index
-    fn host_vjp(
-        &mut self,
-        cx: &HostCx,
-        _ins: &[&[f64]],
-        _outs_prev: &[&[f64]],
-        _outs: &[&[f64]],
-        g_outs: &[&[f64]],
-        _g_ins: &mut [Vec<f64>],
-        _g_outs_prev: &mut [Vec<f64>],
-        t: usize,
-    ) -> Result<()> {
+    fn host_vjp(&mut self, cx: &HostCx, io: VjpIo<'_>, t: usize) -> Result<()> {
+        let VjpIo { g_outs, .. } = io;
         let c = 2.0 * std::f64::consts::PI * (t as f64) * cx.dt_s;
         let [dc, amp, freq, phase, sd] = &self.host_p;
         for b in 0..cx.batch {

@@ -33,7 +33,7 @@ use crate::error::{Error, Result, check};
 use crate::kernel::host::{load_ring, save_ring};
 use crate::kernel::{
     AdjointUse, BufferSpec, Ctx, HostCx, HostStage, Precision, ReadSpec, SaveAt, Stage, StageDecl,
-    StageIo, Traces, to_vec_f32, to_vec_f64,
+    StageIo, Traces, VjpIo, to_vec_f32, to_vec_f64,
 };
 
 /// Name of the synaptic conductance buffer (`[n_mn]`, siemens).
@@ -785,17 +785,10 @@ impl HostStage for Synapse {
     /// Reverse of the filter (`λ_A ← a1·λ_A'`, `λ_B ← a2·λ_B'`, `λ_term = λ_A' + λ_B'`) and of
     /// the arrivals: `G_i = Σ_{j ∈ C(i)} λ_term_j`, `λ_s_i = w·f·G_i` delivered to the input tick
     /// `t − D`, `∂L/∂(w·f) += Σ_i s_i·G_i` (per-target weights: `Σ_j λ_term_j·x_j`).
-    fn host_vjp(
-        &mut self,
-        cx: &HostCx,
-        ins: &[&[f64]],
-        _outs_prev: &[&[f64]],
-        _outs: &[&[f64]],
-        g_outs: &[&[f64]],
-        g_ins: &mut [Vec<f64>],
-        _g_outs_prev: &mut [Vec<f64>],
-        t: usize,
-    ) -> Result<()> {
+    fn host_vjp(&mut self, cx: &HostCx, io: VjpIo<'_>, t: usize) -> Result<()> {
+        let VjpIo {
+            ins, g_outs, g_ins, ..
+        } = io;
         let (nb, n_src, n_tgt) = (cx.batch, self.cfg.n_dd, self.cfg.n_mn);
         let kind = self.cfg.kinetics.iir(cx.dt_s);
         let width = nb * n_src;

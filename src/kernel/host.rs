@@ -75,21 +75,8 @@ pub trait HostStage {
         ))
     }
     /// The reverse of tick `t` (see the module docs), called with the internal state restored to
-    /// before the tick: `ins` as in `host_step`, `outs_prev` / `outs` the outputs before / after
-    /// the tick, `g_outs` their adjoints after the tick; adds into `g_ins` (per read) and
-    /// `g_outs_prev`.
-    #[allow(clippy::too_many_arguments)]
-    fn host_vjp(
-        &mut self,
-        _cx: &HostCx,
-        _ins: &[&[f64]],
-        _outs_prev: &[&[f64]],
-        _outs: &[&[f64]],
-        _g_outs: &[&[f64]],
-        _g_ins: &mut [Vec<f64>],
-        _g_outs_prev: &mut [Vec<f64>],
-        _t: usize,
-    ) -> Result<()> {
+    /// before the tick; `io` holds the values and adjoints ([`VjpIo`]).
+    fn host_vjp(&mut self, _cx: &HostCx, _io: VjpIo<'_>, _t: usize) -> Result<()> {
         Err(Error::config(
             "path",
             "this stage has no adjoint on the stream path",
@@ -121,6 +108,25 @@ pub enum AdjointUse {
     SumOnly,
     /// Element by element.
     Full,
+}
+
+/// What [`HostStage::host_vjp`] sees of tick `t`: `ins` as in `host_step`, `outs_prev` / `outs`
+/// the outputs before / after the tick, `g_outs` their adjoints after the tick (complete); the
+/// stage adds into `g_ins` (per read: the adjoint of the value that read saw) and `g_outs_prev`
+/// (the adjoints of its outputs' previous values, when it reads them as state).
+pub struct VjpIo<'a> {
+    /// Inputs, in declaration order.
+    pub ins: &'a [&'a [f64]],
+    /// Outputs before the tick.
+    pub outs_prev: &'a [&'a [f64]],
+    /// Outputs after the tick.
+    pub outs: &'a [&'a [f64]],
+    /// Adjoints of the outputs after the tick.
+    pub g_outs: &'a [&'a [f64]],
+    /// Adjoints of the inputs (accumulated into).
+    pub g_ins: &'a mut [Vec<f64>],
+    /// Adjoints of the outputs before the tick (accumulated into).
+    pub g_outs_prev: &'a mut [Vec<f64>],
 }
 
 /// Which snapshot [`HostStage::host_save`] takes: the state before tick `t_next`, in full

@@ -19,7 +19,7 @@ pub mod stream;
 
 pub use ctx::{BackendKind, Ctx, Precision, scalar_f64, to_vec_f32, to_vec_f64};
 pub use graph::Graph;
-pub use host::{AdjointUse, HostCx, HostStage, SaveAt};
+pub use host::{AdjointUse, HostCx, HostStage, SaveAt, VjpIo};
 pub use result::SimResult;
 pub use simulation::{ExecPath, Rollout, Simulation, StepCallback, check_trace_finite, names};
 pub use stage::{ReadSpec, Readout, Stage, StageDecl, StageIo, Traces, input_trace};

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::ctx::to_vec_f64;
 use super::graph::Graph;
-use super::host::{AdjointUse, HostCx, SaveAt};
+use super::host::{AdjointUse, HostCx, SaveAt, VjpIo};
 use super::simulation::{Rollout, Simulation, check_trace_finite};
 use super::stage::{StageDecl, Traces};
 use super::state::SimState;
@@ -510,16 +510,18 @@ impl Simulation {
                         .collect();
                     let res = {
                         let g_outs: Vec<&[f64]> = g_outs_v.iter().map(|v| &v[..]).collect();
-                        self.stages[p.stage].host().expect("checked").host_vjp(
-                            &st.cx,
-                            &ins,
-                            &outs_prev,
-                            &outs,
-                            &g_outs,
-                            &mut g_ins,
-                            &mut g_outs_prev,
-                            t,
-                        )
+                        let io = VjpIo {
+                            ins: &ins,
+                            outs_prev: &outs_prev,
+                            outs: &outs,
+                            g_outs: &g_outs,
+                            g_ins: &mut g_ins,
+                            g_outs_prev: &mut g_outs_prev,
+                        };
+                        self.stages[p.stage]
+                            .host()
+                            .expect("checked")
+                            .host_vjp(&st.cx, io, t)
                     };
                     for (&(b, d), v) in p.ins.iter().zip(g_ins) {
                         if d {

@@ -28,8 +28,8 @@ use super::twitch::{
 use crate::error::{Error, Result};
 use crate::kernel::host::{load_ring, row, save_ring};
 use crate::kernel::{
-    BufferSpec, Ctx, HostCx, HostStage, ReadSpec, SaveAt, Stage, StageDecl, StageIo, Traces, names,
-    to_vec_f64,
+    BufferSpec, Ctx, HostCx, HostStage, ReadSpec, SaveAt, Stage, StageDecl, StageIo, Traces, VjpIo,
+    names, to_vec_f64,
 };
 
 /// "No previous spike" value of the time-since-last-spike state (s): large enough that
@@ -502,17 +502,10 @@ impl HostStage for TwitchForce {
     /// `λ_fprev ← −b·λ_f'`), the gain (`∂u/∂s̃ = g − λ_τ'·τ/…`, `∂g/∂τ = −g'(r)·T/τ²`) and the
     /// delay (adjoints delivered to the input tick `t − d_i`); `∂L/∂F0` per row.
     #[allow(clippy::needless_range_loop)] // several arrays share the index
-    fn host_vjp(
-        &mut self,
-        cx: &HostCx,
-        ins: &[&[f64]],
-        _outs_prev: &[&[f64]],
-        _outs: &[&[f64]],
-        g_outs: &[&[f64]],
-        g_ins: &mut [Vec<f64>],
-        _g_outs_prev: &mut [Vec<f64>],
-        t: usize,
-    ) -> Result<()> {
+    fn host_vjp(&mut self, cx: &HostCx, io: VjpIo<'_>, t: usize) -> Result<()> {
+        let VjpIo {
+            ins, g_outs, g_ins, ..
+        } = io;
         let h = &mut self.host_state;
         let n = h.n;
         let width = cx.batch * n;

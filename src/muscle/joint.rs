@@ -14,7 +14,7 @@ use burn::tensor::Tensor;
 use crate::error::{Error, Result, check};
 use crate::kernel::host::row;
 use crate::kernel::{
-    BufferSpec, Ctx, HostCx, HostStage, ReadSpec, Stage, StageDecl, StageIo, to_vec_f64,
+    BufferSpec, Ctx, HostCx, HostStage, ReadSpec, Stage, StageDecl, StageIo, VjpIo, to_vec_f64,
 };
 
 /// Joint constants (SI).
@@ -263,17 +263,13 @@ impl HostStage for Joint {
         Ok(())
     }
     /// Reverse of `ω' = ω + α·dt`, `θ' = θ + ω'·dt`, `α = (τ − Kθ − Bω)/I`.
-    fn host_vjp(
-        &mut self,
-        cx: &HostCx,
-        _ins: &[&[f64]],
-        _outs_prev: &[&[f64]],
-        _outs: &[&[f64]],
-        g_outs: &[&[f64]],
-        g_ins: &mut [Vec<f64>],
-        g_outs_prev: &mut [Vec<f64>],
-        _t: usize,
-    ) -> Result<()> {
+    fn host_vjp(&mut self, cx: &HostCx, io: VjpIo<'_>, _t: usize) -> Result<()> {
+        let VjpIo {
+            g_outs,
+            g_ins,
+            g_outs_prev,
+            ..
+        } = io;
         let [i, bd, k] = &self.host_k;
         let dt = cx.dt_s;
         for b in 0..cx.batch {

@@ -32,7 +32,7 @@ use super::fused::{self, LifScanSpec, host::N_COEF};
 use super::spike::{SURROGATE_BETA, SpikeMode, spike_fn};
 use crate::error::{Error, Result, check};
 use crate::kernel::{
-    BufferSpec, Ctx, HostCx, HostStage, ReadSpec, SaveAt, Stage, StageDecl, StageIo, Traces,
+    BufferSpec, Ctx, HostCx, HostStage, ReadSpec, SaveAt, Stage, StageDecl, StageIo, Traces, VjpIo,
     to_vec_f64,
 };
 
@@ -743,17 +743,10 @@ impl HostStage for LifPool {
     /// Reverse of [`lif_step`] per element: spike slope `β·σ(1 − σ)` (rate), the surrogate
     /// slope (surrogate) or 0 (hard); the reset and AHP terms pass the spike's gradient unless
     /// `detach_spike_state`. No parameter gradients (the pool's constants are fixed here).
-    fn host_vjp(
-        &mut self,
-        _cx: &HostCx,
-        ins: &[&[f64]],
-        _outs_prev: &[&[f64]],
-        _outs: &[&[f64]],
-        g_outs: &[&[f64]],
-        g_ins: &mut [Vec<f64>],
-        _g_outs_prev: &mut [Vec<f64>],
-        _t: usize,
-    ) -> Result<()> {
+    fn host_vjp(&mut self, _cx: &HostCx, io: VjpIo<'_>, _t: usize) -> Result<()> {
+        let VjpIo {
+            ins, g_outs, g_ins, ..
+        } = io;
         let st = &mut self.host_state;
         let bn = st.v.len();
         let c = |k: usize, j: usize| st.coef[k * bn + j];

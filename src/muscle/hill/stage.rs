@@ -3,7 +3,9 @@
 use super::host::{HillHost, HillRow};
 use super::{HillModel, HillState};
 use crate::error::{Error, Result, check};
-use crate::kernel::{BufferSpec, HostCx, HostStage, ReadSpec, SaveAt, Stage, StageDecl, StageIo};
+use crate::kernel::{
+    BufferSpec, HostCx, HostStage, ReadSpec, SaveAt, Stage, StageDecl, StageIo, VjpIo,
+};
 
 /// Kernel stage around [`HillModel::step`].
 ///
@@ -293,17 +295,10 @@ impl HostStage for HillMuscle {
         Ok(())
     }
     /// [`HillHost::vjp`] per row; the angle's adjoint goes to the previous tick (delayed read).
-    fn host_vjp(
-        &mut self,
-        _cx: &HostCx,
-        ins: &[&[f64]],
-        _outs_prev: &[&[f64]],
-        _outs: &[&[f64]],
-        g_outs: &[&[f64]],
-        g_ins: &mut [Vec<f64>],
-        _g_outs_prev: &mut [Vec<f64>],
-        _t: usize,
-    ) -> Result<()> {
+    fn host_vjp(&mut self, _cx: &HostCx, io: VjpIo<'_>, _t: usize) -> Result<()> {
+        let VjpIo {
+            ins, g_outs, g_ins, ..
+        } = io;
         let n = self.model.n_units();
         let (h, rows) = self
             .host
