@@ -42,8 +42,9 @@ enum Cmd {
         /// Membrane model: fast (LIF+AHP) or faithful (NERLab two-compartment).
         #[arg(long, default_value = "fast", value_parser = ["fast", "faithful"])]
         model: String,
-        /// Execution path: tape or fused.
-        #[arg(long, default_value = "fused", value_parser = ["tape", "fused"])]
+        /// Execution path: tape (tick-major tensor reference), fused (stage-major custom ops) or
+        /// stream (tick-major host loop; fast model; not with --grad).
+        #[arg(long, default_value = "fused", value_parser = ["tape", "fused", "stream"])]
         path: String,
         /// Backend: flex, ndarray or wgpu.
         #[arg(long, default_value = "flex", value_parser = ["flex", "ndarray", "wgpu"])]
@@ -551,8 +552,17 @@ fn rollout(
     let path = match path {
         "tape" => ExecPath::Tape,
         "fused" => ExecPath::Fused,
-        other => return Err(myodiff::Error::invalid("path", other, "tape or fused")),
+        "stream" => ExecPath::Stream,
+        other => return Err(myodiff::Error::invalid("path", other, "tape, fused or stream")),
     };
+    if grad && path == ExecPath::Stream {
+        return Err(myodiff::Error::invalid(
+            "path",
+            "stream",
+            "tape or fused with --grad (burn's autodiff cannot run through the stream path's \
+             host loop; its own adjoint is Simulation::stream_gradient)",
+        ));
+    }
     let backend: BackendKind = backend.parse()?;
     let mut ctx = Ctx::new(backend)?;
     if grad {
@@ -639,7 +649,7 @@ fn rollout(
             .map(|(n, t)| format!("{n} {t:.3} s"))
             .collect();
         println!(
-            "stage wall times (fused path, forward): {}",
+            "stage wall times ({path:?} path, forward): {}",
             parts.join(", ")
         );
         println!();
