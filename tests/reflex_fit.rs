@@ -137,3 +137,26 @@ fn shipped_reflex_spec_is_valid() {
     assert!(spec.loop_cfg.ia.is_some() && spec.loop_cfg.ii.is_none() && spec.loop_cfg.ib.is_none());
     assert_eq!(spec.methods.len(), 4);
 }
+
+/// The rows of a population run on both cores give exactly what one thread gives (the stream path
+/// has no arithmetic across rows), and a thread count of 0 is a typed error.
+#[test]
+fn reflex_rows_on_several_threads_equal_one_thread() {
+    let spec = ReflexSpec::from_toml_str(SPEC).unwrap();
+    let model = ReflexModel::new(&spec).unwrap();
+    let rows: Vec<Vec<f64>> = (0..5)
+        .map(|k| vec![0.02 + 0.01 * k as f64, 20.0 + 10.0 * k as f64])
+        .collect();
+    let one = model.traces_on(&rows, 1).unwrap();
+    assert_eq!(one.len(), 5);
+    assert!(one[4].iter().any(|v| *v > 0.1), "the rows make force");
+    for threads in [2, 3] {
+        assert_eq!(
+            model.traces_on(&rows, threads).unwrap(),
+            one,
+            "{threads} threads"
+        );
+    }
+    let err = model.traces_on(&rows, 0).err().expect("refused");
+    assert!(err.to_string().contains("threads"), "{err}");
+}

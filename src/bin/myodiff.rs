@@ -553,7 +553,13 @@ fn rollout(
         "tape" => ExecPath::Tape,
         "fused" => ExecPath::Fused,
         "stream" => ExecPath::Stream,
-        other => return Err(myodiff::Error::invalid("path", other, "tape, fused or stream")),
+        other => {
+            return Err(myodiff::Error::invalid(
+                "path",
+                other,
+                "tape, fused or stream",
+            ));
+        }
     };
     if grad && path == ExecPath::Stream {
         return Err(myodiff::Error::invalid(

@@ -32,6 +32,7 @@ use crate::afferent::Stretch;
 use crate::closed_loop::{self, ClosedLoopConfig, ClosedLoopParams};
 use crate::drive::DriveParams;
 use crate::error::{Error, Result, check};
+use crate::event::reference::{default_threads, par_map};
 use crate::kernel::{Ctx, ExecPath, to_vec_f64};
 
 /// Names of the two parameters, in fitting order.
@@ -199,13 +200,25 @@ impl ReflexModel {
         Ok(Self { spec: spec.clone() })
     }
 
-    /// Binned force traces `[B][K]` (N) of parameter rows `[B][2]`, batched `max_batch` at a time.
+    /// Binned force traces `[B][K]` (N) of parameter rows `[B][2]`: the rows split into batches
+    /// of at most `max_batch`, one batch per core ([`default_threads`]).
     pub fn traces(&self, rows: &[Vec<f64>]) -> Result<Vec<Vec<f64>>> {
-        let mut out = Vec::with_capacity(rows.len());
-        for chunk in rows.chunks(self.spec.max_batch) {
-            out.extend(self.rollout(chunk)?);
-        }
-        Ok(out)
+        self.traces_on(rows, default_threads())
+    }
+
+    /// [`ReflexModel::traces`] on `threads` threads (≥ 1). Every row is computed on its own (the
+    /// stream path has no arithmetic across rows), so the result does not depend on `threads`.
+    pub fn traces_on(&self, rows: &[Vec<f64>], threads: usize) -> Result<Vec<Vec<f64>>> {
+        check::count_at_least("threads", threads, 1)?;
+        let per = rows
+            .len()
+            .div_ceil(threads)
+            .clamp(1, self.spec.max_batch.max(1));
+        let chunks: Vec<&[Vec<f64>]> = rows.chunks(per).collect();
+        Ok(par_map(&chunks, threads, |c| self.rollout(c))?
+            .into_iter()
+            .flatten()
+            .collect())
     }
 
     fn rollout(&self, rows: &[Vec<f64>]) -> Result<Vec<Vec<f64>>> {
