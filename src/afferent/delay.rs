@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, VecDeque};
 use burn::tensor::Tensor;
 
 use crate::error::{Error, Result};
-use crate::kernel::host::{load_ring, save_ring};
+use crate::kernel::DelayLine;
 use crate::kernel::{
     BufferSpec, HostCx, HostStage, ReadSpec, SaveAt, Stage, StageDecl, StageIo, VjpIo,
 };
@@ -28,12 +28,9 @@ pub struct ConductionDelay {
     masks: Vec<(usize, Tensor<2>)>,
     /// `hist[k]` = input of step `t − 1 − k`.
     hist: VecDeque<Tensor<2>>,
-    /// Streaming path: delays in steps and a ring of the last `max delay` inputs `[batch·n]`.
+    /// Streaming path: delays in steps and the delay line (with its pending adjoints).
     host_delays: Vec<usize>,
-    host_ring: Vec<f64>,
-    host_width: usize,
-    /// Adjoint: pending input adjoints, a ring of `max delay + 1` ticks.
-    host_lring: Vec<f64>,
+    host_line: DelayLine,
 }
 
 impl ConductionDelay {
@@ -67,9 +64,7 @@ impl ConductionDelay {
             masks: Vec::new(),
             hist: VecDeque::new(),
             host_delays: Vec::new(),
-            host_ring: Vec::new(),
-            host_width: 0,
-            host_lring: Vec::new(),
+            host_line: DelayLine::default(),
         })
     }
 
@@ -141,20 +136,11 @@ impl Stage for ConductionDelay {
     }
 }
 
-impl ConductionDelay {
-    fn host_maxd(&self) -> usize {
-        self.host_delays.iter().copied().max().unwrap_or(1)
-    }
-    fn host_width(&self) -> usize {
-        self.host_width
-    }
-}
-
 impl HostStage for ConductionDelay {
     fn host_init(&mut self, cx: &HostCx, _outs: &mut [Vec<f64>]) -> Result<()> {
         self.host_delays = self.delay_steps(cx.dt_s);
-        self.host_width = cx.batch * self.delays_s.len();
-        self.host_ring = vec![0.0; self.host_maxd() * self.host_width];
+        let maxd = self.host_delays.iter().copied().max().unwrap_or(1);
+        self.host_line = DelayLine::new(cx.batch * self.delays_s.len(), maxd);
         Ok(())
     }
     /// `out_i[t] = in_i[t − d_i]` (0 for `t < d_i`).
@@ -166,68 +152,45 @@ impl HostStage for ConductionDelay {
         t: usize,
     ) -> Result<()> {
         let n = self.delays_s.len();
-        let width = cx.batch * n;
         let x = ins[0];
-        if x.len() != width {
+        if x.len() != cx.batch * n {
             return Err(Error::shape(
                 format!("{}.{}", self.name, self.input),
                 format!("[{}, {n}]", cx.batch),
                 format!("{} values", x.len()),
             ));
         }
-        let len = self.host_ring.len() / width;
+        let line = &mut self.host_line;
+        line.push(t, x);
+        let base = line.base(t);
         for b in 0..cx.batch {
             for (i, &d) in self.host_delays.iter().enumerate() {
-                outs[0][b * n + i] = if t >= d {
-                    self.host_ring[((t - d) % len) * width + b * n + i]
-                } else {
-                    0.0
-                };
+                outs[0][b * n + i] = line.get_from(t, base, d, b * n + i);
             }
         }
-        let slot = (t % len) * width;
-        self.host_ring[slot..slot + width].copy_from_slice(x);
         Ok(())
     }
     fn host_save(&self, at: SaveAt, into: &mut Vec<f64>) {
-        if at.full {
-            let width = self.host_width();
-            save_ring(&self.host_ring, width, self.host_maxd(), at.t_next, into);
-        }
+        self.host_line.save(at, into);
     }
     fn host_load(&mut self, at: SaveAt, from: &[f64]) {
-        if at.full {
-            let (width, maxd) = (self.host_width(), self.host_maxd());
-            load_ring(&mut self.host_ring, width, maxd, at.t_next, from);
-        }
+        self.host_line.load(at, from);
     }
     fn adjoint_init(&mut self, _cx: &HostCx, segment: usize) -> Result<()> {
-        let (width, maxd) = (self.host_width(), self.host_maxd());
-        self.host_ring = vec![0.0; (maxd + segment) * width];
-        self.host_lring = vec![0.0; (maxd + 1) * width];
+        self.host_line.lengthen(segment);
         Ok(())
     }
     /// `λ_in_i[t − d_i] += λ_out_i[t]`, delivered when the sweep reaches tick `t − d_i`.
     fn host_vjp(&mut self, cx: &HostCx, io: VjpIo<'_>, t: usize) -> Result<()> {
         let VjpIo { g_outs, g_ins, .. } = io;
         let n = self.delays_s.len();
-        let width = cx.batch * n;
-        let len = self.host_lring.len() / width;
         for b in 0..cx.batch {
             for (i, &d) in self.host_delays.iter().enumerate() {
-                if t >= d {
-                    self.host_lring[((t - d) % len) * width + b * n + i] += g_outs[0][b * n + i];
-                }
+                let k = b * n + i;
+                self.host_line.add_adjoint(t, d, k, g_outs[0][k]);
             }
         }
-        let slot = (t % len) * width;
-        for (g, l) in g_ins[0]
-            .iter_mut()
-            .zip(&mut self.host_lring[slot..slot + width])
-        {
-            *g += *l;
-            *l = 0.0;
-        }
+        self.host_line.take_adjoint(t, &mut g_ins[0]);
         Ok(())
     }
 }

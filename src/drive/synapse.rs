@@ -30,10 +30,9 @@ use rand::{Rng, SeedableRng};
 use super::fused::{IirCfg, IirKind, syn_iir};
 use super::generator::DD_SPIKES;
 use crate::error::{Error, Result, check};
-use crate::kernel::host::{load_ring, save_ring};
 use crate::kernel::{
-    AdjointUse, BufferSpec, Ctx, HostCx, HostStage, Precision, ReadSpec, SaveAt, Stage, StageDecl,
-    StageIo, Traces, VjpIo, to_vec_f32, to_vec_f64,
+    AdjointUse, BufferSpec, Ctx, DelayLine, HostCx, HostStage, Precision, ReadSpec, SaveAt, Stage,
+    StageDecl, StageIo, Traces, VjpIo, to_vec_f32, to_vec_f64,
 };
 
 /// Name of the synaptic conductance buffer (`[n_mn]`, siemens).
@@ -376,27 +375,25 @@ pub struct Synapse {
     host_state: HostSyn,
 }
 
-/// Streaming-path state: the delay line (ring of `delay` past inputs), the filter states, the
-/// per-event increments `w·f` `[1|batch, 1|n_tgt]` and the arrival buffer.
+/// Streaming-path state: the delay line of `delay` ticks (with its pending adjoints), the filter
+/// states, the per-event increments `w·f` `[1|batch, 1|n_tgt]` and the arrival buffer.
 #[derive(Default)]
 struct HostSyn {
-    ring: Vec<f64>,
+    line: DelayLine,
     delay: usize,
     a: Vec<f64>,
     b: Vec<f64>,
     wf: Vec<f64>,
     wf_dims: [usize; 2],
     x: Vec<f64>,
-    /// Values per tick of the input (`batch·n_src`).
-    width: usize,
+    /// The input adjoints of one tick (scratch).
+    ls: Vec<f64>,
     /// How the input's writer uses the input's adjoint, and the in-degree of each target.
     input_use: Option<AdjointUse>,
     indeg: Vec<f64>,
-    /// Adjoint: of the filter states, the pending input adjoints (ring of `D + 1` ticks) and
-    /// the gradient of `w·f` (in `wf`'s layout).
+    /// Adjoint: of the filter states, and the gradient of `w·f` (in `wf`'s layout).
     la: Vec<f64>,
     lb: Vec<f64>,
-    lring: Vec<f64>,
     gwf: Vec<f64>,
 }
 
@@ -415,26 +412,6 @@ fn arrivals(conn: &ConnectivityMatrix, s: &[f64], x: &mut [f64], nb: usize, n_sr
             }
         }
     }
-}
-
-/// The input of tick `t − D` (`None` before tick `D`: zeros) from a delay line `ring` whose slot
-/// `τ mod len` holds the input of tick `τ`; `s_now` when `D = 0`.
-fn delayed_input<'s>(
-    ring: &'s [f64],
-    delay: usize,
-    s_now: &'s [f64],
-    t: usize,
-    width: usize,
-) -> Option<&'s [f64]> {
-    if delay == 0 {
-        return Some(s_now);
-    }
-    if t < delay {
-        return None;
-    }
-    let len = ring.len() / width;
-    let slot = ((t - delay) % len) * width;
-    Some(&ring[slot..slot + width])
 }
 
 impl HostSyn {
@@ -695,9 +672,8 @@ impl HostStage for Synapse {
         let (b, n_src, n_tgt) = (cx.batch, self.cfg.n_dd, self.cfg.n_mn);
         let delay = self.cfg.delay_steps(cx.dt_s);
         self.host_state = HostSyn {
-            ring: vec![0.0; delay * b * n_src],
+            line: DelayLine::new(b * n_src, delay),
             delay,
-            width: b * n_src,
             a: vec![0.0; b * n_tgt],
             b: vec![0.0; b * n_tgt],
             wf: to_vec_f64(self.wf()),
@@ -718,20 +694,14 @@ impl HostStage for Synapse {
     ) -> Result<()> {
         let (nb, n_src, n_tgt) = (cx.batch, self.cfg.n_dd, self.cfg.n_mn);
         let st = &mut self.host_state;
-        let s_now = ins[0];
-        let width = nb * n_src;
-        // the input of tick t − D (read before this tick's input is stored)
+        st.line.push(t, ins[0]);
+        // the input of tick t − D (zeros before tick D)
         let mut x = std::mem::take(&mut st.x);
-        match delayed_input(&st.ring, st.delay, s_now, t, width) {
+        match st.line.row(t, st.delay) {
             Some(sd) => arrivals(&self.conn, sd, &mut x, nb, n_src),
             None => x.fill(0.0),
         }
         st.x = x;
-        if st.delay > 0 {
-            let len = st.ring.len() / width;
-            let slot = (t % len) * width;
-            st.ring[slot..slot + width].copy_from_slice(s_now);
-        }
         let out = &mut outs[0];
         let kind = self.cfg.kinetics.iir(cx.dt_s);
         for bb in 0..nb {
@@ -758,40 +728,31 @@ impl HostStage for Synapse {
         let st = &self.host_state;
         into.extend_from_slice(&st.a);
         into.extend_from_slice(&st.b);
-        if at.full && st.delay > 0 {
-            save_ring(&st.ring, st.width, st.delay, at.t_next, into);
-        }
+        st.line.save(at, into);
     }
     fn host_load(&mut self, at: SaveAt, from: &[f64]) {
         let st = &mut self.host_state;
         let n = st.a.len();
         st.a.copy_from_slice(&from[..n]);
         st.b.copy_from_slice(&from[n..2 * n]);
-        if at.full && st.delay > 0 {
-            load_ring(&mut st.ring, st.width, st.delay, at.t_next, &from[2 * n..]);
-        }
+        st.line.load(at, &from[2 * n..]);
     }
     fn adjoint_init(&mut self, cx: &HostCx, segment: usize) -> Result<()> {
         let st = &mut self.host_state;
         st.la = vec![0.0; st.a.len()];
         st.lb = vec![0.0; st.b.len()];
-        st.lring = vec![0.0; (st.delay + 1) * cx.batch * self.cfg.n_dd];
+        st.ls = vec![0.0; cx.batch * self.cfg.n_dd];
         st.gwf = vec![0.0; st.wf.len()];
-        if st.delay > 0 {
-            st.ring = vec![0.0; (st.delay + segment) * st.width];
-        }
+        st.line.lengthen(segment);
         Ok(())
     }
     /// Reverse of the filter (`λ_A ← a1·λ_A'`, `λ_B ← a2·λ_B'`, `λ_term = λ_A' + λ_B'`) and of
     /// the arrivals: `G_i = Σ_{j ∈ C(i)} λ_term_j`, `λ_s_i = w·f·G_i` delivered to the input tick
     /// `t − D`, `∂L/∂(w·f) += Σ_i s_i·G_i` (per-target weights: `Σ_j λ_term_j·x_j`).
     fn host_vjp(&mut self, cx: &HostCx, io: VjpIo<'_>, t: usize) -> Result<()> {
-        let VjpIo {
-            ins, g_outs, g_ins, ..
-        } = io;
+        let VjpIo { g_outs, g_ins, .. } = io;
         let (nb, n_src, n_tgt) = (cx.batch, self.cfg.n_dd, self.cfg.n_mn);
         let kind = self.cfg.kinetics.iir(cx.dt_s);
-        let width = nb * n_src;
         let st = &mut self.host_state;
         // λ_term per (row, target), into the scratch `x`
         let mut lterm = std::mem::take(&mut st.x);
@@ -814,9 +775,9 @@ impl HostStage for Synapse {
         }
         let per_target = st.wf_dims[1] != 1;
         let use_ = st.input_use.unwrap_or(AdjointUse::Full);
-        if let Some(sd) = delayed_input(&st.ring, st.delay, ins[0], t, width) {
-            let ring_len = st.delay + 1;
-            let slot = ((t - st.delay) % ring_len) * width;
+        let mut ls = std::mem::take(&mut st.ls);
+        ls.fill(0.0);
+        let has_input = if let Some(sd) = st.line.row(t, st.delay) {
             let wrow = |bb: usize| if st.wf_dims[0] == 1 { 0 } else { bb };
             let wbase = |bb: usize| if st.wf_dims[0] == 1 { 0 } else { bb * n_tgt };
             for bb in 0..nb {
@@ -853,7 +814,7 @@ impl HostStage for Synapse {
                     AdjointUse::Unused => {}
                     AdjointUse::SumOnly => {
                         let total: f64 = (0..n_tgt).map(|j| st.indeg[j] * lt[j] * wf_j(j)).sum();
-                        st.lring[slot + bb * n_src] += total;
+                        ls[bb * n_src] += total;
                     }
                     AdjointUse::Full => {
                         for i in 0..n_src {
@@ -863,19 +824,24 @@ impl HostStage for Synapse {
                                 self.conn.targets(i).iter().map(|&j| lt[j]).sum::<f64>()
                                     * st.wf[wrow(bb)]
                             };
-                            st.lring[slot + bb * n_src + i] += g;
+                            ls[bb * n_src + i] += g;
                         }
                     }
                 }
             }
-        }
+            true
+        } else {
+            false
+        };
         st.x = lterm;
-        let ring_len = st.delay + 1;
-        let slot = (t % ring_len) * width;
-        for (g, l) in g_ins[0].iter_mut().zip(&mut st.lring[slot..slot + width]) {
-            *g += *l;
-            *l = 0.0;
+        if has_input && use_ != AdjointUse::Unused {
+            let row = st.line.adjoint_row(t, st.delay).expect("t ≥ D");
+            for (r, l) in row.iter_mut().zip(&ls) {
+                *r += l;
+            }
         }
+        st.ls = ls;
+        st.line.take_adjoint(t, &mut g_ins[0]);
         Ok(())
     }
     fn set_input_adjoint_use(&mut self, _input: usize, use_: AdjointUse) {

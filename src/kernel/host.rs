@@ -139,38 +139,6 @@ pub struct SaveAt {
     pub full: bool,
 }
 
-/// A delay line of `len` slots of `width` values, slot `τ mod len` holding the input of tick
-/// `τ`: appends to `into` the inputs of ticks `t_next − depth … t_next − 1` (zeros before tick 0).
-pub fn save_ring(ring: &[f64], width: usize, depth: usize, t_next: usize, into: &mut Vec<f64>) {
-    let len = ring.len() / width.max(1);
-    for tau in t_next as i64 - depth as i64..t_next as i64 {
-        if tau < 0 || len == 0 {
-            into.extend(std::iter::repeat_n(0.0, width));
-        } else {
-            let s = (tau as usize % len) * width;
-            into.extend_from_slice(&ring[s..s + width]);
-        }
-    }
-}
-
-/// Restores what [`save_ring`] saved; returns the number of values read.
-pub fn load_ring(
-    ring: &mut [f64],
-    width: usize,
-    depth: usize,
-    t_next: usize,
-    from: &[f64],
-) -> usize {
-    let len = ring.len() / width.max(1);
-    for (k, tau) in (t_next as i64 - depth as i64..t_next as i64).enumerate() {
-        if tau >= 0 && len > 0 {
-            let s = (tau as usize % len) * width;
-            ring[s..s + width].copy_from_slice(&from[k * width..(k + 1) * width]);
-        }
-    }
-    depth * width
-}
-
 /// `value[b]` of a `[1|batch]` parameter column read to the host (row 0 broadcast).
 #[inline]
 pub fn row(values: &[f64], b: usize) -> f64 {

@@ -8,6 +8,7 @@
 //! - [`SimResult`]: host-side result per batch element.
 
 pub mod ctx;
+pub mod delay_line;
 pub mod dual;
 pub mod graph;
 pub mod host;
@@ -18,6 +19,7 @@ pub mod state;
 pub mod stream;
 
 pub use ctx::{BackendKind, Ctx, Precision, scalar_f64, to_vec_f32, to_vec_f64};
+pub use delay_line::DelayLine;
 pub use graph::Graph;
 pub use host::{AdjointUse, HostCx, HostStage, SaveAt, VjpIo};
 pub use result::SimResult;

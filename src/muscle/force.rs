@@ -26,10 +26,10 @@ use super::twitch::{
     myogen_compat_gain, saturation,
 };
 use crate::error::{Error, Result};
-use crate::kernel::host::{load_ring, row, save_ring};
+use crate::kernel::host::row;
 use crate::kernel::{
-    BufferSpec, Ctx, HostCx, HostStage, ReadSpec, SaveAt, Stage, StageDecl, StageIo, Traces, VjpIo,
-    names, to_vec_f64,
+    BufferSpec, Ctx, DelayLine, HostCx, HostStage, ReadSpec, SaveAt, Stage, StageDecl, StageIo,
+    Traces, VjpIo, names, to_vec_f64,
 };
 
 /// "No previous spike" value of the time-since-last-spike state (s): large enough that
@@ -109,9 +109,8 @@ pub struct TwitchForce {
 
 /// Streaming-path constants and state, `[batch·n]` row-major (the stream path's
 /// [`crate::kernel::host`]): IIR coefficients, `T_i`, constant gain, `P_i`, saturation `c_i`,
-/// `F0` per row, delays; the twitch states, the time since the last spike, a ring of the last
-/// `d_max + 1` inputs; and, for the adjoint, the state adjoints and a ring of pending input
-/// adjoints.
+/// `F0` per row, delays; the twitch states, the time since the last spike, the delay line of
+/// the inputs (with its pending adjoints); and, for the adjoint, the state adjoints.
 #[derive(Default, Debug)]
 struct HostForce {
     n: usize,
@@ -127,25 +126,14 @@ struct HostForce {
     f_cur: Vec<f64>,
     f_prev: Vec<f64>,
     tau: Vec<f64>,
-    ring: Vec<f64>,
+    line: DelayLine,
     l_cur: Vec<f64>,
     l_prev: Vec<f64>,
     l_tau: Vec<f64>,
-    lring: Vec<f64>,
     g_f0: Vec<f64>,
 }
 
 impl HostForce {
-    /// The largest delay (steps) + 1: the pending-adjoint ring's length, and the delay line's
-    /// length without an adjoint (with one it is longer by a segment).
-    fn ring_len(&self) -> usize {
-        self.delays.iter().copied().max().unwrap_or(0) + 1
-    }
-    /// Slot of tick `t − d` in a ring of `len` slots, given `base = t mod len` (`d < len`).
-    #[inline(always)]
-    fn slot(base: usize, d: usize, len: usize) -> usize {
-        if base >= d { base - d } else { base + len - d }
-    }
     /// `y = sig(c, f)` and `dy/df` of element `k`.
     #[inline]
     fn y(&self, k: usize, f: f64) -> (f64, f64) {
@@ -404,7 +392,7 @@ impl HostStage for TwitchForce {
             tau: vec![NO_PREVIOUS_SPIKE_S; batch * n],
             ..Default::default()
         };
-        h.ring = vec![0.0; h.ring_len() * batch * n];
+        h.line = DelayLine::new(batch * n, h.delays.iter().copied().max().unwrap_or(0));
         self.host_state = h;
         Ok(())
     }
@@ -429,20 +417,15 @@ impl HostStage for TwitchForce {
                 format!("{} values", s.len()),
             ));
         }
-        let len = h.ring.len() / width;
-        let base = t % len;
-        h.ring[base * width..(base + 1) * width].copy_from_slice(s);
+        h.line.push(t, s);
+        let base = h.line.base(t);
         let fug = self.gain == GainMode::Fuglevand;
         for b in 0..cx.batch {
             let mut acc = 0.0;
             for i in 0..n {
                 let k = b * n + i;
                 let d = h.delays[i];
-                let sd = if t >= d {
-                    h.ring[HostForce::slot(base, d, len) * width + k]
-                } else {
-                    0.0
-                };
+                let sd = h.line.get_from(t, base, d, k);
                 let u = if fug {
                     // the gain only matters for a (delayed) spike; most ticks have none
                     let u = if sd != 0.0 {
@@ -469,10 +452,7 @@ impl HostStage for TwitchForce {
         for v in [&h.f_cur, &h.f_prev, &h.tau] {
             into.extend_from_slice(v);
         }
-        if at.full {
-            let depth = h.ring_len() - 1;
-            save_ring(&h.ring, h.f_cur.len(), depth, at.t_next, into);
-        }
+        h.line.save(at, into);
     }
     fn host_load(&mut self, at: SaveAt, from: &[f64]) {
         let h = &mut self.host_state;
@@ -482,10 +462,7 @@ impl HostStage for TwitchForce {
             v.copy_from_slice(&from[k..k + m]);
             k += m;
         }
-        if at.full {
-            let (depth, width) = (h.ring_len() - 1, h.f_cur.len());
-            load_ring(&mut h.ring, width, depth, at.t_next, &from[k..]);
-        }
+        h.line.load(at, &from[k..]);
     }
     fn adjoint_init(&mut self, _cx: &HostCx, segment: usize) -> Result<()> {
         let h = &mut self.host_state;
@@ -493,9 +470,8 @@ impl HostStage for TwitchForce {
         h.l_cur = vec![0.0; width];
         h.l_prev = vec![0.0; width];
         h.l_tau = vec![0.0; width];
-        h.lring = vec![0.0; h.ring_len() * width];
         h.g_f0 = vec![0.0; h.f0.len()];
-        h.ring = vec![0.0; (h.ring_len() + segment) * width];
+        h.line.lengthen(segment);
         Ok(())
     }
     /// Reverse of the step: the IIR (`λ_f ← a·λ_f' + λ_fprev' + F0·P·y'(f)·ḡ`,
@@ -503,14 +479,10 @@ impl HostStage for TwitchForce {
     /// delay (adjoints delivered to the input tick `t − d_i`); `∂L/∂F0` per row.
     #[allow(clippy::needless_range_loop)] // several arrays share the index
     fn host_vjp(&mut self, cx: &HostCx, io: VjpIo<'_>, t: usize) -> Result<()> {
-        let VjpIo {
-            ins, g_outs, g_ins, ..
-        } = io;
+        let VjpIo { g_outs, g_ins, .. } = io;
         let h = &mut self.host_state;
         let n = h.n;
-        let width = cx.batch * n;
-        let len = h.ring_len();
-        let ring_len = h.ring.len() / width;
+        let base = h.line.base(t);
         let fug = self.gain == GainMode::Fuglevand;
         for b in 0..cx.batch {
             let go = g_outs[0][b];
@@ -518,17 +490,8 @@ impl HostStage for TwitchForce {
             for i in 0..n {
                 let k = b * n + i;
                 let d = h.delays[i];
-                // the ring holds this tick's input in slot t (the forward wrote it before use);
-                // restored states are from before the tick, so read the input from `t − d`
-                let sd = if t >= d {
-                    if d == 0 {
-                        ins[0][k]
-                    } else {
-                        h.ring[((t - d) % ring_len) * width + k]
-                    }
-                } else {
-                    0.0
-                };
+                // the segment's recomputation left tick t's input in the line
+                let sd = h.line.get_from(t, base, d, k);
                 let (y, dy) = h.y(k, h.f_cur[k]);
                 sum_py += h.p[k] * y;
                 let lf_next = h.l_cur[k];
@@ -556,18 +519,12 @@ impl HostStage for TwitchForce {
                 };
                 h.l_cur[k] = l_cur;
                 h.l_prev[k] = l_prev;
-                if t >= d {
-                    h.lring[((t - d) % len) * width + k] += gsd;
-                }
+                h.line.add_adjoint(t, d, k, gsd);
             }
             let row_i = if h.g_f0.len() == 1 { 0 } else { b };
             h.g_f0[row_i] += go * sum_py;
         }
-        let slot = (t % len) * width;
-        for (g, l) in g_ins[0].iter_mut().zip(&mut h.lring[slot..slot + width]) {
-            *g += *l;
-            *l = 0.0;
-        }
+        h.line.take_adjoint(t, &mut g_ins[0]);
         Ok(())
     }
     fn param_grads(&self) -> Vec<(String, Vec<f64>)> {
