@@ -157,6 +157,6 @@ fn reflex_rows_on_several_threads_equal_one_thread() {
             "{threads} threads"
         );
     }
-    let err = model.traces_on(&rows, 0).err().expect("refused");
+    let err = model.traces_on(&rows, 0).expect_err("refused");
     assert!(err.to_string().contains("threads"), "{err}");
 }
