@@ -4,7 +4,9 @@
 //! - [`Stage`] / [`Readout`]: per-tick nodes and whole-trace post-processing.
 //! - [`Graph`]: topological order from declared reads/writes; delayed (one-tick) feedback edges.
 //! - [`Simulation`]: the driver (tape path: tick-major; fused path: stage-major with fused scans;
-//!   stream path: tick-major on the host, feedback included — [`host`]).
+//!   stream path: tick-major on the host, feedback included — [`host`], its driver and adjoint
+//!   in [`stream`], with [`DelayLine`] for stages that read their input back later and
+//!   [`dual`] numbers for step Jacobians).
 //! - [`SimResult`]: host-side result per batch element.
 
 pub mod ctx;
