@@ -29,12 +29,14 @@ use std::sync::{Arc, Mutex};
 use burn::tensor::Tensor;
 
 use super::fused::{self, LifScanSpec, host::N_COEF};
+
+mod host;
 use super::spike::{SURROGATE_BETA, SpikeMode, spike_fn};
 use crate::error::{Error, Result, check};
 use crate::kernel::{
-    BufferSpec, Ctx, HostCx, HostStage, ReadSpec, SaveAt, Stage, StageDecl, StageIo, Traces, VjpIo,
-    to_vec_f64,
+    BufferSpec, Ctx, HostStage, ReadSpec, Stage, StageDecl, StageIo, Traces, to_vec_f64,
 };
+use host::HostLif;
 
 /// Calibrated constants of the default fast model.
 ///
@@ -469,17 +471,6 @@ pub struct LifPool {
     host_state: HostLif,
 }
 
-/// Streaming-path state: stacked coefficients `[P, B·N]`, `v`, `a` `[B·N]`.
-#[derive(Default)]
-struct HostLif {
-    coef: Vec<f64>,
-    v: Vec<f64>,
-    a: Vec<f64>,
-    /// Adjoints of `v`, `a` (stream adjoint).
-    lv: Vec<f64>,
-    la: Vec<f64>,
-}
-
 impl LifPool {
     /// A pool named `name` with the given parameters and settings.
     pub fn new(name: impl Into<String>, params: LifParams, cfg: LifConfig) -> Result<Self> {
@@ -675,133 +666,6 @@ impl Stage for LifPool {
 
     fn host(&mut self) -> Option<&mut dyn HostStage> {
         Some(self)
-    }
-}
-
-impl HostStage for LifPool {
-    fn host_init(&mut self, cx: &HostCx, _outs: &mut [Vec<f64>]) -> Result<()> {
-        let c = self.params.coefficients(cx.dt_s, cx.batch)?;
-        let coef = to_vec_f64(c.stacked());
-        let v = to_vec_f64(c.v_rest.clone());
-        let a = vec![0.0; v.len()];
-        self.host_state = HostLif {
-            coef,
-            v,
-            a,
-            ..Default::default()
-        };
-        Ok(())
-    }
-    /// [`lif_step`] on every element (input checked as on the tape); `outs` = spikes (and `v`).
-    fn host_step(
-        &mut self,
-        cx: &HostCx,
-        ins: &[&[f64]],
-        outs: &mut [Vec<f64>],
-        t: usize,
-    ) -> Result<()> {
-        let n = self.n_units();
-        let bn = self.host_state.v.len();
-        let coef = &self.host_state.coef;
-        let row = |c: usize| &coef[c * bn..(c + 1) * bn];
-        self.check_input(ins[0], row(0), row(1), n, t, cx.dt_s)?;
-        let st = &mut self.host_state;
-        let coef = &st.coef;
-        let cond = self.cfg.input == LifInput::Conductance;
-        let rate = self.cfg.mode == SpikeMode::Rate;
-        fused::host::tick(
-            ins[0],
-            &mut st.v,
-            &mut st.a,
-            &mut outs[0],
-            coef,
-            cond,
-            rate,
-            1.0 / self.cfg.spike_scale_v,
-            self.cfg.beta,
-        );
-        if self.cfg.record_v {
-            outs[1].copy_from_slice(&st.v);
-        }
-        Ok(())
-    }
-    fn host_save(&self, _at: SaveAt, into: &mut Vec<f64>) {
-        into.extend_from_slice(&self.host_state.v);
-        into.extend_from_slice(&self.host_state.a);
-    }
-    fn host_load(&mut self, _at: SaveAt, from: &[f64]) {
-        let n = self.host_state.v.len();
-        self.host_state.v.copy_from_slice(&from[..n]);
-        self.host_state.a.copy_from_slice(&from[n..2 * n]);
-    }
-    fn adjoint_init(&mut self, _cx: &HostCx, _segment: usize) -> Result<()> {
-        let n = self.host_state.v.len();
-        self.host_state.lv = vec![0.0; n];
-        self.host_state.la = vec![0.0; n];
-        Ok(())
-    }
-    /// Reverse of [`lif_step`] per element: spike slope `β·σ(1 − σ)` (rate), the surrogate
-    /// slope (surrogate) or 0 (hard); the reset and AHP terms pass the spike's gradient unless
-    /// `detach_spike_state`. No parameter gradients (the pool's constants are fixed here).
-    fn host_vjp(&mut self, _cx: &HostCx, io: VjpIo<'_>, _t: usize) -> Result<()> {
-        let VjpIo {
-            ins, g_outs, g_ins, ..
-        } = io;
-        let st = &mut self.host_state;
-        let bn = st.v.len();
-        let c = |k: usize, j: usize| st.coef[k * bn + j];
-        let cond = self.cfg.input == LifInput::Conductance;
-        let (inv, beta) = (1.0 / self.cfg.spike_scale_v, self.cfg.beta);
-        for j in 0..bn {
-            let (al, r, vr, th, vres, k, jump, e, ib) = (
-                c(0, j),
-                c(1, j),
-                c(2, j),
-                c(3, j),
-                c(4, j),
-                c(5, j),
-                c(6, j),
-                c(7, j),
-                c(8, j),
-            );
-            let (x, v, a) = (ins[0][j], st.v[j], st.a[j]);
-            let drive = if cond { x * (e - v) } else { x };
-            let i = drive + ib - a;
-            let v1 = v + al * (r * i - (v - vr));
-            let m = (v1 - th) * inv;
-            let (s, slope) = match self.cfg.mode {
-                SpikeMode::Rate => {
-                    let sg = 1.0 / (1.0 + (-(m * beta)).exp());
-                    (sg, beta * sg * (1.0 - sg))
-                }
-                SpikeMode::Surrogate => {
-                    (f64::from(m > 0.0), super::spike::surrogate_slope(m, beta))
-                }
-                SpikeMode::Hard => (f64::from(m > 0.0), 0.0),
-            };
-            let mut lv = st.lv[j];
-            if self.cfg.record_v {
-                lv += g_outs[1][j];
-            }
-            let la = st.la[j];
-            let mut gs = g_outs[0][j];
-            if !self.cfg.detach_spike_state {
-                gs += -lv * (v1 - vres) + la * jump;
-            }
-            let gv1 = lv * (1.0 - s) + gs * slope * inv;
-            let gi = gv1 * al * r;
-            let mut gv = gv1 * (1.0 - al);
-            let gx = if cond {
-                gv -= gi * x;
-                gi * (e - v)
-            } else {
-                gi
-            };
-            st.lv[j] = gv;
-            st.la[j] = la * k - gi;
-            g_ins[0][j] += gx;
-        }
-        Ok(())
     }
 }
 

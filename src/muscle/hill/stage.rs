@@ -289,9 +289,8 @@ impl HostStage for HillMuscle {
             .host
             .as_ref()
             .ok_or_else(|| Error::config(&self.name, "adjoint_init before host_init"))?;
-        let mut zero = h.row(0.0);
-        zero.l = 0.0;
-        self.host_lam = vec![zero; cx.batch];
+        // the adjoint of a row's state starts at zero (a row "at length 0" is all zeros)
+        self.host_lam = vec![h.row(0.0); cx.batch];
         Ok(())
     }
     /// [`HillHost::vjp`] per row; the angle's adjoint goes to the previous tick (delayed read).
