@@ -309,9 +309,10 @@ impl Simulation {
     /// the stages expose (named `<stage>.<parameter>`). The state is checkpointed every
     /// `checkpoint_every` ticks and recomputed segment by segment in the reverse sweep.
     ///
-    /// Errors: `checkpoint_every` 0 or above the step count; a stage without an adjoint (the
-    /// spike modes with a surrogate or pathwise gradient have none here: use rate or hard);
-    /// a gradient for a buffer that was not recorded, or of the wrong length; any forward error.
+    /// Errors: `checkpoint_every` 0 or above the step count; a stage without an adjoint (e.g.
+    /// pathwise generators, the GTO's direct-form filter; pools have one in hard, surrogate and
+    /// rate modes, generators in hard, expected, rate and grid-rate modes); a gradient for a
+    /// buffer that was not recorded, or of the wrong length; any forward error.
     pub fn stream_gradient(
         &mut self,
         checkpoint_every: usize,
