@@ -288,6 +288,11 @@ impl Gto {
         Some((g_f, gr * u.ln()))
     }
 
+    /// The realisation of the filter.
+    pub fn form(&self) -> GtoForm {
+        self.form
+    }
+
     /// The gains `(G1 in Hz, G2 in N)` as host columns `[1|batch]`.
     pub fn gains_host(&self) -> (Vec<f64>, Vec<f64>) {
         (

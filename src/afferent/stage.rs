@@ -9,7 +9,7 @@ use crate::kernel::{
     BufferSpec, HostCx, HostStage, ReadSpec, SaveAt, Stage, StageDecl, StageIo, VjpIo,
 };
 
-use super::gto::{Gto, GtoParams, GtoState};
+use super::gto::{Gto, GtoForm, GtoParams, GtoState};
 use super::spindle::{Spindle, SpindleState};
 use super::spindle_host::{SPINDLE_ROW_LEN, SpindleIn, SpindleRow};
 
@@ -282,10 +282,11 @@ impl HostStage for GtoStage {
         }
     }
     fn adjoint_init(&mut self, cx: &HostCx, _segment: usize) -> Result<()> {
-        if self.gto.as_ref().is_some_and(|g| {
-            g.vjp_host(&[0.0; 4], &mut [0.0; 4], 0.0, 0.0, 1.0, 1.0)
-                .is_none()
-        }) {
+        if self
+            .gto
+            .as_ref()
+            .is_some_and(|g| g.form() != GtoForm::Parallel)
+        {
             return Err(crate::Error::config(
                 "path",
                 "the GTO's direct-form filter has no adjoint on the stream path (the default \

@@ -412,6 +412,22 @@ impl Stage for DriveRate {
     }
 }
 
+impl DriveRate {
+    /// Row `b`'s unclipped rate at step `t` (Hz), with `ψ = f·2πtΔt + φ` and `ξ_t`:
+    /// `(DC + A·sin ψ + σ·ξ_t, ψ, ξ_t)`, in [`drive_rate_step`]'s operation order.
+    fn host_rate(&self, cx: &HostCx, b: usize, t: usize) -> (f64, f64, f64) {
+        let c = 2.0 * std::f64::consts::PI * (t as f64) * cx.dt_s;
+        let [dc, amp, freq, phase, sd] = &self.host_p;
+        let psi = row(freq, b) * c + row(phase, b);
+        let xi = self.xi[t * cx.batch + b];
+        (
+            row(dc, b) + row(amp, b) * psi.sin() + row(sd, b) * xi,
+            psi,
+            xi,
+        )
+    }
+}
+
 impl HostStage for DriveRate {
     fn host_init(&mut self, _cx: &HostCx, _outs: &mut [Vec<f64>]) -> Result<()> {
         let p = &self.params;
@@ -433,12 +449,8 @@ impl HostStage for DriveRate {
         outs: &mut [Vec<f64>],
         t: usize,
     ) -> Result<()> {
-        let c = 2.0 * std::f64::consts::PI * (t as f64) * cx.dt_s;
-        let [dc, amp, freq, phase, sd] = &self.host_p;
         for (b, out) in outs[0].iter_mut().enumerate() {
-            let osc = (row(freq, b) * c + row(phase, b)).sin();
-            let r = row(dc, b) + row(amp, b) * osc + row(sd, b) * self.xi[t * cx.batch + b];
-            *out = self.clip.apply_host(r);
+            *out = self.clip.apply_host(self.host_rate(cx, b, t).0);
         }
         Ok(())
     }
@@ -451,13 +463,10 @@ impl HostStage for DriveRate {
     fn host_vjp(&mut self, cx: &HostCx, io: VjpIo<'_>, t: usize) -> Result<()> {
         let VjpIo { g_outs, .. } = io;
         let c = 2.0 * std::f64::consts::PI * (t as f64) * cx.dt_s;
-        let [dc, amp, freq, phase, sd] = &self.host_p;
         for b in 0..cx.batch {
-            let psi = row(freq, b) * c + row(phase, b);
-            let xi = self.xi[t * cx.batch + b];
-            let r = row(dc, b) + row(amp, b) * psi.sin() + row(sd, b) * xi;
+            let (r, psi, xi) = self.host_rate(cx, b, t);
             let g = g_outs[0][b] * self.clip.slope_host(r);
-            let a = row(amp, b) * psi.cos();
+            let a = row(&self.host_p[1], b) * psi.cos();
             for (k, d) in [1.0, psi.sin(), a * c, a, xi].into_iter().enumerate() {
                 let gv = &mut self.host_g[k];
                 let i = if gv.len() == 1 { 0 } else { b };

@@ -22,8 +22,8 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use super::fused::{TwitchScanSpec, fused_supported, twitch_scan};
 use super::twitch::{
-    IirCoeffs, MYOGEN_FS_HZ, Twitches, fuglevand_gain, fuglevand_gain_f64, iir_coeffs, iir_step,
-    myogen_compat_gain, saturation,
+    IirCoeffs, MYOGEN_FS_HZ, Twitches, fuglevand_gain, fuglevand_gain_f64,
+    fuglevand_gain_slope_f64, iir_coeffs, iir_step, myogen_compat_gain, saturation,
 };
 use crate::error::{Error, Result};
 use crate::kernel::host::row;
@@ -502,15 +502,7 @@ impl HostStage for TwitchForce {
                     let tau = h.tau[k];
                     let r = h.t_s[k] / tau;
                     let g = fuglevand_gain_f64(r);
-                    let dg = if r > super::twitch::GAIN_RATE_KNEE {
-                        let e = (-2.0 * r * r * r).exp();
-                        let sf = 1.0 - e;
-                        ((6.0 * r * r * e) / r - sf / (r * r))
-                            / (super::twitch::sf(super::twitch::GAIN_RATE_KNEE)
-                                / super::twitch::GAIN_RATE_KNEE)
-                    } else {
-                        0.0
-                    };
+                    let dg = fuglevand_gain_slope_f64(r);
                     let lt = h.l_tau[k];
                     h.l_tau[k] = gu * sd * dg * (-h.t_s[k] / (tau * tau)) + lt * (1.0 - sd);
                     gu * g - lt * tau

@@ -231,6 +231,17 @@ pub fn fuglevand_gain_f64(r: f64) -> f64 {
     }
 }
 
+/// `dg/dr` of [`fuglevand_gain_f64`]: 0 for `r <= 0.4`, else
+/// `(Sf'(r)/r − Sf(r)/r²)/(Sf(0.4)/0.4)` with `Sf'(r) = 6r²·e^{−2r³}`.
+pub fn fuglevand_gain_slope_f64(r: f64) -> f64 {
+    if r > GAIN_RATE_KNEE {
+        let e = (-2.0 * r * r * r).exp();
+        ((6.0 * r * r * e) / r - (1.0 - e) / (r * r)) / (sf(GAIN_RATE_KNEE) / GAIN_RATE_KNEE)
+    } else {
+        0.0
+    }
+}
+
 /// MyoGen 0.12's effective per-unit constant gain (fixtures README §2): MyoGen's inter-spike
 /// interval is one sample at every spike, so its eq.-17 gain is `g(r)` with `r = T_i · fs / 1`
 /// (`T_i` in s, `fs` in Hz, so `r` = contraction time in samples at `fs`) — ≈ `3.33 / r`.

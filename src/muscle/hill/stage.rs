@@ -95,29 +95,40 @@ impl HillMuscle {
         l: &burn::tensor::Tensor<2>,
         t: usize,
     ) -> Result<()> {
-        let pi = std::f64::consts::PI;
         for a in angle
             .map(|a| crate::kernel::to_vec_f64(a.clone()))
             .unwrap_or_default()
         {
-            if !(a.is_finite() && a.abs() <= pi) {
-                return Err(Error::invalid(
-                    format!("{}.angle_rad (step {t})", self.name),
-                    a,
-                    "within ±π rad: the MTU-length polynomial holds over a physiological range \
-                     (give the joint stiffness or an opposing torque)",
-                ));
-            }
+            self.check_angle(a, t)?;
         }
-        let lo = self.model.params.min_length_l0();
         for v in crate::kernel::to_vec_f64(l.clone()) {
-            if !(v.is_finite() && v > lo && v < 3.0) {
-                return Err(Error::invalid(
-                    format!("{}.fibre_length_l0 (step {t})", self.name),
-                    v,
-                    format!("in ({lo:.3}, 3) L0"),
-                ));
-            }
+            self.check_length(v, t)?;
+        }
+        Ok(())
+    }
+
+    /// The angle read from the joint (rad) within ±π.
+    fn check_angle(&self, a: f64, t: usize) -> Result<()> {
+        if !(a.is_finite() && a.abs() <= std::f64::consts::PI) {
+            return Err(Error::invalid(
+                format!("{}.angle_rad (step {t})", self.name),
+                a,
+                "within ±π rad: the MTU-length polynomial holds over a physiological range \
+                 (give the joint stiffness or an opposing torque)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The fascicle length (L0) in `(min_length, 3)`.
+    fn check_length(&self, l: f64, t: usize) -> Result<()> {
+        let lo = self.model.params.min_length_l0();
+        if !(l.is_finite() && l > lo && l < 3.0) {
+            return Err(Error::invalid(
+                format!("{}.fibre_length_l0 (step {t})", self.name),
+                l,
+                format!("in ({lo:.3}, 3) L0"),
+            ));
         }
         Ok(())
     }
@@ -194,32 +205,6 @@ impl Stage for HillMuscle {
     }
 }
 
-impl HillMuscle {
-    /// The host counterpart of `check_range` for one row.
-    fn check_range_host(&self, angle: Option<f64>, l: f64, t: usize) -> Result<()> {
-        let pi = std::f64::consts::PI;
-        if let Some(a) = angle
-            && !(a.is_finite() && a.abs() <= pi)
-        {
-            return Err(Error::invalid(
-                format!("{}.angle_rad (step {t})", self.name),
-                a,
-                "within ±π rad: the MTU-length polynomial holds over a physiological range \
-                 (give the joint stiffness or an opposing torque)",
-            ));
-        }
-        let lo = self.model.params.min_length_l0();
-        if !(l.is_finite() && l > lo && l < 3.0) {
-            return Err(Error::invalid(
-                format!("{}.fibre_length_l0 (step {t})", self.name),
-                l,
-                format!("in ({lo:.3}, 3) L0"),
-            ));
-        }
-        Ok(())
-    }
-}
-
 impl HostStage for HillMuscle {
     fn host_init(&mut self, cx: &HostCx, _outs: &mut [Vec<f64>]) -> Result<()> {
         let h = self.model.host();
@@ -250,7 +235,10 @@ impl HostStage for HillMuscle {
                     &ins[0][b * n..(b + 1) * n],
                     angle.unwrap_or(self.fixed_angle_rad),
                 )?;
-                self.check_range_host(angle, st.l, t)?;
+                if let Some(a) = angle {
+                    self.check_angle(a, t)?;
+                }
+                self.check_length(st.l, t)?;
                 outs[0][b] = out.force_n;
                 outs[1][b] = out.torque_nm;
                 outs[2][b] = st.l;

@@ -221,6 +221,44 @@ pub(crate) fn tick<T: Real>(
     }
 }
 
+/// The forward intermediates of one tick for the stream path's adjoint: for every element `j` of
+/// `x` `[B·N]` with state `v`, `a` before the tick, calls `f(j, i, v1, m, s)` with the values of
+/// the same element step as [`tick`] (`coef` = the stacked coefficients `[P, B·N]`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn tick_intermediates(
+    x: &[f64],
+    v: &[f64],
+    a: &[f64],
+    coef: &[f64],
+    cond: bool,
+    rate: bool,
+    inv: f64,
+    beta: f64,
+    f: impl FnMut(usize, f64, f64, f64, f64),
+) {
+    fn run<const COND: bool, const RATE: bool>(
+        x: &[f64],
+        v: &[f64],
+        a: &[f64],
+        rw: &Rows<'_, f64>,
+        inv: f64,
+        beta: f64,
+        mut f: impl FnMut(usize, f64, f64, f64, f64),
+    ) {
+        for j in 0..x.len() {
+            let (i, v1, m, s, _, _) = elem::<f64, COND, RATE>(x[j], v[j], a[j], rw, j, inv, beta);
+            f(j, i, v1, m, s);
+        }
+    }
+    let rw = Rows::new(coef, x.len());
+    match (cond, rate) {
+        (true, true) => run::<true, true>(x, v, a, &rw, inv, beta, f),
+        (true, false) => run::<true, false>(x, v, a, &rw, inv, beta, f),
+        (false, true) => run::<false, true>(x, v, a, &rw, inv, beta, f),
+        (false, false) => run::<false, false>(x, v, a, &rw, inv, beta, f),
+    }
+}
+
 /// Checks one input row and the new state; returns the first issue found (cold path).
 #[cold]
 #[allow(clippy::too_many_arguments)]

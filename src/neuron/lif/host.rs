@@ -89,59 +89,59 @@ impl HostStage for LifPool {
         } = io;
         let st = &mut self.host_state;
         let bn = st.v.len();
-        let c = |k: usize, j: usize| st.coef[k * bn + j];
+        let coef = &st.coef;
+        let c = |k: usize, j: usize| coef[k * bn + j];
         let cond = self.cfg.input == LifInput::Conductance;
         let (inv, beta) = (1.0 / self.cfg.spike_scale_v, self.cfg.beta);
-        for j in 0..bn {
-            let (al, r, vr, th, vres, k, jump, e, ib) = (
-                c(0, j),
-                c(1, j),
-                c(2, j),
-                c(3, j),
-                c(4, j),
-                c(5, j),
-                c(6, j),
-                c(7, j),
-                c(8, j),
-            );
-            let (x, v, a) = (ins[0][j], st.v[j], st.a[j]);
-            let drive = if cond { x * (e - v) } else { x };
-            let i = drive + ib - a;
-            let v1 = v + al * (r * i - (v - vr));
-            let m = (v1 - th) * inv;
-            let (s, slope) = match self.cfg.mode {
-                SpikeMode::Rate => {
-                    let sg = 1.0 / (1.0 + (-(m * beta)).exp());
-                    (sg, beta * sg * (1.0 - sg))
+        let (mode, record_v, detach) = (
+            self.cfg.mode,
+            self.cfg.record_v,
+            self.cfg.detach_spike_state,
+        );
+        let (lv_all, la_all) = (&mut st.lv, &mut st.la);
+        let (x_all, v_all) = (ins[0], &st.v);
+        let g_x = &mut g_ins[0];
+        fused::host::tick_intermediates(
+            x_all,
+            v_all,
+            &st.a,
+            coef,
+            cond,
+            mode == SpikeMode::Rate,
+            inv,
+            beta,
+            |j, _i, v1, m, s| {
+                let (al, r, vres, k, jump, e) =
+                    (c(0, j), c(1, j), c(4, j), c(5, j), c(6, j), c(7, j));
+                let slope = match mode {
+                    SpikeMode::Rate => beta * s * (1.0 - s),
+                    SpikeMode::Surrogate => crate::neuron::spike::surrogate_slope(m, beta),
+                    SpikeMode::Hard => 0.0,
+                };
+                let mut lv = lv_all[j];
+                if record_v {
+                    lv += g_outs[1][j];
                 }
-                SpikeMode::Surrogate => (
-                    f64::from(m > 0.0),
-                    crate::neuron::spike::surrogate_slope(m, beta),
-                ),
-                SpikeMode::Hard => (f64::from(m > 0.0), 0.0),
-            };
-            let mut lv = st.lv[j];
-            if self.cfg.record_v {
-                lv += g_outs[1][j];
-            }
-            let la = st.la[j];
-            let mut gs = g_outs[0][j];
-            if !self.cfg.detach_spike_state {
-                gs += -lv * (v1 - vres) + la * jump;
-            }
-            let gv1 = lv * (1.0 - s) + gs * slope * inv;
-            let gi = gv1 * al * r;
-            let mut gv = gv1 * (1.0 - al);
-            let gx = if cond {
-                gv -= gi * x;
-                gi * (e - v)
-            } else {
-                gi
-            };
-            st.lv[j] = gv;
-            st.la[j] = la * k - gi;
-            g_ins[0][j] += gx;
-        }
+                let la = la_all[j];
+                let mut gs = g_outs[0][j];
+                if !detach {
+                    gs += -lv * (v1 - vres) + la * jump;
+                }
+                let gv1 = lv * (1.0 - s) + gs * slope * inv;
+                let gi = gv1 * al * r;
+                let mut gv = gv1 * (1.0 - al);
+                let (x, v) = (x_all[j], v_all[j]);
+                let gx = if cond {
+                    gv -= gi * x;
+                    gi * (e - v)
+                } else {
+                    gi
+                };
+                lv_all[j] = gv;
+                la_all[j] = la * k - gi;
+                g_x[j] += gx;
+            },
+        );
         Ok(())
     }
 }
