@@ -11,8 +11,14 @@
 //! populations (73 Ia, 80 II, 58 Ib fibres; 120 gII and 145 gIb interneurons), the FDI Hill
 //! muscle and the joint; its "mean force" is the Hill tendon force.
 //!
+//! `fast-plain-fwd-1-<steps>` times the plain-Rust reference loop ([`plain`]): the same
+//! arithmetic written by hand as one loop, without the simulator.
+//!
 //! The `gradient` column says whether each timed gradient is finite; a non-finite or missing
 //! gradient (or a crashed case) is marked **FAILED** in the table and the benchmark exits 1.
+
+#[path = "rollout/plain.rs"]
+mod plain;
 
 use std::process::Command;
 use std::time::Instant;
@@ -38,6 +44,8 @@ fn vm_hwm_mb() -> f64 {
 struct Case {
     /// `None` = the closed loop.
     model: Option<MembraneModel>,
+    /// The plain-Rust reference loop (`fast-plain-fwd-1-<steps>`) instead of the simulator.
+    plain: bool,
     path: ExecPath,
     grad: bool,
     batch: usize,
@@ -46,6 +54,9 @@ struct Case {
 
 impl Case {
     fn model_name(&self) -> String {
+        if self.plain {
+            return "plain Rust loop (fast)".into();
+        }
         self.model
             .map_or("closed loop (fast)".into(), |m| format!("{m:?}"))
     }
@@ -61,7 +72,9 @@ fn parse(s: &str) -> Option<Case> {
             "closed" => None,
             m => Some(m.parse().ok()?),
         },
+        plain: p[1] == "plain",
         path: match p[1] {
+            "plain" => ExecPath::Stream,
             "tape" => ExecPath::Tape,
             "fused" => ExecPath::Fused,
             "stream" => ExecPath::Stream,
@@ -89,6 +102,14 @@ fn second_half_mean_grad(r: &myodiff::kernel::Rollout) -> Vec<f64> {
 
 /// Runs one case in this process; prints `RESULT <forward s> <backward s> <peak MB> <mean force>`.
 fn run_one(c: &Case) -> myodiff::Result<()> {
+    if c.plain {
+        let t0 = Instant::now();
+        let (force, spikes) = plain::run(c.steps);
+        let fwd = t0.elapsed().as_secs_f64();
+        eprintln!("SPIKES {spikes}");
+        println!("RESULT {fwd:.4} 0 {:.1} {force:.4} 1", vm_hwm_mb());
+        return Ok(());
+    }
     let ctx = if c.grad {
         Ctx::cpu().autodiff()
     } else {
@@ -128,11 +149,21 @@ fn run_one(c: &Case) -> myodiff::Result<()> {
     let t0 = Instant::now();
     let mut sim = build(&cfg, &ctx, c.batch, drive.clone(), w.clone(), &muscle)?;
     sim.check_finite(false);
+    // MYODIFF_THREADS=1 times the stream path on one core (default: the machine's cores)
+    if let Some(n) = std::env::var("MYODIFF_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        sim.threads(n)?;
+    }
     let r = sim.run_path(c.path)?;
     if std::env::var_os("MYODIFF_STAGE_TIMES").is_some() {
         for (name, w) in &r.stage_wall_s {
             eprintln!("stage {name}: {w:.3} s");
         }
+    }
+    if let Some(e) = r.events.get("spikes") {
+        eprintln!("SPIKES {}", e.len());
     }
     let f = r.trace("force_n")?;
     let [n_t, _, _] = f.dims();

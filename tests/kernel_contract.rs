@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use burn::tensor::Tensor;
 use myodiff::Error;
@@ -41,7 +42,7 @@ struct Affine {
     delayed: bool,
     gain: f64,
     add: f64,
-    log: Option<Rc<RefCell<Vec<String>>>>,
+    log: Option<Arc<Mutex<Vec<String>>>>,
 }
 impl Affine {
     fn new(name: &str, input: &str, out: &str, delayed: bool) -> Self {
@@ -72,7 +73,7 @@ impl Stage for Affine {
     }
     fn step(&mut self, io: &mut StageIo<'_>, _t: usize) -> myodiff::Result<()> {
         if let Some(l) = &self.log {
-            l.borrow_mut().push(self.name.clone());
+            l.lock().unwrap().push(self.name.clone());
         }
         let x = io.read(&self.input)?;
         io.write(&self.out, x * self.gain + self.add)
@@ -160,7 +161,7 @@ fn clock(out: &str) -> Clock {
 
 #[test]
 fn stages_are_ordered_by_their_reads_not_by_insertion() {
-    let log = Rc::new(RefCell::new(Vec::new()));
+    let log = Arc::new(Mutex::new(Vec::new()));
     let mut s = sim(1, 2);
     let mut b = Affine::new("b", "x1", "x2", false);
     b.log = Some(log.clone());
@@ -171,14 +172,14 @@ fn stages_are_ordered_by_their_reads_not_by_insertion() {
         .add_stage(clock("x0"))
         .record(&["x2"]);
     let r = s.run().unwrap();
-    assert_eq!(*log.borrow(), vec!["a", "b", "a", "b"]);
+    assert_eq!(*log.lock().unwrap(), vec!["a", "b", "a", "b"]);
     // same-tick propagation: x2(t) = x0(t) = t
     assert_eq!(trace(&r, "x2"), vec![0.0, 1.0]);
 }
 
 #[test]
 fn independent_stages_keep_insertion_order() {
-    let log = Rc::new(RefCell::new(Vec::new()));
+    let log = Arc::new(Mutex::new(Vec::new()));
     let mut s = sim(1, 1);
     s.add_stage(clock("x0"));
     for n in ["z", "y", "w"] {
@@ -187,7 +188,7 @@ fn independent_stages_keep_insertion_order() {
         s.add_stage(st);
     }
     s.run().unwrap();
-    assert_eq!(*log.borrow(), vec!["z", "y", "w"]);
+    assert_eq!(*log.lock().unwrap(), vec!["z", "y", "w"]);
 }
 
 #[test]

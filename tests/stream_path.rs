@@ -73,13 +73,10 @@ fn run(cfg: &ClosedLoopConfig, ctx: &Ctx, params: &ClosedLoopParams, path: ExecP
 /// Largest |a − b| / (max |b| + tiny) over every recorded trace, and the trace where it occurs.
 fn worst_rel_diff(a: &Rollout, b: &Rollout) -> (String, f64) {
     let mut worst = (String::new(), 0.0);
-    assert_eq!(
-        a.traces.keys().collect::<Vec<_>>(),
-        b.traces.keys().collect::<Vec<_>>()
-    );
-    for (name, ta) in &a.traces {
-        let va = to_vec_f64(ta.clone());
-        let vb = to_vec_f64(b.traces[name].clone());
+    assert_eq!(a.recorded(), b.recorded());
+    for name in &a.recorded() {
+        let va = to_vec_f64(a.trace(name).unwrap());
+        let vb = to_vec_f64(b.trace(name).unwrap());
         assert_eq!(va.len(), vb.len(), "{name}");
         let scale = vb.iter().fold(0.0f64, |m, x| m.max(x.abs())) + 1e-300;
         let d = va

@@ -60,6 +60,21 @@ impl DelayLine {
         self.ring[s * self.width + k]
     }
 
+    /// `out[i] = get(t, delays[i], offset + i)` for every `i` (one row of per-element delays),
+    /// given `base = self.base(t)`.
+    #[inline]
+    pub fn gather(&self, t: usize, base: usize, delays: &[usize], offset: usize, out: &mut [f64]) {
+        let (len, width, ring) = (self.len, self.width, &self.ring[..]);
+        for ((o, &d), k) in out.iter_mut().zip(delays).zip(offset..) {
+            *o = if t < d {
+                0.0
+            } else {
+                let s = if base >= d { base - d } else { base + len - d };
+                ring[s * width + k]
+            };
+        }
+    }
+
     /// Stores the input of tick `t` (`width` values).
     pub fn push(&mut self, t: usize, x: &[f64]) {
         let s = (t % self.len()) * self.width;

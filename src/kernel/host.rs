@@ -44,7 +44,7 @@ pub struct HostCx {
 
 /// The host (streaming) execution of a stage. Must compute what [`super::Stage::step`] computes
 /// (up to `f64` rounding where the tape runs in `f32`).
-pub trait HostStage {
+pub trait HostStage: Send {
     /// Prepares host constants (parameter tensors read once) after the tensor `init`; `outs` hold
     /// the initial values `init` wrote, in declaration order.
     fn host_init(&mut self, cx: &HostCx, outs: &mut [Vec<f64>]) -> Result<()>;

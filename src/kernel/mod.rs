@@ -7,13 +7,17 @@
 //!   stream path: tick-major on the host, feedback included — [`host`], its driver and adjoint
 //!   in [`stream`], with [`DelayLine`] for stages that read their input back later and
 //!   [`dual`] numbers for step Jacobians).
-//! - [`SimResult`]: host-side result per batch element.
+//! - [`SimResult`]: host-side result per batch element; [`EventTrace`]: a binary trace kept as
+//!   its events (the stream path's spike record).
 
 pub mod ctx;
 pub mod delay_line;
 pub mod dual;
+pub mod events;
+pub mod fastexp;
 pub mod graph;
 pub mod host;
+mod pipeline;
 pub mod result;
 pub mod simulation;
 pub mod stage;
@@ -22,6 +26,7 @@ pub mod stream;
 
 pub use ctx::{BackendKind, Ctx, Precision, scalar_f64, to_vec_f32, to_vec_f64};
 pub use delay_line::DelayLine;
+pub use events::EventTrace;
 pub use graph::Graph;
 pub use host::{AdjointUse, HostCx, HostStage, SaveAt, VjpIo};
 pub use result::SimResult;

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use burn::tensor::Tensor;
 
 use super::ctx::{Ctx, to_vec_f64};
+use super::events::EventTrace;
 use super::graph::Graph;
 use super::result::SimResult;
 use super::stage::{Readout, Stage, StageDecl, StageIo, Traces};
@@ -50,8 +51,13 @@ pub mod names {
 
 /// The outcome of a rollout: every recorded trace (differentiable when the context is autodiff).
 pub struct Rollout {
-    /// Recorded traces `[n_steps, batch, width]`.
+    /// Recorded traces `[n_steps, batch, width]` (dense).
     pub traces: Traces,
+    /// Recorded binary traces kept as events (the stream path records hard spikes this way);
+    /// [`Rollout::trace`] makes them dense on request.
+    pub events: BTreeMap<String, EventTrace>,
+    /// The context the traces live on.
+    pub ctx: Ctx,
     /// Buffer declarations.
     pub specs: BTreeMap<String, BufferSpec>,
     /// Time step (s).
@@ -67,16 +73,46 @@ pub struct Rollout {
 }
 
 impl Rollout {
-    /// A recorded trace `[n_steps, batch, width]`.
+    /// A recorded trace `[n_steps, batch, width]` (an event trace is made dense here).
     pub fn trace(&self, name: &str) -> Result<Tensor<3>> {
+        if let Some(e) = self.events.get(name) {
+            return Ok(e.dense(&self.ctx));
+        }
         self.traces
             .get(name)
             .cloned()
             .ok_or_else(|| Error::config(name, "this buffer was not recorded in the rollout"))
     }
+    /// Whether buffer `name` was recorded (densely or as events).
+    pub fn has_trace(&self, name: &str) -> bool {
+        self.traces.contains_key(name) || self.events.contains_key(name)
+    }
+    /// The names of every recorded trace, dense or events, sorted.
+    pub fn recorded(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .traces
+            .keys()
+            .chain(self.events.keys())
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    }
     /// The host-side result of batch element `b`.
     pub fn result(&self, b: usize) -> Result<SimResult> {
-        SimResult::from_traces(&self.traces, &self.specs, self.dt_s, b)
+        let mut res = SimResult::from_traces(&self.traces, &self.specs, self.dt_s, b)?;
+        if let Some(ev) = self.events.get(names::SPIKES) {
+            if b >= ev.batch {
+                return Err(Error::invalid(
+                    "batch_index",
+                    b,
+                    format!("0..{} (trace `{}`)", ev.batch, names::SPIKES),
+                ));
+            }
+            res.n_units = ev.width;
+            res.spike_times_s = ev.times_s(b, self.dt_s, res.t_start_s);
+        }
+        Ok(res)
     }
 }
 
@@ -97,6 +133,10 @@ pub struct Simulation {
     pub(super) n_steps: usize,
     pub(super) stages: Vec<Box<dyn Stage>>,
     pub(super) inputs: Vec<(BufferSpec, Tensor<3>)>,
+    /// Threads the stream path's forward may use (default: the machine's parallelism).
+    pub(super) threads: usize,
+    /// Forces the stream pipeline's cut (plan index) instead of the measured choice (tests).
+    pub(crate) pipeline_cut: Option<usize>,
     readouts: Vec<Box<dyn Readout>>,
     pub(super) record: BTreeSet<String>,
     pub(super) callbacks: Vec<StepCallback>,
@@ -123,6 +163,8 @@ impl Simulation {
                 .collect(),
             callbacks: Vec::new(),
             check_finite: true,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            pipeline_cut: None,
         })
     }
 
@@ -173,6 +215,15 @@ impl Simulation {
         self
     }
 
+    /// Sets how many threads the stream path's forward may use (default: the machine's
+    /// parallelism). With 2 or more, an open-loop graph runs as a two-stage pipeline (see
+    /// [`super::stream`]); results do not depend on it. Errors: 0.
+    pub fn threads(&mut self, n: usize) -> Result<&mut Self> {
+        check::count_at_least("threads", n, 1)?;
+        self.threads = n;
+        Ok(self)
+    }
+
     /// Turns the final non-finite check of every trace on or off (default on).
     pub fn check_finite(&mut self, on: bool) -> &mut Self {
         self.check_finite = on;
@@ -220,14 +271,21 @@ impl Simulation {
         }
         let (graph, decls, state, specs) = self.prepared()?;
         let mut stage_wall_s = Vec::new();
-        let mut traces = match path {
-            ExecPath::Tape => self.run_tape(&graph, &decls, state)?,
-            ExecPath::Fused => self.run_stagewise(&graph, &decls, state, &mut stage_wall_s)?,
+        let (mut traces, mut events) = match path {
+            ExecPath::Tape => (self.run_tape(&graph, &decls, state)?, BTreeMap::new()),
+            ExecPath::Fused => (
+                self.run_stagewise(&graph, &decls, state, &mut stage_wall_s)?,
+                BTreeMap::new(),
+            ),
             ExecPath::Stream => self.run_stream(&graph, &decls, state, &mut stage_wall_s)?,
         };
         let mut specs = specs;
         for r in &self.readouts {
             for name in r.reads() {
+                // readouts read dense traces
+                if let Some(e) = events.remove(&name) {
+                    traces.insert(name.clone(), e.dense(&self.ctx));
+                }
                 if !traces.contains_key(&name) {
                     return Err(Error::MissingBuffer {
                         stage: r.name().into(),
@@ -262,6 +320,8 @@ impl Simulation {
         }
         Ok(Rollout {
             traces,
+            events,
+            ctx: self.ctx.clone(),
             specs,
             dt_s: self.dt_s,
             batch: self.batch,

@@ -64,7 +64,7 @@ pub fn input_trace(inputs: &Traces, stage: &str, name: &str) -> crate::Result<Te
 ///
 /// The kernel allocates every declared output before `init`; `init` may set initial values
 /// (the "t = −1" state that delayed readers see at tick 0); `step` advances one tick.
-pub trait Stage {
+pub trait Stage: Send {
     /// Unique name (used in errors).
     fn name(&self) -> &str;
     /// Inputs and outputs.

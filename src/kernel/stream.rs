@@ -4,30 +4,39 @@
 use std::collections::BTreeMap;
 
 use super::ctx::to_vec_f64;
+use super::events::{EventRecorder, EventTrace};
 use super::graph::Graph;
-use super::host::{AdjointUse, HostCx, SaveAt, VjpIo};
+use super::host::{AdjointUse, HostCx, HostStage, SaveAt, VjpIo};
+use super::pipeline::{choose_cut, cut_at};
 use super::simulation::{Rollout, Simulation, check_trace_finite};
 use super::stage::{StageDecl, Traces};
 use super::state::SimState;
 use crate::error::{Error, Result, check};
 
 /// Which buffers a stage reads (id, delayed) and writes.
-struct Plan {
-    stage: usize,
-    ins: Vec<(usize, bool)>,
-    outs: Vec<usize>,
+pub(super) struct Plan {
+    pub(super) stage: usize,
+    pub(super) ins: Vec<(usize, bool)>,
+    pub(super) outs: Vec<usize>,
 }
 
+/// Ticks measured on one thread before the pipeline is cut ([`super::pipeline`]): 5 % of the
+/// rollout, at least this many (or all of a shorter one)…
+const PIPELINE_WARMUP_MIN: usize = 200;
+/// …and at most this many.
+const PIPELINE_WARMUP_MAX: usize = 2_000;
+
 /// The live host state of a streaming rollout.
-struct Streamer {
+pub(super) struct Streamer {
     names: Vec<String>,
-    cur: Vec<Vec<f64>>,
-    prev: Vec<Vec<f64>>,
-    delayed: Vec<usize>,
-    inputs: Vec<(usize, Vec<f64>)>,
-    plans: Vec<Plan>,
-    cx: HostCx,
-    wall: Vec<f64>,
+    pub(super) cur: Vec<Vec<f64>>,
+    pub(super) prev: Vec<Vec<f64>>,
+    pub(super) delayed: Vec<usize>,
+    pub(super) inputs: Vec<(usize, Vec<f64>)>,
+    pub(super) plans: Vec<Plan>,
+    pub(super) cx: HostCx,
+    /// Wall time of each plan's steps (s).
+    pub(super) wall: Vec<f64>,
 }
 
 /// A checkpoint: every buffer and every stage's internal state at the end of a tick.
@@ -148,41 +157,17 @@ impl Streamer {
 
     /// One tick of every stage, in graph order.
     fn tick(&mut self, sim: &mut Simulation, t: usize) -> Result<()> {
-        for &k in &self.delayed {
-            self.prev[k].copy_from_slice(&self.cur[k]);
-        }
-        for (k, trace) in &self.inputs {
-            let w = self.cur[*k].len();
-            self.cur[*k].copy_from_slice(&trace[t * w..(t + 1) * w]);
-        }
+        begin_tick(
+            &mut self.cur,
+            &mut self.prev,
+            &self.delayed,
+            &self.inputs,
+            t,
+        );
         for (p, wall) in self.plans.iter().zip(self.wall.iter_mut()) {
             let t0 = std::time::Instant::now();
-            let mut outs: Vec<Vec<f64>> = p
-                .outs
-                .iter()
-                .map(|&k| std::mem::take(&mut self.cur[k]))
-                .collect();
-            let res = {
-                let ins: Vec<&[f64]> = p
-                    .ins
-                    .iter()
-                    .map(|&(k, d)| {
-                        if d {
-                            &self.prev[k][..]
-                        } else {
-                            &self.cur[k][..]
-                        }
-                    })
-                    .collect();
-                sim.stages[p.stage]
-                    .host()
-                    .expect("checked")
-                    .host_step(&self.cx, &ins, &mut outs, t)
-            };
-            for (&k, v) in p.outs.iter().zip(outs) {
-                self.cur[k] = v;
-            }
-            res?;
+            let stage = sim.stages[p.stage].host().expect("checked");
+            step_plan(stage, p, &self.cx, &mut self.cur, &self.prev, t)?;
             *wall += t0.elapsed().as_secs_f64();
         }
         Ok(())
@@ -216,70 +201,143 @@ impl Streamer {
         }
     }
 
-    /// Recorded traces of the requested buffers, in the context's precision.
+    /// Recorded traces of the requested buffers: events while binary, else dense in the
+    /// context's precision ([`EventRecorder`]).
     fn recorder(&self, sim: &Simulation) -> Recorder {
         let recorded: Vec<(String, usize)> = sim
             .record
             .iter()
             .filter_map(|n| self.id(n).map(|k| (n.clone(), k)))
             .collect();
-        let f32_rec = sim.ctx.precision == super::Precision::F32;
-        let cap = |k: usize| sim.n_steps * self.cur[k].len();
+        let width = |k: usize| self.cur[k].len() / sim.batch;
         Recorder {
-            rec: recorded
+            recs: recorded
                 .iter()
-                .map(|(_, k)| Vec::with_capacity(if f32_rec { 0 } else { cap(*k) }))
-                .collect(),
-            rec32: recorded
-                .iter()
-                .map(|(_, k)| Vec::with_capacity(if f32_rec { cap(*k) } else { 0 }))
+                .map(|(_, k)| {
+                    EventRecorder::Events(EventTrace::new(sim.n_steps, sim.batch, width(*k)))
+                })
                 .collect(),
             recorded,
-            f32_rec,
+            f32_rec: sim.ctx.precision == super::Precision::F32,
+            t: 0,
+            n_steps: sim.n_steps,
         }
     }
 }
 
-/// Recorded traces kept in the context's precision (half the memory in f32).
-struct Recorder {
+/// The recorded buffers of a streaming rollout.
+pub(super) struct Recorder {
     recorded: Vec<(String, usize)>,
     f32_rec: bool,
-    rec: Vec<Vec<f64>>,
-    rec32: Vec<Vec<f32>>,
+    recs: Vec<EventRecorder>,
+    /// The next tick to record.
+    t: usize,
+    n_steps: usize,
 }
 
 impl Recorder {
-    fn push(&mut self, cur: &[Vec<f64>]) {
-        for ((r, r32), (_, k)) in self
-            .rec
-            .iter_mut()
-            .zip(self.rec32.iter_mut())
-            .zip(&self.recorded)
-        {
-            if self.f32_rec {
-                r32.extend(cur[*k].iter().map(|&x| x as f32));
-            } else {
-                r.extend_from_slice(&cur[*k]);
-            }
+    /// Splits by buffer: those with `late[id]` into the second recorder (both at the same tick).
+    pub(super) fn split(self, late: &[bool]) -> (Recorder, Recorder) {
+        let (mut a, mut b) = (self.empty_like(), self.empty_like());
+        for (r, e) in self.recorded.into_iter().zip(self.recs) {
+            let side = if late[r.1] { &mut b } else { &mut a };
+            side.recorded.push(r);
+            side.recs.push(e);
+        }
+        (a, b)
+    }
+
+    fn empty_like(&self) -> Recorder {
+        Recorder {
+            recorded: Vec::new(),
+            f32_rec: self.f32_rec,
+            recs: Vec::new(),
+            t: self.t,
+            n_steps: self.n_steps,
         }
     }
 
-    fn traces(self, sim: &Simulation, cur: &[Vec<f64>]) -> Traces {
-        let f32_rec = self.f32_rec;
-        self.recorded
-            .into_iter()
-            .zip(self.rec.into_iter().zip(self.rec32))
-            .map(|((name, k), (v, v32))| {
-                let shape = [sim.n_steps, sim.batch, cur[k].len() / sim.batch];
-                let t = if f32_rec {
-                    sim.ctx.tensor_f32(v32, shape)
-                } else {
-                    sim.ctx.tensor(v, shape)
-                };
-                (name, t)
-            })
-            .collect()
+    /// Joins what [`Recorder::split`] separated (after both recorded the same ticks).
+    pub(super) fn join(mut self, other: Recorder) -> Recorder {
+        self.recorded.extend(other.recorded);
+        self.recs.extend(other.recs);
+        self
     }
+
+    pub(super) fn push(&mut self, cur: &[Vec<f64>]) {
+        for (r, (_, k)) in self.recs.iter_mut().zip(&self.recorded) {
+            r.push(self.t, &cur[*k], self.f32_rec, cur[*k].len() * self.n_steps);
+        }
+        self.t += 1;
+    }
+
+    /// The dense traces and the event traces.
+    fn traces(self, sim: &Simulation) -> (Traces, BTreeMap<String, EventTrace>) {
+        let mut dense = Traces::new();
+        let mut events = BTreeMap::new();
+        for ((name, _), r) in self.recorded.into_iter().zip(self.recs) {
+            match r {
+                EventRecorder::Events(e) => {
+                    events.insert(name, e);
+                }
+                EventRecorder::Dense64(v) => {
+                    let w = v.len() / (sim.n_steps * sim.batch);
+                    dense.insert(name, sim.ctx.tensor(v, [sim.n_steps, sim.batch, w]));
+                }
+                EventRecorder::Dense32(v) => {
+                    let w = v.len() / (sim.n_steps * sim.batch);
+                    dense.insert(name, sim.ctx.tensor_f32(v, [sim.n_steps, sim.batch, w]));
+                }
+            }
+        }
+        (dense, events)
+    }
+}
+
+/// The start of tick `t`: delayed buffers keep the previous tick's value, input traces give
+/// tick `t`'s.
+pub(super) fn begin_tick(
+    cur: &mut [Vec<f64>],
+    prev: &mut [Vec<f64>],
+    delayed: &[usize],
+    inputs: &[(usize, Vec<f64>)],
+    t: usize,
+) {
+    for &k in delayed {
+        prev[k].copy_from_slice(&cur[k]);
+    }
+    for (k, trace) in inputs {
+        let w = cur[*k].len();
+        cur[*k].copy_from_slice(&trace[t * w..(t + 1) * w]);
+    }
+}
+
+/// One stage's tick `t`: its outputs are taken out of `cur`, stepped and put back.
+pub(super) fn step_plan(
+    stage: &mut dyn HostStage,
+    p: &Plan,
+    cx: &HostCx,
+    cur: &mut [Vec<f64>],
+    prev: &[Vec<f64>],
+    t: usize,
+) -> Result<()> {
+    let mut outs: Vec<Vec<f64>> = p
+        .outs
+        .iter()
+        .map(|&k| std::mem::take(&mut cur[k]))
+        .collect();
+    let res = {
+        let ins: Vec<&[f64]> = p
+            .ins
+            .iter()
+            .map(|&(k, d)| if d { &prev[k][..] } else { &cur[k][..] })
+            .collect();
+        stage.host_step(cx, &ins, &mut outs, t)
+    };
+    for (&k, v) in p.outs.iter().zip(outs) {
+        cur[k] = v;
+    }
+    res
 }
 
 impl Simulation {
@@ -290,17 +348,40 @@ impl Simulation {
         decls: &[StageDecl],
         state: SimState,
         stage_wall_s: &mut Vec<(String, f64)>,
-    ) -> Result<Traces> {
+    ) -> Result<(Traces, BTreeMap<String, EventTrace>)> {
         let mut st = Streamer::new(self, graph, decls, &state)?;
         let mut rec = st.recorder(self);
-        for t in 0..self.n_steps {
+        // with two threads, the first ticks measure the stages, then the rest is pipelined
+        let warm = if self.threads >= 2 {
+            (self.n_steps / 20).clamp(PIPELINE_WARMUP_MIN.min(self.n_steps), PIPELINE_WARMUP_MAX)
+        } else {
+            self.n_steps
+        };
+        for t in 0..warm {
             st.tick(self, t)?;
             rec.push(&st.cur);
+        }
+        if warm < self.n_steps {
+            let cut = match self.pipeline_cut {
+                Some(at) => Some(cut_at(&st.plans, st.cur.len(), at).ok_or_else(|| {
+                    Error::invalid("pipeline_cut", at, "a valid cut of this graph")
+                })?),
+                None => choose_cut(&st.plans, st.cur.len(), &st.wall),
+            };
+            match cut {
+                Some(cut) => rec = st.run_pipelined(self, rec, warm, &cut)?,
+                None => {
+                    for t in warm..self.n_steps {
+                        st.tick(self, t)?;
+                        rec.push(&st.cur);
+                    }
+                }
+            }
         }
         for (p, w) in st.plans.iter().zip(&st.wall) {
             stage_wall_s.push((self.stages[p.stage].name().to_string(), *w));
         }
-        Ok(rec.traces(self, &st.cur))
+        Ok(rec.traces(self))
     }
 
     /// Runs the rollout on the stream path and then its adjoint: `loss_grad` receives the forward
@@ -396,7 +477,7 @@ impl Simulation {
             st.tick(self, t)?;
             rec.push(&st.cur);
         }
-        let traces = rec.traces(self, &st.cur);
+        let (traces, events) = rec.traces(self);
         if self.check_finite {
             for (name, t) in &traces {
                 check_trace_finite(name, t.clone())?;
@@ -404,6 +485,8 @@ impl Simulation {
         }
         let rollout = Rollout {
             traces,
+            events,
+            ctx: self.ctx.clone(),
             specs,
             dt_s: self.dt_s,
             batch: self.batch,
@@ -413,7 +496,7 @@ impl Simulation {
         let grads_out = loss_grad(&rollout)?;
         let mut g_trace: Vec<(usize, Vec<f64>)> = Vec::new();
         for (name, g) in grads_out {
-            let Some(b) = st.id(&name).filter(|_| rollout.traces.contains_key(&name)) else {
+            let Some(b) = st.id(&name).filter(|_| rollout.has_trace(&name)) else {
                 return Err(Error::config(
                     "loss_grad",
                     format!("a gradient for `{name}`, which was not recorded"),

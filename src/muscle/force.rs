@@ -26,6 +26,7 @@ use super::twitch::{
     fuglevand_gain_slope_f64, iir_coeffs, iir_step, myogen_compat_gain, saturation,
 };
 use crate::error::{Error, Result};
+use crate::kernel::fastexp::exp_vec;
 use crate::kernel::host::row;
 use crate::kernel::{
     BufferSpec, Ctx, DelayLine, HostCx, HostStage, ReadSpec, SaveAt, Stage, StageDecl, StageIo,
@@ -127,10 +128,38 @@ struct HostForce {
     f_prev: Vec<f64>,
     tau: Vec<f64>,
     line: DelayLine,
+    /// Scratch `[n]`: the gain-scaled delayed spikes and `P_i·y(f_i)` of one row.
+    u: Vec<f64>,
+    py: Vec<f64>,
+    /// Scratch `[n]`: the delayed spikes of one row (when some unit has a delay).
+    sd: Vec<f64>,
     l_cur: Vec<f64>,
     l_prev: Vec<f64>,
     l_tau: Vec<f64>,
     g_f0: Vec<f64>,
+}
+
+/// The host saturation `y = (1 − e^{−c·f})/(1 + e^{−c·f})` (dimensionless) and `dy/df`.
+#[inline(always)]
+fn sat_y(c: f64, f: f64) -> (f64, f64) {
+    let e = exp_vec(-(c * f));
+    ((1.0 - e) / (e + 1.0), 2.0 * c * e / ((1.0 + e) * (1.0 + e)))
+}
+
+/// `Σ x` in four interleaved partial sums (`(s0 + s1) + (s2 + s3)`), so the adds pipeline.
+#[inline]
+fn sum4(x: &[f64]) -> f64 {
+    let mut s = [0.0; 4];
+    let mut chunks = x.chunks_exact(4);
+    for c in &mut chunks {
+        for j in 0..4 {
+            s[j] += c[j];
+        }
+    }
+    for (j, &v) in chunks.remainder().iter().enumerate() {
+        s[j] += v;
+    }
+    (s[0] + s[1]) + (s[2] + s[3])
 }
 
 impl HostForce {
@@ -138,13 +167,7 @@ impl HostForce {
     #[inline]
     fn y(&self, k: usize, f: f64) -> (f64, f64) {
         match &self.sat {
-            Some(c) => {
-                let e = (-(c[k] * f)).exp();
-                (
-                    (1.0 - e) / (e + 1.0),
-                    2.0 * c[k] * e / ((1.0 + e) * (1.0 + e)),
-                )
-            }
+            Some(c) => sat_y(c[k], f),
             None => (f, 1.0),
         }
     }
@@ -420,30 +443,69 @@ impl HostStage for TwitchForce {
         h.line.push(t, s);
         let base = h.line.base(t);
         let fug = self.gain == GainMode::Fuglevand;
+        h.u.resize(n, 0.0);
+        h.py.resize(n, 0.0);
+        h.sd.resize(n, 0.0);
+        let undelayed = h.line.depth() == 0;
         for b in 0..cx.batch {
-            let mut acc = 0.0;
-            for i in 0..n {
-                let k = b * n + i;
-                let d = h.delays[i];
-                let sd = h.line.get_from(t, base, d, k);
-                let u = if fug {
-                    // the gain only matters for a (delayed) spike; most ticks have none
-                    let u = if sd != 0.0 {
-                        sd * fuglevand_gain_f64(h.t_s[k] / h.tau[k])
-                    } else {
-                        0.0
-                    };
-                    h.tau[k] = h.tau[k] + cx.dt_s - sd * h.tau[k];
-                    u
-                } else {
-                    sd * h.gain[k]
-                };
-                acc += h.p[k] * h.y(k, h.f_cur[k]).0;
-                let f_next = h.a[k] * h.f_cur[k] - h.b[k] * h.f_prev[k] + h.c[k] * u;
-                h.f_prev[k] = h.f_cur[k];
-                h.f_cur[k] = f_next;
+            let rows = b * n..(b + 1) * n;
+            // (1) the delayed spikes s̃ (the input row itself when no unit has a delay)
+            let sd: &[f64] = if undelayed {
+                &s[rows.clone()]
+            } else {
+                h.line.gather(t, base, &h.delays, b * n, &mut h.sd);
+                &h.sd
+            };
+            // … scaled by the gain: Fuglevand's from the time since the unit's last spike
+            // (only where a spike arrives), then τ' = τ + dt − s̃·τ
+            let u = &mut h.u;
+            if fug {
+                let (ts, tau) = (&h.t_s[rows.clone()], &mut h.tau[rows.clone()]);
+                u.fill(0.0);
+                for (i, &x) in sd.iter().enumerate() {
+                    if x != 0.0 {
+                        u[i] = x * fuglevand_gain_f64(ts[i] / tau[i]);
+                    }
+                }
+                for (tau, &x) in tau.iter_mut().zip(sd) {
+                    *tau = *tau + cx.dt_s - x * *tau;
+                }
+            } else {
+                for ((u, &x), &g) in u.iter_mut().zip(sd).zip(&h.gain[rows.clone()]) {
+                    *u = x * g;
+                }
             }
-            outs[0][b] = acc * h.f0[b];
+            // (2) the output from the current state, then the IIR advance (vectorised)
+            let (fc, fp) = (&mut h.f_cur[rows.clone()], &mut h.f_prev[rows.clone()]);
+            let p = &h.p[rows.clone()];
+            match &h.sat {
+                Some(sc) => {
+                    for ((py, &p), (&c, &f)) in
+                        h.py.iter_mut()
+                            .zip(p)
+                            .zip(sc[rows.clone()].iter().zip(fc.iter()))
+                    {
+                        *py = p * sat_y(c, f).0;
+                    }
+                }
+                None => {
+                    for ((py, &p), &f) in h.py.iter_mut().zip(p).zip(fc.iter()) {
+                        *py = p * f;
+                    }
+                }
+            }
+            let coef = h.a[rows.clone()]
+                .iter()
+                .zip(&h.b[rows.clone()])
+                .zip(&h.c[rows.clone()]);
+            for (((fc, fp), ((&a, &bb), &c)), &u) in
+                fc.iter_mut().zip(fp.iter_mut()).zip(coef).zip(u.iter())
+            {
+                let f_next = a * *fc - bb * *fp + c * u;
+                *fp = *fc;
+                *fc = f_next;
+            }
+            outs[0][b] = sum4(&h.py) * h.f0[b];
         }
         Ok(())
     }

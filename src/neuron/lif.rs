@@ -542,6 +542,21 @@ impl LifPool {
         t: usize,
         dt_s: f64,
     ) -> Result<()> {
+        let cond = self.cfg.input == LifInput::Conductance;
+        // the common case first, branch-free; the slow loop below finds and names the culprit
+        let ok = if cond {
+            x.iter()
+                .zip(alpha)
+                .zip(r)
+                .fold(true, |ok, ((&xv, &a), &rj)| {
+                    ok & (xv.is_finite() & (xv >= 0.0) & (a * (1.0 + rj * xv) < 1.0))
+                })
+        } else {
+            x.iter().fold(true, |ok, &xv| ok & xv.is_finite())
+        };
+        if ok {
+            return Ok(());
+        }
         let name = self.buffers[0].as_str();
         for (j, &xv) in x.iter().enumerate() {
             let (b, u) = (j / n, j % n);

@@ -105,7 +105,13 @@ impl WatanabeModel {
             &muscle,
         )?;
         self.rollouts += 1;
-        sim.run_path(self.path)?.trace("force_n")
+        // the stream path has no burn autodiff: gradient rollouts take the fused path
+        let path = if ctx.is_autodiff() && self.path == ExecPath::Stream {
+            ExecPath::Fused
+        } else {
+            self.path
+        };
+        sim.run_path(path)?.trace("force_n")
     }
 
     /// Mean force of the second half (N, normalised as configured) of the oscillating task at

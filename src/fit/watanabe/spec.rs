@@ -239,7 +239,9 @@ pub struct WatanabeSpec {
     /// Synaptic weight (S).
     #[serde(default = "default_weight")]
     pub weight_s: f64,
-    /// Execution path of the tensor engine (`fused` or `tape`).
+    /// Execution path of the tensor engine (`fused`, `tape` or `stream`; with `stream` the
+    /// forward rollouts run on the stream path — fast model only, on both cores — and the
+    /// autodiff slopes on the fused path).
     #[serde(default = "default_path")]
     pub path: ExecPath,
     /// Network implementation (`tensor`, default, or `event`).

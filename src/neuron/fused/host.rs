@@ -183,7 +183,9 @@ fn elem<T: Real, const COND: bool, const RATE: bool>(
 
 /// One tick of the pool on the host (the streaming path, [`crate::kernel::host`]): the same
 /// element step as the scan, for every element of `x` `[B·N]`; `v`, `a` are updated in place and
-/// the spikes (or rates) written to `s`. `coef` = the stacked coefficients `[P, B·N]`.
+/// the spikes (or rates) written to `s`. `coef` = the stacked coefficients `[P, B·N]`. Returns
+/// whether every input was valid, as the scan checks it (finite; with conductance input also
+/// `≥ 0` and Euler factor `α(1 + R·x) < 1`); the caller names the culprit when not.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn tick<T: Real>(
     x: &[T],
@@ -195,7 +197,7 @@ pub(crate) fn tick<T: Real>(
     rate: bool,
     inv: T,
     beta: T,
-) {
+) -> bool {
     fn run<T: Real, const COND: bool, const RATE: bool>(
         x: &[T],
         v: &mut [T],
@@ -204,13 +206,22 @@ pub(crate) fn tick<T: Real>(
         rw: &Rows<'_, T>,
         inv: T,
         beta: T,
-    ) {
+    ) -> bool {
+        let (big, one) = (T::MAX, T::ONE);
+        let mut ok = true;
         for j in 0..x.len() {
-            let (_, _, _, sj, vn, an) = elem::<T, COND, RATE>(x[j], v[j], a[j], rw, j, inv, beta);
+            let xj = x[j];
+            let (_, _, _, sj, vn, an) = elem::<T, COND, RATE>(xj, v[j], a[j], rw, j, inv, beta);
+            ok &= if COND {
+                xj >= T::ZERO && xj <= big && rw.al[j] * (one + rw.r[j] * xj) < one
+            } else {
+                xj >= T::ZERO - big && xj <= big
+            };
             s[j] = sj;
             v[j] = vn;
             a[j] = an;
         }
+        ok
     }
     let rw = Rows::new(coef, x.len());
     match (cond, rate) {

@@ -40,28 +40,30 @@ impl HostStage for LifPool {
         outs: &mut [Vec<f64>],
         t: usize,
     ) -> Result<()> {
-        let n = self.n_units();
-        let bn = self.host_state.v.len();
-        let coef = &self.host_state.coef;
-        let row = |c: usize| &coef[c * bn..(c + 1) * bn];
-        self.check_input(ins[0], row(0), row(1), n, t, cx.dt_s)?;
         let st = &mut self.host_state;
-        let coef = &st.coef;
         let cond = self.cfg.input == LifInput::Conductance;
         let rate = self.cfg.mode == SpikeMode::Rate;
-        fused::host::tick(
+        // the input is checked inside the tick (as the fused scan does); a bad value ends the
+        // rollout with an error naming it
+        let ok = fused::host::tick(
             ins[0],
             &mut st.v,
             &mut st.a,
             &mut outs[0],
-            coef,
+            &st.coef,
             cond,
             rate,
             1.0 / self.cfg.spike_scale_v,
             self.cfg.beta,
         );
+        if !ok {
+            let (n, bn) = (self.n_units(), self.host_state.v.len());
+            let coef = &self.host_state.coef;
+            let row = |c: usize| &coef[c * bn..(c + 1) * bn];
+            self.check_input(ins[0], row(0), row(1), n, t, cx.dt_s)?;
+        }
         if self.cfg.record_v {
-            outs[1].copy_from_slice(&st.v);
+            outs[1].copy_from_slice(&self.host_state.v);
         }
         Ok(())
     }
