@@ -175,20 +175,29 @@ impl Streamer {
 
     /// Every buffer and every stage's state before tick `at.t_next`.
     fn snapshot(&self, sim: &mut Simulation, at: SaveAt) -> Snapshot {
-        Snapshot {
-            buffers: self.cur.clone(),
-            stages: self
-                .plans
-                .iter()
-                .map(|p| {
-                    let mut v = Vec::new();
-                    sim.stages[p.stage]
-                        .host()
-                        .expect("checked")
-                        .host_save(at, &mut v);
-                    v
-                })
-                .collect(),
+        let mut snap = Snapshot {
+            buffers: Vec::new(),
+            stages: Vec::new(),
+        };
+        self.snapshot_into(sim, at, &mut snap);
+        snap
+    }
+
+    /// [`Streamer::snapshot`] into existing storage (its allocations are reused: the reverse
+    /// sweep takes one snapshot per tick).
+    fn snapshot_into(&self, sim: &mut Simulation, at: SaveAt, into: &mut Snapshot) {
+        into.buffers.resize_with(self.cur.len(), Vec::new);
+        for (d, s) in into.buffers.iter_mut().zip(&self.cur) {
+            d.clear();
+            d.extend_from_slice(s);
+        }
+        into.stages.resize_with(self.plans.len(), Vec::new);
+        for (p, v) in self.plans.iter().zip(into.stages.iter_mut()) {
+            v.clear();
+            sim.stages[p.stage]
+                .host()
+                .expect("checked")
+                .host_save(at, v);
         }
     }
 
@@ -511,10 +520,13 @@ impl Simulation {
         // reverse sweep, segment by segment
         let mut lam_cur: Vec<Vec<f64>> = st.cur.iter().map(|v| vec![0.0; v.len()]).collect();
         let mut lam_prev = lam_cur.clone();
+        let mut snaps: Vec<Snapshot> = Vec::new();
         for (seg, cp) in checkpoints.iter().enumerate().rev() {
             let t0 = seg * k;
             let t1 = (t0 + k).min(self.n_steps);
-            st.cur = cp.buffers.clone();
+            for (d, s) in st.cur.iter_mut().zip(&cp.buffers) {
+                d.copy_from_slice(s);
+            }
             st.load_stages(
                 self,
                 SaveAt {
@@ -525,23 +537,20 @@ impl Simulation {
             );
             // per-tick snapshots leave the delay lines out: they were sized at adjoint_init so
             // that this recomputation keeps every value the sweep of the segment reads
-            let mut snaps = Vec::with_capacity(t1 - t0 + 1);
-            snaps.push(st.snapshot(
-                self,
-                SaveAt {
-                    t_next: t0,
-                    full: false,
-                },
-            ));
+            if snaps.len() < t1 - t0 + 1 {
+                snaps.resize_with(t1 - t0 + 1, || Snapshot {
+                    buffers: Vec::new(),
+                    stages: Vec::new(),
+                });
+            }
+            let light = |t_next| SaveAt {
+                t_next,
+                full: false,
+            };
+            st.snapshot_into(self, light(t0), &mut snaps[0]);
             for t in t0..t1 {
                 st.tick(self, t)?;
-                snaps.push(st.snapshot(
-                    self,
-                    SaveAt {
-                        t_next: t + 1,
-                        full: false,
-                    },
-                ));
+                st.snapshot_into(self, light(t + 1), &mut snaps[t + 1 - t0]);
             }
             for t in (t0..t1).rev() {
                 let j = t - t0 + 1;
