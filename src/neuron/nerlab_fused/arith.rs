@@ -71,34 +71,8 @@ impl Real for f64 {
     }
 }
 
-/// Branch-free `e^x` in f64 (Cody–Waite reduction by ln 2, degree-12 Taylor polynomial on
-/// `|r| ≤ ln2/2`; ≤ 1 ulp; arguments clamped to [−708, 709]; NaN propagates).
-#[inline(always)]
-pub(super) fn exp_f64(x: f64) -> f64 {
-    const SHIFT: f64 = 6_755_399_441_055_744.0; // 1.5·2^52: adding it rounds to an integer
-    const LOG2E: f64 = std::f64::consts::LOG2_E;
-    const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000); // fdlibm ln2_hi
-    const LN2_LO: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76); // fdlibm ln2_lo
-    let x = x.clamp(-708.0, 709.0);
-    let t = x * LOG2E + SHIFT;
-    let n = t - SHIFT;
-    let ni = (t.to_bits() as i64).wrapping_sub(SHIFT.to_bits() as i64);
-    let r = (x - n * LN2_HI) - n * LN2_LO;
-    let mut p = 1.0 / 479_001_600.0;
-    p = p * r + 1.0 / 39_916_800.0;
-    p = p * r + 1.0 / 3_628_800.0;
-    p = p * r + 1.0 / 362_880.0;
-    p = p * r + 1.0 / 40_320.0;
-    p = p * r + 1.0 / 5_040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
-    p * f64::from_bits(((ni + 1023) << 52) as u64)
-}
+/// Branch-free `e^x` in f64 ([`crate::kernel::fastexp::exp_vec`]).
+pub(super) use crate::kernel::fastexp::exp_vec as exp_f64;
 
 /// glibc's `expf` (since 2.28; the ARM optimized-routines algorithm, FMA build), branch-free:
 /// `x·32/ln2 = k + r`, `2^{k/32}` from a 32-entry table, `2^{r/32}` by a cubic, all in f64,
