@@ -143,3 +143,52 @@ fn the_faithful_pool_has_no_stream_path_yet() {
         .expect("refused");
     assert!(err.to_string().contains("has no host step"), "{err}");
 }
+
+/// The memory limit: a typed error naming `memory_limit` when the rollout would exceed it. The
+/// stream path keeps hard spikes as events, so a limit far below the dense spike trace passes
+/// there and is refused up front on the fused path (which materialises every buffer's trace);
+/// the stream adjoint's checkpoints are charged before it runs; 0 is refused.
+#[test]
+fn memory_limit_is_a_typed_error_and_counts_spike_events() {
+    let ctx = Ctx::cpu().f64();
+    let c = cfg(60, 0.25, SpikeMode::Hard, GeneratorMode::Hard);
+    let (dc, w) = rows(&ctx);
+    let field = |e: myodiff::Error| match e {
+        myodiff::Error::InvalidParameter { field, .. } => field,
+        other => panic!("expected a typed parameter error, got {other}"),
+    };
+    // dense f64 spikes would be 2,500 steps × 2 rows × 60 units × 8 B = 2.4 MB
+    let limit = 600_000;
+    let mut s = sim(&c, &ctx, &dc, &w);
+    s.memory_limit_bytes(limit).unwrap();
+    let r = s.run_path(ExecPath::Stream).unwrap();
+    let ev = r.events.get("spikes").expect("spikes recorded as events");
+    assert!(ev.len() > 100, "the pool fires ({} spikes)", ev.len());
+    let mut s = sim(&c, &ctx, &dc, &w);
+    s.memory_limit_bytes(limit).unwrap();
+    let e = s
+        .run_path(ExecPath::Fused)
+        .err()
+        .expect("fused path refused");
+    assert_eq!(field(e), "memory_limit");
+    // a limit below the dense force trace (2,500 × 2 × 8 B = 40 kB) stops the stream rollout
+    let mut s = sim(&c, &ctx, &dc, &w);
+    s.memory_limit_bytes(20_000).unwrap();
+    assert_eq!(
+        field(s.run_path(ExecPath::Stream).err().unwrap()),
+        "memory_limit"
+    );
+    // the adjoint's checkpoints (every tick: 2,500 snapshots) do not fit either
+    let mut s = sim(&c, &ctx, &dc, &w);
+    s.memory_limit_bytes(limit).unwrap();
+    let e = s
+        .stream_gradient(1, |_| Ok(Default::default()))
+        .err()
+        .expect("checkpoints refused");
+    assert!(e.to_string().contains("checkpoints"), "{e}");
+    assert_eq!(field(e), "memory_limit");
+    assert_eq!(
+        field(sim(&c, &ctx, &dc, &w).memory_limit_bytes(0).err().unwrap()),
+        "memory_limit"
+    );
+}

@@ -102,6 +102,15 @@ pub(super) enum EventRecorder {
 }
 
 impl EventRecorder {
+    /// Bytes held (allocated capacity).
+    pub(super) fn bytes(&self) -> usize {
+        match self {
+            EventRecorder::Events(e) => 4 * (e.steps.capacity() + e.elements.capacity()),
+            EventRecorder::Dense64(v) => 8 * v.capacity(),
+            EventRecorder::Dense32(v) => 4 * v.capacity(),
+        }
+    }
+
     /// Appends tick `t`'s values `x` (`batch·width`); `f32` selects the dense precision should
     /// the buffer turn out not to be binary. `capacity` = the dense length, for the switch.
     pub(super) fn push(&mut self, t: usize, x: &[f64], f32: bool, capacity: usize) {

@@ -5,8 +5,9 @@
 //! - [`Graph`]: topological order from declared reads/writes; delayed (one-tick) feedback edges.
 //! - [`Simulation`]: the driver (tape path: tick-major; fused path: stage-major with fused scans;
 //!   stream path: tick-major on the host, feedback included — [`host`], its driver and adjoint
-//!   in [`stream`], with [`DelayLine`] for stages that read their input back later and
-//!   [`dual`] numbers for step Jacobians).
+//!   in [`stream`], its two-thread forward in `pipeline`, with [`DelayLine`] for stages that
+//!   read their input back later and [`dual`] numbers for step Jacobians; optional memory limit
+//!   `Simulation::memory_limit_bytes`).
 //! - [`SimResult`]: host-side result per batch element; [`EventTrace`]: a binary trace kept as
 //!   its events (the stream path's spike record).
 

@@ -90,7 +90,9 @@ const TICKS_PER_MESSAGE: usize = 32;
 const LAG: usize = 4;
 
 impl Streamer {
-    /// Runs ticks `t0..n_steps` as a two-thread pipeline cut at `cut`, recording into `rec`.
+    /// Runs ticks `t0..n_steps` as a two-thread pipeline cut at `cut`, recording into `rec`
+    /// (returned). The late half's buffers live in the worker's copy: afterwards `self.cur`
+    /// holds the early half's final values only.
     pub(super) fn run_pipelined(
         &mut self,
         sim: &mut Simulation,
@@ -156,7 +158,7 @@ impl Streamer {
                             step_plan(&mut **stage, p, cx, &mut cur_w, &prev_w, t)?;
                             *wall += c0.elapsed().as_secs_f64();
                         }
-                        rec_late.push(&cur_w);
+                        rec_late.push(&cur_w)?;
                         t += 1;
                     }
                     let _ = back_tx.send(msg);
@@ -177,7 +179,7 @@ impl Streamer {
                     for &k in crossing {
                         msg.extend_from_slice(&cur[k]);
                     }
-                    rec_early.push(cur);
+                    rec_early.push(cur)?;
                     ticks += 1;
                     if ticks == TICKS_PER_MESSAGE || t + 1 == n_steps {
                         let next = back_rx.try_recv().unwrap_or_default();

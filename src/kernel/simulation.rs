@@ -116,6 +116,18 @@ impl Rollout {
     }
 }
 
+/// The error of a rollout that needs `need` bytes for `what` under a memory limit of `limit`.
+pub(super) fn memory_error(limit: usize, need: usize, what: &str) -> Error {
+    Error::invalid(
+        "memory_limit",
+        format!("{limit} bytes"),
+        format!(
+            "at least {need} bytes for {what}: raise the limit, shorten the rollout, record fewer \
+             buffers or split the batch"
+        ),
+    )
+}
+
 /// What [`Simulation::prepared`] returns: the ordered graph, the declarations, the state after
 /// every stage's `init`, and the buffer declarations.
 pub(super) type Prepared = (
@@ -137,6 +149,9 @@ pub struct Simulation {
     pub(super) threads: usize,
     /// Forces the stream pipeline's cut (plan index) instead of the measured choice (tests).
     pub(crate) pipeline_cut: Option<usize>,
+    /// Largest memory (bytes) the recorded traces (and the stream adjoint's checkpoints) may
+    /// take; `None` = no limit.
+    pub(super) memory_limit: Option<usize>,
     readouts: Vec<Box<dyn Readout>>,
     pub(super) record: BTreeSet<String>,
     pub(super) callbacks: Vec<StepCallback>,
@@ -165,6 +180,7 @@ impl Simulation {
             check_finite: true,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             pipeline_cut: None,
+            memory_limit: None,
         })
     }
 
@@ -224,6 +240,25 @@ impl Simulation {
         Ok(self)
     }
 
+    /// Sets the largest memory (bytes) the rollout's recorded traces may take — on the tape and
+    /// fused paths every trace the path materialises, on the stream path what its recorder holds
+    /// (spike events, dense traces) plus, in [`Simulation::stream_gradient`], the checkpoints.
+    /// A rollout that would exceed it stops with [`Error::InvalidParameter`] naming
+    /// `memory_limit` and the bytes needed, instead of exhausting the machine. Errors: 0.
+    pub fn memory_limit_bytes(&mut self, bytes: usize) -> Result<&mut Self> {
+        check::count_at_least("memory_limit", bytes, 1)?;
+        self.memory_limit = Some(bytes);
+        Ok(self)
+    }
+
+    /// Errors if `need` bytes (for `what`) exceed the memory limit.
+    pub(super) fn check_memory(&self, need: usize, what: &str) -> Result<()> {
+        match self.memory_limit {
+            Some(limit) if need > limit => Err(memory_error(limit, need, what)),
+            _ => Ok(()),
+        }
+    }
+
     /// Turns the final non-finite check of every trace on or off (default on).
     pub fn check_finite(&mut self, on: bool) -> &mut Self {
         self.check_finite = on;
@@ -270,6 +305,33 @@ impl Simulation {
             ));
         }
         let (graph, decls, state, specs) = self.prepared()?;
+        // the tape path keeps the recorded traces, the fused path every buffer's trace
+        let elem = if self.ctx.precision == super::Precision::F32 {
+            4
+        } else {
+            8
+        };
+        let trace_bytes = |names: Vec<&String>| -> usize {
+            names
+                .into_iter()
+                .filter_map(|n| state.get(n))
+                .map(|t| t.dims()[1])
+                .sum::<usize>()
+                * self.n_steps
+                * self.batch
+                * elem
+        };
+        match path {
+            ExecPath::Tape => self.check_memory(
+                trace_bytes(self.record.iter().collect()),
+                "the recorded traces",
+            )?,
+            ExecPath::Fused => self.check_memory(
+                trace_bytes(state.names().collect()),
+                "the traces of every buffer (fused path)",
+            )?,
+            ExecPath::Stream => {} // checked as the recorder fills
+        }
         let mut stage_wall_s = Vec::new();
         let (mut traces, mut events) = match path {
             ExecPath::Tape => (self.run_tape(&graph, &decls, state)?, BTreeMap::new()),

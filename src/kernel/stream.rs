@@ -8,7 +8,7 @@ use super::events::{EventRecorder, EventTrace};
 use super::graph::Graph;
 use super::host::{AdjointUse, HostCx, HostStage, SaveAt, VjpIo};
 use super::pipeline::{choose_cut, cut_at};
-use super::simulation::{Rollout, Simulation, check_trace_finite};
+use super::simulation::{Rollout, Simulation, check_trace_finite, memory_error};
 use super::stage::{StageDecl, Traces};
 use super::state::SimState;
 use crate::error::{Error, Result, check};
@@ -44,6 +44,18 @@ pub(super) struct Streamer {
 struct Snapshot {
     buffers: Vec<Vec<f64>>,
     stages: Vec<Vec<f64>>,
+}
+
+impl Snapshot {
+    /// Bytes of its values.
+    fn bytes(&self) -> usize {
+        8 * self
+            .buffers
+            .iter()
+            .chain(&self.stages)
+            .map(Vec::len)
+            .sum::<usize>()
+    }
 }
 
 /// The result of [`Simulation::stream_gradient`].
@@ -220,6 +232,13 @@ impl Streamer {
             .collect();
         let width = |k: usize| self.cur[k].len() / sim.batch;
         Recorder {
+            limit: sim.memory_limit.map(|l| {
+                (
+                    l,
+                    std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+                )
+            }),
+            mine: 0,
             recs: recorded
                 .iter()
                 .map(|(_, k)| {
@@ -236,6 +255,10 @@ impl Streamer {
 
 /// The recorded buffers of a streaming rollout.
 pub(super) struct Recorder {
+    /// The memory limit (bytes) and the bytes held by every recorder of the rollout.
+    limit: Option<(usize, std::sync::Arc<std::sync::atomic::AtomicUsize>)>,
+    /// The bytes this recorder last reported.
+    mine: usize,
     recorded: Vec<(String, usize)>,
     f32_rec: bool,
     recs: Vec<EventRecorder>,
@@ -253,11 +276,16 @@ impl Recorder {
             side.recorded.push(r);
             side.recs.push(e);
         }
+        // the shared count already holds these bytes
+        a.mine = a.held();
+        b.mine = b.held();
         (a, b)
     }
 
     fn empty_like(&self) -> Recorder {
         Recorder {
+            limit: self.limit.clone(),
+            mine: 0,
             recorded: Vec::new(),
             f32_rec: self.f32_rec,
             recs: Vec::new(),
@@ -273,11 +301,35 @@ impl Recorder {
         self
     }
 
-    pub(super) fn push(&mut self, cur: &[Vec<f64>]) {
+    /// Records one tick; errors when the recorders of the rollout together exceed the memory
+    /// limit.
+    pub(super) fn push(&mut self, cur: &[Vec<f64>]) -> Result<()> {
         for (r, (_, k)) in self.recs.iter_mut().zip(&self.recorded) {
             r.push(self.t, &cur[*k], self.f32_rec, cur[*k].len() * self.n_steps);
         }
         self.t += 1;
+        if let Some((limit, used)) = &self.limit {
+            let now = self.held();
+            let grown = now.saturating_sub(self.mine);
+            self.mine = now;
+            let total = used.fetch_add(grown, std::sync::atomic::Ordering::Relaxed) + grown;
+            if total > *limit {
+                return Err(memory_error(*limit, total, "the recorded traces"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds `bytes` held elsewhere (the adjoint's checkpoints) to the rollout's count.
+    fn charge(&self, bytes: usize) {
+        if let Some((_, used)) = &self.limit {
+            used.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes held by this recorder's buffers.
+    fn held(&self) -> usize {
+        self.recs.iter().map(EventRecorder::bytes).sum()
     }
 
     /// The dense traces and the event traces.
@@ -368,7 +420,7 @@ impl Simulation {
         };
         for t in 0..warm {
             st.tick(self, t)?;
-            rec.push(&st.cur);
+            rec.push(&st.cur)?;
         }
         if warm < self.n_steps {
             let cut = match self.pipeline_cut {
@@ -382,7 +434,7 @@ impl Simulation {
                 None => {
                     for t in warm..self.n_steps {
                         st.tick(self, t)?;
-                        rec.push(&st.cur);
+                        rec.push(&st.cur)?;
                     }
                 }
             }
@@ -471,8 +523,17 @@ impl Simulation {
         }
         // forward, keeping a checkpoint at the start of every segment
         let k = checkpoint_every;
-        let mut checkpoints = Vec::with_capacity(self.n_steps.div_ceil(k));
-        let mut rec = st.recorder(self);
+        let n_checkpoints = self.n_steps.div_ceil(k);
+        let mut checkpoints = Vec::with_capacity(n_checkpoints);
+        let rec = st.recorder(self);
+        if self.memory_limit.is_some() {
+            // the checkpoints and one segment's per-tick snapshots, charged before the run
+            let mut size = |full| st.snapshot(self, SaveAt { t_next: 0, full }).bytes();
+            let need = size(true) * n_checkpoints + size(false) * (k + 1);
+            self.check_memory(need, "the stream adjoint's checkpoints")?;
+            rec.charge(need);
+        }
+        let mut rec = rec;
         for t in 0..self.n_steps {
             if t % k == 0 {
                 checkpoints.push(st.snapshot(
@@ -484,7 +545,7 @@ impl Simulation {
                 ));
             }
             st.tick(self, t)?;
-            rec.push(&st.cur);
+            rec.push(&st.cur)?;
         }
         let (traces, events) = rec.traces(self);
         if self.check_finite {
