@@ -651,3 +651,17 @@ fn rollouts_are_differentiable_and_batched_parameters_get_their_own_gradients() 
     assert!((g[0] - expect(0.5)).abs() < 1e-12, "{g:?}");
     assert!((g[1] - expect(0.9)).abs() < 1e-12, "{g:?}");
 }
+
+#[test]
+fn a_stage_without_a_host_step_is_refused_by_the_stream_path_by_name() {
+    let mut s = sim(1, 2);
+    s.add_stage(Affine::new("a", "x0", "x1", false))
+        .add_stage(clock("x0"))
+        .record(&["x1"]);
+    let err = s.run_path(ExecPath::Stream).err().expect("refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("has no host step") && msg.contains("clock_x0") || msg.contains("`a`"),
+        "{msg}"
+    );
+}

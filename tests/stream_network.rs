@@ -131,17 +131,27 @@ fn stream_adjoint_equals_tape_autodiff_with_surrogate_spikes() {
     assert_close(&tape, &stream, 1e-7);
 }
 
+/// The faithful (NERLab) pool on the stream path runs the fused scan's own block step tick by
+/// tick: in f64 its spike trains equal the fused path's and the force agrees to 1e-9.
 #[test]
-fn the_faithful_pool_has_no_stream_path_yet() {
-    let ctx = Ctx::cpu();
-    let mut c = cfg(10, 0.01, SpikeMode::Hard, GeneratorMode::Hard);
+fn the_faithful_pool_on_the_stream_path_equals_the_fused_path() {
+    let ctx = Ctx::cpu().f64();
+    let mut c = cfg(40, 0.2, SpikeMode::Hard, GeneratorMode::Hard);
     c.model = MembraneModel::Faithful;
     let (dc, w) = rows(&ctx);
-    let err = sim(&c, &ctx, &dc, &w)
-        .run_path(ExecPath::Stream)
-        .err()
-        .expect("refused");
-    assert!(err.to_string().contains("has no host step"), "{err}");
+    let stream = sim(&c, &ctx, &dc, &w).run_path(ExecPath::Stream).unwrap();
+    let fused = sim(&c, &ctx, &dc, &w).run_path(ExecPath::Fused).unwrap();
+    let (s, f) = (
+        to_vec_f64(stream.trace("spikes").unwrap()),
+        to_vec_f64(fused.trace("spikes").unwrap()),
+    );
+    assert!(f.iter().sum::<f64>() > 50.0, "the pool fires");
+    assert_eq!(s, f, "spike trains differ");
+    let d = max_rel(
+        &to_vec_f64(stream.trace("force_n").unwrap()),
+        &to_vec_f64(fused.trace("force_n").unwrap()),
+    );
+    assert!(d <= 1e-9, "force differs by {d:.3e}");
 }
 
 /// The memory limit: a typed error naming `memory_limit` when the rollout would exceed it. The

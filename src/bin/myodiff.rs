@@ -43,7 +43,7 @@ enum Cmd {
         #[arg(long, default_value = "fast", value_parser = ["fast", "faithful"])]
         model: String,
         /// Execution path: tape (tick-major tensor reference), fused (stage-major custom ops) or
-        /// stream (tick-major host loop; fast model; not with --grad).
+        /// stream (tick-major host loop, both cores; not with --grad).
         #[arg(long, default_value = "fused", value_parser = ["tape", "fused", "stream"])]
         path: String,
         /// Backend: flex, ndarray or wgpu.

@@ -9,7 +9,7 @@
 //! name = "my_run"                # default output directory: runs/<name>
 //! description = "…"
 //! backend = "flex"               # flex | ndarray | wgpu
-//! path = "fused"                 # tape | fused | stream (stream: fast model, sine drive; the
+//! path = "fused"                 # tape | fused | stream (stream: sine drive; the
 //!                                #   default of a closed loop, which runs on stream or tape)
 //! record = ["spikes", "force_n"] # buffers to save (any buffer a stage writes)
 //! synaptic_weight_s = 5e-8       # drive → motor-neuron weight (S)

@@ -240,7 +240,7 @@ pub struct WatanabeSpec {
     #[serde(default = "default_weight")]
     pub weight_s: f64,
     /// Execution path of the tensor engine (`fused`, `tape` or `stream`; with `stream` the
-    /// forward rollouts run on the stream path — fast model only, on both cores — and the
+    /// forward rollouts run on the stream path — both cores — and the
     /// autodiff slopes on the fused path).
     #[serde(default = "default_path")]
     pub path: ExecPath,

@@ -34,6 +34,8 @@ pub struct NerlabPool {
     state: Option<NerlabState>,
     g_min: Option<Tensor<2>>,
     fused: FusedSettings,
+    /// The stream path's per-tick pool (after `host_init`).
+    host: Option<nerlab_fused::NerlabHost>,
 }
 
 /// Settings of the fused path of [`NerlabPool`] (see [`crate::neuron::nerlab_fused`]).
@@ -64,6 +66,7 @@ impl NerlabPool {
                 threads: None,
                 checkpoint_every: nerlab_fused::DEFAULT_CHECKPOINT_EVERY,
             },
+            host: None,
         }
     }
 
@@ -142,31 +145,14 @@ impl NerlabPool {
         self.state.as_ref()
     }
 
-    /// The fused whole-trace run ([`Stage::scan`]): one [`nerlab_fused::nerlab_scan`] op over the
-    /// conductance trace `[T, batch, n]` (siemens); returns `spikes` (and `v_soma_v`) traces.
-    fn fused_scan(
+    /// The scan's coefficient tensor `[N_COEF, batch, n]` and settings, shared by the fused scan
+    /// and the stream path's host step.
+    fn scan_setup(
         &mut self,
-        inputs: &Traces,
-        ctx: &Ctx,
         batch: usize,
         dt_s: f64,
-    ) -> Result<Traces> {
+    ) -> Result<(Tensor<3>, nerlab_fused::NerlabScanSpec)> {
         let n = self.n_units();
-        let g = inputs
-            .get(SYN_CONDUCTANCE_S)
-            .cloned()
-            .ok_or_else(|| Error::MissingBuffer {
-                stage: self.name.clone(),
-                buffer: SYN_CONDUCTANCE_S.into(),
-            })?;
-        let [t_steps, b, w] = g.dims();
-        if b != batch || w != n {
-            return Err(Error::shape(
-                SYN_CONDUCTANCE_S,
-                format!("[{t_steps}, {batch}, {n}]"),
-                format!("[{t_steps}, {b}, {w}]"),
-            ));
-        }
         let model = match self.model.take() {
             Some(m) => m,
             None => Nerlab::new(&self.params, dt_s, self.mode)?,
@@ -174,7 +160,7 @@ impl NerlabPool {
         let c = &model.coeffs;
         let bias = match &self.i_bias_na {
             Some(i) => i.clone(),
-            None => ctx.zeros([1, 1]),
+            None => c.c_soma_nf.zeros_like(),
         };
         let rows = [
             &c.c_soma_nf,
@@ -230,25 +216,54 @@ impl NerlabPool {
         }
         self.model = Some(model);
         self.state = None;
+        Ok((coef, spec))
+    }
+
+    /// The error of a fault the scan (or the host step) found.
+    fn fault_error(&self, f: nerlab_fused::ScanFault) -> Error {
+        let n = self.n_units();
+        match f {
+            nerlab_fused::ScanFault::BadConductance { step, unit, value } => Error::invalid(
+                format!(
+                    "{SYN_CONDUCTANCE_S}[batch {}, unit {}] (step {step})",
+                    unit / n,
+                    unit % n
+                ),
+                value,
+                "finite and >= 0 siemens",
+            ),
+            nerlab_fused::ScanFault::NonFinite { var, step, unit } => Error::NonFinite {
+                buffer: format!("nerlab.{var}"),
+                step,
+                batch: unit / n,
+                unit: unit % n,
+            },
+        }
+    }
+
+    /// The fused whole-trace run ([`Stage::scan`]): one [`nerlab_fused::nerlab_scan`] op over the
+    /// conductance trace `[T, batch, n]` (siemens); returns `spikes` (and `v_soma_v`) traces.
+    fn fused_scan(&mut self, inputs: &Traces, batch: usize, dt_s: f64) -> Result<Traces> {
+        let n = self.n_units();
+        let g = inputs
+            .get(SYN_CONDUCTANCE_S)
+            .cloned()
+            .ok_or_else(|| Error::MissingBuffer {
+                stage: self.name.clone(),
+                buffer: SYN_CONDUCTANCE_S.into(),
+            })?;
+        let [t_steps, b, w] = g.dims();
+        if b != batch || w != n {
+            return Err(Error::shape(
+                SYN_CONDUCTANCE_S,
+                format!("[{t_steps}, {batch}, {n}]"),
+                format!("[{t_steps}, {b}, {w}]"),
+            ));
+        }
+        let (coef, spec) = self.scan_setup(batch, dt_s)?;
         let out = nerlab_fused::nerlab_scan(g, coef, &spec)?;
         if let Some(f) = spec.take_fault() {
-            return Err(match f {
-                nerlab_fused::ScanFault::BadConductance { step, unit, value } => Error::invalid(
-                    format!(
-                        "{SYN_CONDUCTANCE_S}[batch {}, unit {}] (step {step})",
-                        unit / n,
-                        unit % n
-                    ),
-                    value,
-                    "finite and >= 0 siemens",
-                ),
-                nerlab_fused::ScanFault::NonFinite { var, step, unit } => Error::NonFinite {
-                    buffer: format!("nerlab.{var}"),
-                    step,
-                    batch: unit / n,
-                    unit: unit % n,
-                },
-            });
+            return Err(self.fault_error(f));
         }
         let mut traces = Traces::new();
         if self.record_voltage {
@@ -353,6 +368,48 @@ impl Stage for NerlabPool {
         if !nerlab_fused::fused_supported(&ctx.device) {
             return None;
         }
-        Some(self.fused_scan(inputs, ctx, batch, dt_s))
+        Some(self.fused_scan(inputs, batch, dt_s))
+    }
+
+    fn host(&mut self) -> Option<&mut dyn crate::kernel::HostStage> {
+        Some(self)
+    }
+}
+
+impl crate::kernel::HostStage for NerlabPool {
+    fn host_init(&mut self, cx: &crate::kernel::HostCx, _outs: &mut [Vec<f64>]) -> Result<()> {
+        let (coef, spec) = self.scan_setup(cx.batch, cx.dt_s)?;
+        let bn = cx.batch * self.n_units();
+        self.host = Some(nerlab_fused::NerlabHost::new(&to_vec_f64(coef), bn, spec));
+        Ok(())
+    }
+    /// [`nerlab_fused::NerlabHost::tick`]: the fused scan's block step on every unit (the
+    /// conductance checked as the scan checks it); `outs` = spikes (and the soma potential, V).
+    fn host_step(
+        &mut self,
+        cx: &crate::kernel::HostCx,
+        ins: &[&[f64]],
+        outs: &mut [Vec<f64>],
+        t: usize,
+    ) -> Result<()> {
+        let host = self
+            .host
+            .as_mut()
+            .ok_or_else(|| Error::config(&self.name, "host_step called before host_init"))?;
+        let (spikes, rest) = outs.split_first_mut().expect("spikes declared");
+        let fault = host.tick(
+            ins[0],
+            spikes,
+            rest.first_mut().map(|v| &mut v[..]),
+            t,
+            t + 1 == cx.n_steps,
+        );
+        if let Some(f) = fault {
+            return Err(self.fault_error(f));
+        }
+        if let Some(v) = rest.first_mut() {
+            v.iter_mut().for_each(|x| *x *= 1e-3); // mV → V
+        }
+        Ok(())
     }
 }

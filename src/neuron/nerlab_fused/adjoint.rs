@@ -278,7 +278,7 @@ fn adj_block_step_avx2<R: Real, const MODE: u8>(
 }
 
 /// Which SIMD path the CPU supports: 2 = AVX-512, 1 = AVX2 + FMA, 0 = baseline.
-fn simd_level() -> u8 {
+pub(super) fn simd_level() -> u8 {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f")

@@ -54,7 +54,8 @@ pub(super) const GN: usize = 5;
 pub(super) const GR: usize = 6;
 pub(super) const GL: usize = 7;
 pub(super) const N_STATE: usize = 8;
-const STATE_NAMES: [&str; N_STATE] = ["v_soma_mv", "v_dend_mv", "m", "h", "p", "n", "r", "l"];
+pub(super) const STATE_NAMES: [&str; N_STATE] =
+    ["v_soma_mv", "v_dend_mv", "m", "h", "p", "n", "r", "l"];
 
 pub(super) type Arr<R> = [R; BLOCK];
 
@@ -147,11 +148,17 @@ pub(super) struct Block<R> {
 impl<R: Real> Block<R> {
     /// Block starting at flat unit `j0` (padded by repeating the last unit).
     pub(super) fn new(p: &Problem<'_, R>, j0: usize) -> Self {
-        let len = BLOCK.min(p.bn - j0);
+        Self::from_coef(p.coef, p.bn, j0)
+    }
+
+    /// Block starting at flat unit `j0` of the coefficients `[N_COEF, bn]` (padded by repeating
+    /// the last unit); state zero (see [`Block::init_at`]).
+    pub(super) fn from_coef(all: &[R], bn: usize, j0: usize) -> Self {
+        let len = BLOCK.min(bn - j0);
         let mut coef = [[R::default(); BLOCK]; N_COEF];
         for (r, row) in coef.iter_mut().enumerate() {
             for (jj, v) in row.iter_mut().enumerate() {
-                *v = p.coef[r * p.bn + j0 + jj.min(len - 1)];
+                *v = all[r * bn + j0 + jj.min(len - 1)];
             }
         }
         Self {
@@ -167,8 +174,13 @@ impl<R: Real> Block<R> {
     }
 
     fn init<const FAST: bool>(&mut self, p: &Problem<'_, R>) {
+        self.init_at::<FAST>(p.v_init, &p.k);
+    }
+
+    /// The steady state at `v_init` (mV) for every unit.
+    pub(super) fn init_at<const FAST: bool>(&mut self, v_init: f64, k: &Konst<R>) {
         for jj in 0..BLOCK {
-            let s = initial_unit::<R, FAST>(p.v_init, &self.coef_of(jj), &p.k);
+            let s = initial_unit::<R, FAST>(v_init, &self.coef_of(jj), k);
             for (v, x) in s.into_iter().enumerate() {
                 self.state[v][jj] = x;
             }
@@ -197,7 +209,7 @@ impl<R: Real> Block<R> {
     }
 
     /// First non-finite state variable `(var, flat unit)`.
-    fn non_finite(&self) -> Option<(usize, usize)> {
+    pub(super) fn non_finite(&self) -> Option<(usize, usize)> {
         for (v, a) in self.state.iter().enumerate() {
             if let Some(jj) = a[..self.len].iter().position(|x| !x.finite()) {
                 return Some((v, self.j0 + jj));
@@ -212,7 +224,7 @@ type StepVisit<'a, R> = dyn FnMut(usize, &Block<R>, &Arr<R>) -> bool + 'a;
 
 /// One step of a whole block (the loop that gets vectorised).
 #[inline(always)]
-fn block_step<R: Real, const FAST: bool, const RATE: bool>(
+pub(super) fn block_step<R: Real, const FAST: bool, const RATE: bool>(
     state: &mut [Arr<R>; N_STATE],
     coef: &[Arr<R>; N_COEF],
     g: &Arr<R>,

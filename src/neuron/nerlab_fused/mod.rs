@@ -61,8 +61,10 @@
 mod adjoint;
 mod arith;
 mod forward;
+mod host;
 mod op;
 
+pub use host::NerlabHost;
 pub use op::{NerlabScanOps, fused_supported, nerlab_scan};
 
 use std::sync::{Arc, Mutex};
