@@ -139,19 +139,22 @@ fn the_faithful_pool_on_the_stream_path_equals_the_fused_path() {
     let mut c = cfg(40, 0.2, SpikeMode::Hard, GeneratorMode::Hard);
     c.model = MembraneModel::Faithful;
     let (dc, w) = rows(&ctx);
-    let stream = sim(&c, &ctx, &dc, &w).run_path(ExecPath::Stream).unwrap();
     let fused = sim(&c, &ctx, &dc, &w).run_path(ExecPath::Fused).unwrap();
-    let (s, f) = (
-        to_vec_f64(stream.trace("spikes").unwrap()),
-        to_vec_f64(fused.trace("spikes").unwrap()),
-    );
+    let f = to_vec_f64(fused.trace("spikes").unwrap());
     assert!(f.iter().sum::<f64>() > 50.0, "the pool fires");
-    assert_eq!(s, f, "spike trains differ");
-    let d = max_rel(
-        &to_vec_f64(stream.trace("force_n").unwrap()),
-        &to_vec_f64(fused.trace("force_n").unwrap()),
-    );
-    assert!(d <= 1e-9, "force differs by {d:.3e}");
+    // one thread; the pipeline; the pipeline and the pool's helper thread (same result)
+    for threads in [1, 2, 3] {
+        let mut s = sim(&c, &ctx, &dc, &w);
+        s.threads(threads).unwrap();
+        let stream = s.run_path(ExecPath::Stream).unwrap();
+        let sp = to_vec_f64(stream.trace("spikes").unwrap());
+        assert_eq!(sp, f, "spike trains differ ({threads} threads)");
+        let d = max_rel(
+            &to_vec_f64(stream.trace("force_n").unwrap()),
+            &to_vec_f64(fused.trace("force_n").unwrap()),
+        );
+        assert!(d <= 1e-9, "force differs by {d:.3e} ({threads} threads)");
+    }
 }
 
 /// The memory limit: a typed error naming `memory_limit` when the rollout would exceed it. The

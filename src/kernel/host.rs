@@ -40,6 +40,9 @@ pub struct HostCx {
     pub dt_s: f64,
     /// Number of steps of the rollout.
     pub n_steps: usize,
+    /// Threads the rollout may use ([`super::Simulation::threads`]); a stage may split its
+    /// units over them within a tick.
+    pub threads: usize,
 }
 
 /// The host (streaming) execution of a stage. Must compute what [`super::Stage::step`] computes

@@ -131,6 +131,7 @@ impl Streamer {
             batch: sim.batch,
             dt_s: sim.dt_s,
             n_steps: sim.n_steps,
+            threads: sim.threads,
         };
         let prev = cur.clone();
         let wall = vec![0.0; plans.len()];

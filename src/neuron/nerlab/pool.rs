@@ -380,7 +380,12 @@ impl crate::kernel::HostStage for NerlabPool {
     fn host_init(&mut self, cx: &crate::kernel::HostCx, _outs: &mut [Vec<f64>]) -> Result<()> {
         let (coef, spec) = self.scan_setup(cx.batch, cx.dt_s)?;
         let bn = cx.batch * self.n_units();
-        self.host = Some(nerlab_fused::NerlabHost::new(&to_vec_f64(coef), bn, spec));
+        self.host = Some(nerlab_fused::NerlabHost::new(
+            &to_vec_f64(coef),
+            bn,
+            spec,
+            cx.threads,
+        ));
         Ok(())
     }
     /// [`nerlab_fused::NerlabHost::tick`]: the fused scan's block step on every unit (the
