@@ -101,8 +101,7 @@ impl Streamer {
         cut: &Cut,
     ) -> Result<Recorder> {
         let n_steps = sim.n_steps;
-        let (rec_early, mut rec_late) = rec.split(&cut.late);
-        let mut rec_early = rec_early;
+        let (mut rec_early, mut rec_late) = rec.split(&cut.late);
         // the worker's own copy of the buffers and of its plans' stages
         let mut cur_w = self.cur.clone();
         let mut prev_w = self.prev.clone();

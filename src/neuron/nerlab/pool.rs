@@ -415,6 +415,9 @@ impl crate::kernel::HostStage for NerlabPool {
         if let Some(v) = rest.first_mut() {
             v.iter_mut().for_each(|x| *x *= 1e-3); // mV → V
         }
+        if t + 1 == cx.n_steps {
+            self.host = None; // the rollout is over: free the state, end the helper thread
+        }
         Ok(())
     }
 }

@@ -99,16 +99,19 @@ struct Helper {
     seq: usize,
 }
 
-/// Spins briefly, then yields, until `ready()`.
-fn wait_until(ready: impl Fn() -> bool) {
+/// Spins briefly, then yields, until `ready()`; with `park`, parks after a while of yielding
+/// (the helper between rollouts: no CPU while idle; the caller unparks it each tick).
+fn wait_until(ready: impl Fn() -> bool, park: bool) {
     let mut spins = 0u32;
     while !ready() {
         if spins < 2_000 {
             std::hint::spin_loop();
-            spins += 1;
-        } else {
+        } else if !park || spins < 12_000 {
             std::thread::yield_now();
+        } else {
+            std::thread::park();
         }
+        spins = spins.saturating_add(1);
     }
 }
 
@@ -125,9 +128,13 @@ impl Helper {
         let handle = std::thread::spawn(move || {
             let mut seen = 0;
             loop {
-                wait_until(|| {
-                    sh.stop.load(Ordering::Acquire) || sh.requested.load(Ordering::Acquire) > seen
-                });
+                wait_until(
+                    || {
+                        sh.stop.load(Ordering::Acquire)
+                            || sh.requested.load(Ordering::Acquire) > seen
+                    },
+                    true,
+                );
                 if sh.stop.load(Ordering::Acquire) {
                     break;
                 }
@@ -155,6 +162,7 @@ impl Drop for Helper {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
         if let Some(h) = self.handle.take() {
+            h.thread().unpark();
             let _ = h.join();
         }
     }
@@ -226,6 +234,9 @@ impl NerlabHost {
             drop(ex);
             h.seq += 1;
             h.shared.requested.store(h.seq, Ordering::Release);
+            if let Some(th) = &h.handle {
+                th.thread().unpark();
+            }
         }
         let fault = self.own.tick(
             &g[..u0],
@@ -237,7 +248,7 @@ impl NerlabHost {
         );
         if let Some(h) = &mut self.helper {
             let (shared, seq) = (&h.shared, h.seq);
-            wait_until(|| shared.done.load(Ordering::Acquire) >= seq);
+            wait_until(|| shared.done.load(Ordering::Acquire) >= seq, false);
             let mut ex = shared.ex.lock().expect("helper alive");
             spikes[u0..].copy_from_slice(&ex.spikes);
             if let Some(v) = v_mv {
