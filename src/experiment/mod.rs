@@ -1,5 +1,5 @@
 //! Simulated experiments (`myodiff simulate`): a TOML spec ([`spec`]) run through the assembled
-//! network ([`run`]) into a run directory of NPZ, NWB, figures and a summary ([`output`],
+//! network ([`run`](mod@run)) into a run directory of NPZ, NWB, figures and a summary ([`output`],
 //! [`plots`]); `myodiff export` converts a saved run ([`output::export`]).
 
 pub mod output;

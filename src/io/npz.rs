@@ -357,7 +357,7 @@ fn read_from<R: Read + Seek>(r: R, what: &str) -> Result<BTreeMap<String, NpyArr
     Ok(out)
 }
 
-/// Reads a run written by [`write`] back ([`Error::Format`] naming the path and the missing or
+/// Reads a run written by [`write`](fn@write) back ([`Error::Format`] naming the path and the missing or
 /// malformed key).
 pub fn read(path: &Path) -> Result<SavedRun> {
     let what = format!("NPZ file {}", path.display());

@@ -4,7 +4,7 @@
 //! 160 MB per batch row; its events, at 20 Hz per unit, are 6.4 MB.
 //!
 //! The stream path records every recorded buffer this way while its values stay binary
-//! ([`EventRecorder`]) and switches that buffer to a dense record at the first other value.
+//! (`EventRecorder`) and switches that buffer to a dense record at the first other value.
 //! [`crate::kernel::Rollout::trace`] builds the dense tensor on request.
 
 use burn::tensor::Tensor;

@@ -175,9 +175,9 @@ pub struct RateTable {
     pub rate: Vec<f64>,
     /// ∂ν/∂w (Hz/S).
     pub drate_dw: Vec<f64>,
-    /// Gain-weighted rates ν·E[g] (Hz), see [`expected_gain`].
+    /// Gain-weighted rates `ν·E[g]` (Hz), see [`expected_gain`].
     pub gained: Vec<f64>,
-    /// ∂(ν·E[g])/∂w (Hz/S).
+    /// `∂(ν·E[g])/∂w` (Hz/S).
     pub dgained_dw: Vec<f64>,
 }
 

@@ -1,6 +1,6 @@
 //! MyoGen's realistic EMG noise model (MODEL.md §4.3) with two faces:
 //!
-//! - [`generate`]: a pathwise generator (host code: f64 + rustfft; seeded draws up front);
+//! - [`generate`](mod@generate): a pathwise generator (host code: f64 + rustfft; seeded draws up front);
 //! - [`psd`]: the analytic expected Welch PSD as a differentiable burn function of the
 //!   parameters, `[batch, N_PARAMS]` → `[batch, n_freq]` (for gradient-based calibration), with
 //!   the common-mode (cross-channel) component;

@@ -64,7 +64,7 @@ mod forward;
 mod host;
 mod op;
 
-pub use host::NerlabHost;
+pub use host::{HELPER_MIN_THREADS, NerlabHost};
 pub use op::{NerlabScanOps, fused_supported, nerlab_scan};
 
 use std::sync::{Arc, Mutex};
