@@ -186,6 +186,20 @@ impl Streamer {
         Ok(())
     }
 
+    /// Ticks `ticks` on this thread, each recorded into `rec`.
+    fn run_ticks(
+        &mut self,
+        sim: &mut Simulation,
+        rec: &mut Recorder,
+        ticks: std::ops::Range<usize>,
+    ) -> Result<()> {
+        for t in ticks {
+            self.tick(sim, t)?;
+            rec.push(&self.cur)?;
+        }
+        Ok(())
+    }
+
     /// Every buffer and every stage's state before tick `at.t_next`.
     fn snapshot(&self, sim: &mut Simulation, at: SaveAt) -> Snapshot {
         let mut snap = Snapshot {
@@ -419,10 +433,7 @@ impl Simulation {
         } else {
             self.n_steps
         };
-        for t in 0..warm {
-            st.tick(self, t)?;
-            rec.push(&st.cur)?;
-        }
+        st.run_ticks(self, &mut rec, 0..warm)?;
         if warm < self.n_steps {
             let cut = match self.pipeline_cut {
                 Some(at) => Some(cut_at(&st.plans, st.cur.len(), at).ok_or_else(|| {
@@ -432,12 +443,7 @@ impl Simulation {
             };
             match cut {
                 Some(cut) => rec = st.run_pipelined(self, rec, warm, &cut)?,
-                None => {
-                    for t in warm..self.n_steps {
-                        st.tick(self, t)?;
-                        rec.push(&st.cur)?;
-                    }
-                }
+                None => st.run_ticks(self, &mut rec, warm..self.n_steps)?,
             }
         }
         for (p, w) in st.plans.iter().zip(&st.wall) {

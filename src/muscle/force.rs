@@ -413,6 +413,9 @@ impl HostStage for TwitchForce {
             f_cur: vec![0.0; batch * n],
             f_prev: vec![0.0; batch * n],
             tau: vec![NO_PREVIOUS_SPIKE_S; batch * n],
+            u: vec![0.0; n],
+            py: vec![0.0; n],
+            sd: vec![0.0; n],
             ..Default::default()
         };
         h.line = DelayLine::new(batch * n, h.delays.iter().copied().max().unwrap_or(0));
@@ -443,9 +446,6 @@ impl HostStage for TwitchForce {
         h.line.push(t, s);
         let base = h.line.base(t);
         let fug = self.gain == GainMode::Fuglevand;
-        h.u.resize(n, 0.0);
-        h.py.resize(n, 0.0);
-        h.sd.resize(n, 0.0);
         let undelayed = h.line.depth() == 0;
         for b in 0..cx.batch {
             let rows = b * n..(b + 1) * n;

@@ -544,16 +544,16 @@ impl LifPool {
     ) -> Result<()> {
         let cond = self.cfg.input == LifInput::Conductance;
         // the common case first, branch-free; the slow loop below finds and names the culprit
-        let ok = if cond {
-            x.iter()
-                .zip(alpha)
-                .zip(r)
-                .fold(true, |ok, ((&xv, &a), &rj)| {
-                    ok & (xv.is_finite() & (xv >= 0.0) & (a * (1.0 + rj * xv) < 1.0))
-                })
+        let valid = if cond {
+            fused::host::input_valid::<f64, true>
         } else {
-            x.iter().fold(true, |ok, &xv| ok & xv.is_finite())
+            fused::host::input_valid::<f64, false>
         };
+        let ok = x
+            .iter()
+            .zip(alpha)
+            .zip(r)
+            .fold(true, |ok, ((&xv, &a), &rj)| ok & valid(xv, a, rj));
         if ok {
             return Ok(());
         }

@@ -151,6 +151,18 @@ impl<'a, T> Rows<'a, T> {
     }
 }
 
+/// Whether one input is valid: finite, and with conductance input (`COND`) also `≥ 0` with
+/// Euler factor `α(1 + R·x) < 1` (branch-free; the scan, the host tick and the tape's check).
+#[inline(always)]
+pub(crate) fn input_valid<T: Real, const COND: bool>(x: T, alpha: T, r: T) -> bool {
+    let big = T::MAX;
+    if COND {
+        (x >= T::ZERO) & (x <= big) & (alpha * (T::ONE + r * x) < T::ONE)
+    } else {
+        (x >= T::ZERO - big) & (x <= big)
+    }
+}
+
 /// One element's forward step; returns `(i, v1, m, s, v_new, a_new)`. Exactly the tape's op order:
 /// `i = (drive + i_bias) − a`, `v1 = v + α·(R·i − (v − v_rest))`, `m = (v1 − θ)·inv_scale`,
 /// `s = S(m)`, `v' = v1 − s·(v1 − v_reset)`, `a' = k·a + s·jump`.
@@ -207,16 +219,11 @@ pub(crate) fn tick<T: Real>(
         inv: T,
         beta: T,
     ) -> bool {
-        let (big, one) = (T::MAX, T::ONE);
         let mut ok = true;
         for j in 0..x.len() {
             let xj = x[j];
             let (_, _, _, sj, vn, an) = elem::<T, COND, RATE>(xj, v[j], a[j], rw, j, inv, beta);
-            ok &= if COND {
-                xj >= T::ZERO && xj <= big && rw.al[j] * (one + rw.r[j] * xj) < one
-            } else {
-                xj >= T::ZERO - big && xj <= big
-            };
+            ok &= input_valid::<T, COND>(xj, rw.al[j], rw.r[j]);
             s[j] = sj;
             v[j] = vn;
             a[j] = an;
@@ -385,7 +392,6 @@ fn forward_impl<T: Real, const COND: bool, const RATE: bool>(
     let mut checkpoints = vec![(vec![T::ZERO; bn], vec![T::ZERO; bn]); n_ck];
     let mut issue: Option<ScanIssue> = None;
     let big = T::MAX;
-    let one = T::ONE;
     // one block = the whole row: time outer, elements inner (see BLOCK)
     for j0 in (0..bn).step_by(bn.max(1)) {
         let w = bn - j0;
@@ -405,12 +411,8 @@ fn forward_impl<T: Real, const COND: bool, const RATE: bool>(
             for l in 0..w {
                 let xj = xr[l];
                 let (_, _, _, s, vn, an) = elem::<T, COND, RATE>(xj, v[l], a[l], &rb, l, inv, beta);
-                // x >= 0 && finite (conductance) or |x| finite (current); v finite; Euler factor < 1
-                let good = if COND {
-                    xj >= T::ZERO && xj <= big && rb.al[l] * (one + rb.r[l] * xj) < one
-                } else {
-                    xj >= T::ZERO - big && xj <= big
-                };
+                // a valid input; v finite
+                let good = input_valid::<T, COND>(xj, rb.al[l], rb.r[l]);
                 ok &= good & (vn >= T::ZERO - big) & (vn <= big);
                 v[l] = vn;
                 a[l] = an;
